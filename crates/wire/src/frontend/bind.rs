@@ -1,0 +1,79 @@
+//! Bind: creates a portal from a prepared statement and parameter values.
+
+use crate::{Message, Reader, WireError};
+
+/// Bind: the portal and statement names, checked to be well formed down to the last byte.
+#[derive(Clone)]
+pub struct Bind {
+    msg: Message,
+    portal_end: usize,
+    statement_end: usize,
+}
+
+impl Bind {
+    pub fn decode(msg: Message) -> Result<Self, WireError> {
+        let mut r = Reader::new(msg.body(), "Bind");
+        r.cstr_utf8()?;
+        let portal_end = r.position() - 1;
+        r.cstr_utf8()?;
+        let statement_end = r.position() - 1;
+        let formats = r.count16()?;
+        r.bytes(formats * 2)?;
+        let params = r.count16()?;
+        for _ in 0..params {
+            r.value()?;
+        }
+        let results = r.count16()?;
+        r.bytes(results * 2)?;
+        r.finish()?;
+        Ok(Bind {
+            msg,
+            portal_end,
+            statement_end,
+        })
+    }
+
+    /// The portal name; empty for the unnamed portal.
+    pub fn portal(&self) -> &str {
+        std::str::from_utf8(&self.msg.body()[..self.portal_end]).unwrap_or_default()
+    }
+
+    /// The prepared statement name; empty for the unnamed statement.
+    pub fn statement(&self) -> &str {
+        std::str::from_utf8(&self.msg.body()[self.portal_end + 1..self.statement_end])
+            .unwrap_or_default()
+    }
+
+    pub fn message(&self) -> &Message {
+        &self.msg
+    }
+
+    pub fn into_message(self) -> Message {
+        self.msg
+    }
+}
+
+impl std::fmt::Debug for Bind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bind")
+            .field("portal", &self.portal())
+            .field("statement", &self.statement())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::BIND;
+
+    #[test]
+    fn decodes_names_and_checks_values() {
+        let body = b"p1\0s1\0\0\x01\0\x01\0\x02\0\0\0\x02hi\xff\xff\xff\xff\0\0";
+        let b = Bind::decode(Message::new(BIND, body)).unwrap();
+        assert_eq!((b.portal(), b.statement()), ("p1", "s1"));
+        // A value length running past the end, and a negative count.
+        assert!(Bind::decode(Message::new(BIND, b"\0\0\0\0\0\x01\0\0\0\x09ab\0\0")).is_err());
+        assert!(Bind::decode(Message::new(BIND, b"\0\0\xff\xfe")).is_err());
+    }
+}

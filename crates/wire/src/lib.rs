@@ -1,0 +1,18 @@
+//! PostgreSQL wire protocol version 3: framing, startup packets and the messages the gateway reads or writes.
+//!
+//! Messages stay as the raw bytes that arrived ([`Message`]); typed views such as
+//! [`frontend::Parse`] validate a message once and read its fields lazily, so a message the
+//! gateway does not rewrite is forwarded byte for byte.
+
+pub mod backend;
+mod buf;
+mod error;
+mod frame;
+pub mod frontend;
+mod message;
+pub mod startup;
+
+pub use buf::{Reader, put_cstr};
+pub use error::WireError;
+pub use frame::{Frame, FrameReader, Limits};
+pub use message::Message;
