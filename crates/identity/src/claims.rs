@@ -56,12 +56,12 @@ pub(crate) fn check_standard(
             now_s - exp,
         ))));
     }
-    if let Some(nbf) = seconds(claims, "nbf")? {
-        if nbf > now_s.saturating_add(leeway) {
-            return Err(AuthError::NotYetValid(human_duration(Duration::from_secs(
-                nbf - now_s,
-            ))));
-        }
+    if let Some(nbf) = seconds(claims, "nbf")?
+        && nbf > now_s.saturating_add(leeway)
+    {
+        return Err(AuthError::NotYetValid(human_duration(Duration::from_secs(
+            nbf - now_s,
+        ))));
     }
     Ok(UNIX_EPOCH + Duration::from_secs(exp))
 }

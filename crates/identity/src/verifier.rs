@@ -97,10 +97,10 @@ impl Verifier {
     /// `min_interval` ago. On failure the previously cached keys stay in use.
     pub async fn refresh(&self, min_interval: std::time::Duration) -> Result<(), String> {
         let mut last = self.last_fetch.lock().await;
-        if let Some(t) = *last {
-            if t.elapsed() < min_interval {
-                return Ok(());
-            }
+        if let Some(t) = *last
+            && t.elapsed() < min_interval
+        {
+            return Ok(());
         }
         *last = Some(Instant::now());
         match jwks::fetch(&self.http, &self.config.issuer, check_url).await {
