@@ -62,6 +62,12 @@ impl ParsedStatement {
             } else {
                 Some(d.name.clone())
             })),
+            // DISCARD ALL deallocates every prepared statement, as DEALLOCATE ALL does.
+            NodeEnum::DiscardStmt(d)
+                if d.target == pg_query::protobuf::DiscardMode::DiscardAll as i32 =>
+            {
+                Some(PreparedOp::Deallocate(None))
+            }
             _ => None,
         }
     }
@@ -145,7 +151,7 @@ mod tests {
     #[test]
     fn prepared_ops() {
         let q = parse(
-            "PREPARE p(int) AS select $1; EXECUTE p(1); DEALLOCATE p; DEALLOCATE ALL",
+            "PREPARE p(int) AS select $1; EXECUTE p(1); DEALLOCATE p; DEALLOCATE ALL; DISCARD ALL",
             LexerOptions::default(),
         );
         let ops: Vec<_> = q.result.unwrap().iter().map(|s| s.prepared_op()).collect();
@@ -155,6 +161,7 @@ mod tests {
                 Some(PreparedOp::Prepare("p".into())),
                 Some(PreparedOp::Execute("p".into())),
                 Some(PreparedOp::Deallocate(Some("p".into()))),
+                Some(PreparedOp::Deallocate(None)),
                 Some(PreparedOp::Deallocate(None)),
             ]
         );

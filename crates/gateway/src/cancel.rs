@@ -1,0 +1,126 @@
+//! Cancel keys: clients see the real upstream backend PID with a secret the gateway made up;
+//! a CancelRequest is matched on both and replayed to the right upstream with the real key.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use portcullis_wire::startup::{self, CancelKey};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::runtime::Target;
+
+/// Where a client's cancel key leads.
+#[derive(Clone)]
+pub struct CancelEntry {
+    pub target: Arc<Target>,
+    pub upstream: CancelKey,
+    /// Woken by a cancel so that a statement the gateway is holding stops waiting.
+    pub hold: Arc<Notify>,
+}
+
+/// All live sessions' cancel keys.
+#[derive(Default)]
+pub struct CancelRegistry {
+    map: Mutex<HashMap<(i32, [u8; 4]), CancelEntry>>,
+}
+
+/// Removes its key from the registry when the session ends.
+pub struct Registration {
+    registry: Arc<CancelRegistry>,
+    key: (i32, [u8; 4]),
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.registry.map.lock() {
+            map.remove(&self.key);
+        }
+    }
+}
+
+impl CancelRegistry {
+    /// Registers `entry` under the upstream PID and a fresh random secret; returns the key
+    /// to give the client.
+    pub fn register(self: &Arc<Self>, entry: CancelEntry) -> (CancelKey, Registration) {
+        let pid = entry.upstream.pid;
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let secret = loop {
+            let s: [u8; 4] = rand::random();
+            if !map.contains_key(&(pid, s)) {
+                break s;
+            }
+        };
+        map.insert((pid, secret), entry);
+        (
+            CancelKey {
+                pid,
+                secret: Bytes::copy_from_slice(&secret),
+            },
+            Registration {
+                registry: self.clone(),
+                key: (pid, secret),
+            },
+        )
+    }
+
+    /// The session a client's key belongs to; `None` for a wrong key.
+    pub fn lookup(&self, key: &CancelKey) -> Option<CancelEntry> {
+        let secret: [u8; 4] = key.secret.as_ref().try_into().ok()?;
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(key.pid, secret)).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Wakes a held statement and sends the upstream CancelRequest on a new connection, with
+/// TLS when the target uses it.
+pub async fn cancel(entry: &CancelEntry) -> std::io::Result<()> {
+    entry.hold.notify_waiters();
+    let target = &entry.target;
+    let tcp = tokio::time::timeout(
+        target.connect_timeout,
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let packet = startup::cancel_request(&entry.upstream);
+    match &target.connector {
+        None => send_and_wait(tcp, &packet).await,
+        Some(connector) => {
+            let mut tcp = tcp;
+            tcp.write_all(&startup::ssl_request()).await?;
+            let mut answer = [0u8; 1];
+            tcp.read_exact(&mut answer).await?;
+            if answer[0] != b'S' {
+                return Err(std::io::Error::other(
+                    "target refused TLS for the cancel request",
+                ));
+            }
+            let tls = connector.connect(target.server_name.clone(), tcp).await?;
+            send_and_wait(tls, &packet).await
+        }
+    }
+}
+
+/// Sends the packet and waits for the server to close, as libpq does, so that the cancel
+/// has been delivered when this returns.
+async fn send_and_wait<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    packet: &[u8],
+) -> std::io::Result<()> {
+    s.write_all(packet).await?;
+    s.flush().await?;
+    let mut sink = [0u8; 64];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut sink)).await;
+    Ok(())
+}

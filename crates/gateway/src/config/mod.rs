@@ -1,0 +1,446 @@
+//! The configuration file: one typed struct per section, defaults in one place, and errors
+//! that name the file, the line and the setting.
+
+mod secret;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use secret::{Secret, SecretRef};
+
+/// Why a configuration cannot be used. Messages name the file and the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: ListenConfig,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    pub identity: IdentitySection,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetConfig>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
+}
+
+/// `[listen]`: where clients connect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Address and port, e.g. `0.0.0.0:6432`.
+    pub address: String,
+    /// Refuse startups that did not negotiate TLS.
+    pub require_tls: bool,
+    /// Most concurrent client sessions; more are refused with SQLSTATE 53300.
+    pub max_connections: usize,
+    /// How long a client may take to send each startup packet, including its token.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            address: "127.0.0.1:6432".into(),
+            require_tls: true,
+            max_connections: 1000,
+            startup_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[tls]`: the gateway's server certificate for client connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[identity]`: the OIDC issuer whose tokens are accepted.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    pub issuer: String,
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_refresh_min_interval", with = "humantime_serde")]
+    pub refresh_min_interval: Duration,
+    #[serde(default = "default_keys_max_age", with = "humantime_serde")]
+    pub keys_max_age: Duration,
+    #[serde(default = "default_http_timeout", with = "humantime_serde")]
+    pub http_timeout: Duration,
+}
+
+fn default_audience() -> String {
+    "portcullis".into()
+}
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_subject_claim() -> String {
+    "sub".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_refresh_min_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_keys_max_age() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_http_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_port() -> u16 {
+    5432
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// How the gateway secures its connection to a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTls {
+    /// Plain TCP.
+    Disable,
+    /// TLS without certificate verification (protects against passive eavesdropping only).
+    Require,
+    /// TLS, certificate chain checked against `ca_file` and the host name checked.
+    VerifyFull,
+}
+
+/// `[[target]]`: a database clients can reach, named by the database name they connect to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// What clients put as the database name.
+    pub name: String,
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The database on the server.
+    pub database: String,
+    pub tls: UpstreamTls,
+    /// CA certificates for `verify-full`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Upstream roles in order of preference: the first whose groups match the caller wins.
+    #[serde(rename = "role")]
+    pub roles: Vec<RoleConfig>,
+}
+
+/// `[[target.role]]`: a database role the gateway logs in as, and who may use it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    pub name: String,
+    /// `env:NAME` or `file:PATH`; never the secret itself.
+    pub secret: String,
+    /// Groups whose members may use this role.
+    pub groups: Vec<String>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest message the gateway buffers whole (queries, Bind). Larger result rows and
+    /// COPY data are streamed regardless.
+    pub max_message_bytes: usize,
+    /// Query strings kept in the parse cache.
+    pub parse_cache_entries: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: 1024 * 1024 * 1024 - 1,
+            parse_cache_entries: 10_000,
+        }
+    }
+}
+
+/// `[reload]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// How often the configuration, secret and certificate files are checked for changes;
+    /// `0s` turns watching off (SIGHUP still reloads).
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and checks a configuration file. Relative paths in it are taken
+    /// relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        if let Some(dir) = path.parent() {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+        }
+        if let Some(ca) = &mut self.identity.ca_file {
+            fix(ca);
+        }
+        for t in &mut self.targets {
+            if let Some(ca) = &mut t.ca_file {
+                fix(ca);
+            }
+            for r in &mut t.roles {
+                if let Some(rest) = r.secret.strip_prefix("file:") {
+                    let p = Path::new(rest);
+                    if p.is_relative() {
+                        r.secret = format!("file:{}", dir.join(p).display());
+                    }
+                }
+            }
+        }
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(format!("{origin}: {m}"));
+        if self.listen.require_tls && self.tls.is_none() {
+            return Err(invalid(
+                "listen.require_tls is on but there is no [tls] section with a certificate".into(),
+            ));
+        }
+        if self.listen.max_connections == 0 {
+            return Err(invalid("listen.max_connections must be at least 1".into()));
+        }
+        for a in &self.identity.algorithms {
+            if portcullis_identity::Algorithm::parse(a).is_none() {
+                return Err(invalid(format!(
+                    "identity.algorithms: '{a}' is not supported (use RS256, RS384, RS512, PS256, ES256, ES384 or EdDSA)"
+                )));
+            }
+        }
+        if self.targets.is_empty() {
+            return Err(invalid("no [[target]] is configured".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.targets {
+            if !names.insert(t.name.as_str()) {
+                return Err(invalid(format!("target '{}' is defined twice", t.name)));
+            }
+            if t.tls == UpstreamTls::VerifyFull && t.ca_file.is_none() {
+                return Err(invalid(format!(
+                    "target '{}': tls = \"verify-full\" needs ca_file",
+                    t.name
+                )));
+            }
+            if t.roles.is_empty() {
+                return Err(invalid(format!(
+                    "target '{}' has no [[target.role]]",
+                    t.name
+                )));
+            }
+            for r in &t.roles {
+                SecretRef::parse(&r.secret)
+                    .map_err(|m| invalid(format!("target '{}': role '{}': {m}", t.name, r.name)))?;
+                if r.groups.is_empty() {
+                    return Err(invalid(format!(
+                        "target '{}': role '{}' lists no groups, so nobody could use it",
+                        t.name, r.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the identity verifier configuration.
+    pub fn identity_config(&self) -> portcullis_identity::IdentityConfig {
+        let s = &self.identity;
+        let mut c = portcullis_identity::IdentityConfig::new(&s.issuer, &s.audience);
+        c.algorithms = s
+            .algorithms
+            .iter()
+            .filter_map(|a| portcullis_identity::Algorithm::parse(a))
+            .collect();
+        c.leeway = s.leeway;
+        c.subject_claim = s.subject_claim.clone();
+        c.groups_claim = s.groups_claim.clone();
+        c.ca_file = s.ca_file.clone();
+        c.refresh_min_interval = s.refresh_min_interval;
+        c.keys_max_age = s.keys_max_age;
+        c.http_timeout = s.http_timeout;
+        c
+    }
+
+    /// Files whose change should trigger a reload (besides the configuration file).
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Some(tls) = &self.tls {
+            out.push(tls.cert.clone());
+            out.push(tls.key.clone());
+        }
+        out.extend(self.identity.ca_file.clone());
+        for t in &self.targets {
+            out.extend(t.ca_file.clone());
+            for r in &t.roles {
+                if let Ok(SecretRef::File(p)) = SecretRef::parse(&r.secret) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[listen]
+require_tls = false
+
+[identity]
+issuer = "https://idp.example.com"
+
+[[target]]
+name = "analytics"
+host = "db"
+database = "analytics"
+tls = "disable"
+
+[[target.role]]
+name = "reader"
+secret = "env:READER_PASSWORD"
+groups = ["data-science"]
+"#;
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c = Config::parse(MINIMAL, "test.toml").unwrap();
+        assert_eq!(c.listen.max_connections, 1000);
+        assert_eq!(c.listen.startup_timeout, Duration::from_secs(10));
+        assert_eq!(c.identity.audience, "portcullis");
+        assert_eq!(c.targets[0].port, 5432);
+        assert_eq!(c.targets[0].roles[0].groups, vec!["data-science"]);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_setting() {
+        let bad = MINIMAL.replace("require_tls = false", "require_tls = false\nbogus = 1");
+        let e = Config::parse(&bad, "test.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("test.toml") && e.contains("line 4") && e.contains("bogus"),
+            "{e}"
+        );
+
+        let inline = MINIMAL.replace("env:READER_PASSWORD", "hunter2");
+        let e = Config::parse(&inline, "test.toml").unwrap_err().to_string();
+        assert!(e.contains("role 'reader'") && e.contains("env:NAME"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+
+        let tls = MINIMAL.replace("require_tls = false", "require_tls = true");
+        assert!(
+            Config::parse(&tls, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("[tls]")
+        );
+        let vf = MINIMAL.replace("tls = \"disable\"", "tls = \"verify-full\"");
+        assert!(
+            Config::parse(&vf, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("ca_file")
+        );
+        let alg = MINIMAL.replace("issuer = ", "algorithms = [\"HS256\"]\nissuer = ");
+        assert!(
+            Config::parse(&alg, "t")
+                .unwrap_err()
+                .to_string()
+                .contains("HS256")
+        );
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let text = MINIMAL.replace("env:READER_PASSWORD", "file:secrets/reader");
+        let mut c = Config::parse(&text, "t").unwrap();
+        c.resolve_paths(Path::new("/etc/portcullis"));
+        assert_eq!(
+            c.targets[0].roles[0].secret,
+            "file:/etc/portcullis/secrets/reader"
+        );
+        assert_eq!(
+            c.watched_files(),
+            vec![PathBuf::from("/etc/portcullis/secrets/reader")]
+        );
+    }
+}

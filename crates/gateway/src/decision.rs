@@ -1,0 +1,126 @@
+//! The decision point: every statement a client sends (each statement of a simple Query,
+//! each Parse, each FunctionCall) is shown to a [`Decider`] before anything is forwarded.
+//!
+//! A decider forwards it (optionally with a [`Rewrite`] for the rows that come back),
+//! refuses it with an error, or holds it until a future resolves. Refusals reach the client
+//! exactly where the server's own error would have, with the transaction state the server
+//! itself reports (see `session::frontend`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use portcullis_sql::ParsedStatement;
+use portcullis_wire::Message;
+use portcullis_wire::backend::{
+    CommandComplete, DataRow, ErrorResponse, RowDescription, TransactionStatus,
+};
+
+/// Identifies a session in logs and, later, in the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(pub u64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s{:x}", self.0)
+    }
+}
+
+/// Who is connected, to what, as what.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub target: String,
+    pub upstream_role: String,
+    pub client_addr: SocketAddr,
+    pub application_name: Option<String>,
+    pub tls: bool,
+}
+
+/// Where a statement came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// Statement `index` of a simple Query holding `count` statements.
+    Query { index: usize, count: usize },
+    /// A Parse creating the prepared statement `name` (empty: unnamed).
+    Parse { name: &'a str },
+    /// A fast-path FunctionCall of the function with this OID; there is no SQL text.
+    FunctionCall { oid: u32 },
+}
+
+/// A statement put before the decider.
+#[derive(Debug)]
+pub struct Statement<'a> {
+    pub origin: Origin<'a>,
+    /// The statement's text in UTF-8, or `None` when the client's bytes could not be
+    /// converted from its encoding.
+    pub text: Option<&'a str>,
+    /// The parse tree, or the parser's error for text that does not parse.
+    pub parsed: Result<&'a ParsedStatement, &'a str>,
+    /// For SQL-level `EXECUTE name`: what was prepared under that name, as far as the
+    /// gateway has seen.
+    pub prepared: Option<&'a ParsedStatement>,
+    /// The transaction status at the last ReadyForQuery.
+    pub transaction: TransactionStatus,
+}
+
+/// A future a held statement waits on.
+pub type HoldFuture = Pin<Box<dyn Future<Output = Verdict> + Send>>;
+
+/// What to do with a statement.
+pub enum Verdict {
+    /// Forward it; rewrite what comes back when a rewrite is given.
+    Forward(Option<Arc<dyn Rewrite>>),
+    /// Do not run it; the client receives this error instead.
+    Refuse(ErrorResponse),
+    /// Wait for the future, then apply its verdict. A cancel request ends the wait.
+    Hold(HoldFuture),
+}
+
+impl Verdict {
+    pub fn allow() -> Self {
+        Verdict::Forward(None)
+    }
+}
+
+impl std::fmt::Debug for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Forward(r) => write!(f, "Forward(rewrite: {})", r.is_some()),
+            Verdict::Refuse(e) => write!(f, "Refuse({e:?})"),
+            Verdict::Hold(_) => f.write_str("Hold"),
+        }
+    }
+}
+
+/// Rewrites the responses attributed to one statement. Each method returns the
+/// replacement message, or `None` to pass the original through.
+pub trait Rewrite: Send + Sync {
+    fn row_description(&self, _description: &RowDescription) -> Option<Message> {
+        None
+    }
+    fn data_row(&self, _row: &DataRow) -> Option<Message> {
+        None
+    }
+    fn command_complete(&self, _complete: &CommandComplete) -> Option<Message> {
+        None
+    }
+}
+
+/// Decides about statements. Called on the session's task for every statement, so it must
+/// be quick; slow work belongs in a [`Verdict::Hold`] future.
+pub trait Decider: Send + Sync {
+    fn decide(&self, session: &SessionInfo, statement: &Statement<'_>) -> Verdict;
+}
+
+/// Forwards everything: the relay with authentication as its only gate.
+pub struct PermitAll;
+
+impl Decider for PermitAll {
+    fn decide(&self, _session: &SessionInfo, _statement: &Statement<'_>) -> Verdict {
+        Verdict::allow()
+    }
+}

@@ -1,0 +1,216 @@
+//! The gateway runtime: accepts PostgreSQL clients, verifies their tokens, logs in to the
+//! target with credentials only the gateway holds, and relays the session while showing
+//! every statement to a [`decision::Decider`].
+//!
+//! Data path, in module order: `listener` (this file) accepts; `startup` negotiates TLS,
+//! cancel requests and the token; `upstream` logs in to the target; `session` relays with
+//! a frontend pump (decisions, expected responses) and a backend pump (attribution,
+//! rewriting). `runtime` is the resolved configuration, swapped atomically on reload.
+
+pub mod cancel;
+pub mod config;
+pub mod decision;
+mod error;
+mod runtime;
+mod session;
+mod startup;
+mod stream;
+mod tls;
+mod upstream;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use portcullis_sql::ParseCache;
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError};
+pub use decision::{Decider, PermitAll};
+pub use error::StartupError;
+pub use runtime::Runtime;
+pub use upstream::UpstreamError;
+
+use cancel::CancelRegistry;
+use session::Services;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+/// What the embedding program chooses.
+pub struct GatewayOptions {
+    pub decider: Arc<dyn Decider>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            decider: Arc::new(PermitAll),
+        }
+    }
+}
+
+struct Inner {
+    runtime: ArcSwap<Runtime>,
+    config_path: PathBuf,
+    services: Arc<Services>,
+    generation: tokio::sync::watch::Sender<u64>,
+    reload_lock: std::sync::Mutex<()>,
+    next_session: AtomicU64,
+}
+
+/// A running gateway. Dropping it stops accepting connections; live sessions run on.
+pub struct Gateway {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gateway {
+    /// Loads `config_path`, binds the listener and starts accepting. Fails on any
+    /// configuration error: a gateway never starts half-configured.
+    pub async fn start(config_path: &Path, options: GatewayOptions) -> Result<Gateway, StartError> {
+        let config = Config::load(config_path)?;
+        let runtime = Runtime::build(config, None)?;
+        let address = runtime.config.listen.address.clone();
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { address, source })?;
+        let verifier = runtime.verifier.clone();
+        let cache_entries = runtime.config.limits.parse_cache_entries;
+        let inner = Arc::new(Inner {
+            runtime: ArcSwap::from_pointee(runtime),
+            config_path: config_path.to_path_buf(),
+            services: Arc::new(Services {
+                decider: options.decider,
+                cache: Arc::new(ParseCache::new(cache_entries)),
+                cancels: Arc::new(CancelRegistry::default()),
+                active: Arc::new(AtomicUsize::new(0)),
+            }),
+            generation: tokio::sync::watch::channel(0).0,
+            reload_lock: std::sync::Mutex::new(()),
+            next_session: AtomicU64::new(rand::random::<u32>() as u64),
+        });
+        // Fetch the issuer's keys now so the first login does not wait; failures are
+        // logged and retried at login.
+        tokio::spawn(async move {
+            let _ = verifier.refresh(std::time::Duration::ZERO).await;
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(accept_loop(listener, inner.clone(), stopped.clone()));
+        tokio::spawn(watch::watch_files(Arc::downgrade(&inner), stopped));
+        tracing::info!(%addr, "gateway listening");
+        Ok(Gateway { inner, addr, stop })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Re-reads the configuration and secrets. On error the running configuration stays
+    /// and the error says why. Returns the new generation number.
+    pub fn reload(&self) -> Result<u64, ConfigError> {
+        self.inner.reload()
+    }
+
+    /// Reload generations: incremented by every successful reload.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.generation.subscribe()
+    }
+
+    /// Sessions currently open.
+    pub fn active_sessions(&self) -> usize {
+        self.inner.services.active.load(Ordering::Acquire)
+    }
+
+    /// Reloads on every SIGHUP until the gateway is dropped.
+    pub fn reload_on_sighup(&self) -> std::io::Result<()> {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let Some(inner) = inner.upgrade() else { break };
+                tracing::info!("SIGHUP: reloading configuration");
+                let _ = inner.reload();
+            }
+        });
+        Ok(())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Inner {
+    fn reload(&self) -> Result<u64, ConfigError> {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let result = Config::load(&self.config_path).and_then(|config| {
+            let current = self.runtime.load();
+            if config.listen.address != current.config.listen.address {
+                tracing::warn!("listen.address changed; the new address takes effect at restart");
+            }
+            Runtime::build(config, Some(&current))
+        });
+        match result {
+            Ok(runtime) => {
+                self.runtime.store(Arc::new(runtime));
+                let mut generation = 0;
+                self.generation.send_modify(|g| {
+                    *g += 1;
+                    generation = *g;
+                });
+                tracing::info!(generation, "configuration reloaded");
+                Ok(generation)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    inner: Arc<Inner>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let id = decision::SessionId(inner.next_session.fetch_add(1, Ordering::Relaxed));
+                    let runtime = inner.runtime.load_full();
+                    tokio::spawn(session::serve(tcp, peer, runtime, inner.services.clone(), id));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly rather than spin.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}

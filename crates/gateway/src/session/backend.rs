@@ -1,0 +1,136 @@
+//! Server → client: every message is attributed to the statement it answers, rewritten when
+//! that statement asked for it, and forwarded in batches. Rows nobody rewrites and COPY
+//! data are streamed without being buffered whole.
+
+use bytes::BytesMut;
+use portcullis_wire::backend::{self, ParameterStatus, ReadyForQuery};
+use portcullis_wire::{Frame, FrameReader, WireError};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::Shared;
+use super::queue::{Action, Attribution, Expect};
+
+const BATCH: usize = 64 * 1024;
+
+/// How the server side ended.
+#[derive(Debug)]
+pub enum BackendEnd {
+    /// The server closed the connection after a FATAL error it sent (already forwarded).
+    ClosedAfterFatal,
+    /// The server closed the connection without saying why.
+    Closed,
+}
+
+/// Why the server side failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Upstream(#[from] WireError),
+    #[error("client write failed: {0}")]
+    Client(std::io::Error),
+}
+
+pub struct Backend<'s> {
+    shared: &'s Shared,
+    queue: UnboundedReceiver<Expect>,
+    attribution: Attribution,
+    out: BytesMut,
+}
+
+impl<'s> Backend<'s> {
+    pub fn new(shared: &'s Shared, queue: UnboundedReceiver<Expect>) -> Self {
+        Backend {
+            shared,
+            queue,
+            attribution: Attribution::default(),
+            out: BytesMut::with_capacity(16 * 1024),
+        }
+    }
+
+    /// Moves what the frontend queued into the attribution state. Entries are queued
+    /// before their message is forwarded, so every answer finds its entry here.
+    fn absorb(&mut self) {
+        while let Ok(e) = self.queue.try_recv() {
+            self.attribution.push(e);
+        }
+    }
+
+    pub async fn run<R, W>(
+        &mut self,
+        server: &mut FrameReader<R>,
+        client: &mut W,
+    ) -> Result<BackendEnd, BackendError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            loop {
+                self.absorb();
+                let stream_rows = self.attribution.current_rewrite().is_none();
+                let frame = server.try_next(|tag| {
+                    tag == backend::COPY_DATA || (tag == backend::DATA_ROW && stream_rows)
+                })?;
+                let Some(frame) = frame else { break };
+                match frame {
+                    Frame::Stream { header, remaining } => {
+                        self.flush(client).await?;
+                        client
+                            .write_all(&header)
+                            .await
+                            .map_err(BackendError::Client)?;
+                        server
+                            .stream_to(remaining, client)
+                            .await
+                            .map_err(|e| match e {
+                                WireError::Io(io) => BackendError::Client(io),
+                                other => BackendError::Upstream(other),
+                            })?;
+                    }
+                    Frame::Message(msg) => {
+                        match msg.tag() {
+                            backend::PARAMETER_STATUS => {
+                                if let Ok(p) = ParameterStatus::decode(&msg) {
+                                    self.shared.parameter(&p.name, &p.value);
+                                }
+                            }
+                            backend::READY_FOR_QUERY => {
+                                if let Ok(r) = ReadyForQuery::decode(&msg) {
+                                    self.shared.set_transaction(r.status);
+                                }
+                            }
+                            _ => {}
+                        }
+                        match self.attribution.on_message(&msg) {
+                            Action::Forward => self.out.extend_from_slice(msg.as_bytes()),
+                            Action::Replace(m) => self.out.extend_from_slice(m.as_bytes()),
+                        }
+                    }
+                }
+                if self.out.len() >= BATCH {
+                    self.flush(client).await?;
+                }
+            }
+            self.flush(client).await?;
+            if !server.fill().await? {
+                return Ok(if self.attribution.fatal {
+                    BackendEnd::ClosedAfterFatal
+                } else {
+                    BackendEnd::Closed
+                });
+            }
+        }
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, client: &mut W) -> Result<(), BackendError> {
+        if !self.out.is_empty() {
+            client
+                .write_all(&self.out)
+                .await
+                .map_err(BackendError::Client)?;
+            self.out.clear();
+        }
+        client.flush().await.map_err(BackendError::Client)
+    }
+}

@@ -1,0 +1,341 @@
+//! A client session from accept to close: startup, login, then the relay's two pumps.
+//!
+//! The pumps run concurrently on the session's task, one per direction, so neither side
+//! can deadlock the other while both are writing. They share only the expected-response
+//! queue (a channel) and a few session settings the server reports (atomics).
+
+mod backend;
+mod frontend;
+mod prepared;
+mod queue;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use portcullis_sql::{ClientEncoding, LexerOptions, ParseCache};
+use portcullis_wire::backend::{
+    Authentication, BackendKeyData, ErrorResponse, Severity, TransactionStatus,
+};
+use portcullis_wire::{FrameReader, Limits};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::cancel::{CancelEntry, CancelRegistry};
+use crate::decision::{Decider, SessionId, SessionInfo};
+use crate::error::StartupError;
+use crate::runtime::Runtime;
+use crate::{startup, upstream};
+
+pub use backend::{BackendEnd, BackendError};
+pub use frontend::{FrontendEnd, FrontendError};
+
+/// What a session needs from the gateway.
+pub struct Services {
+    pub decider: Arc<dyn Decider>,
+    pub cache: Arc<ParseCache>,
+    pub cancels: Arc<CancelRegistry>,
+    pub active: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Per-session context shared by both pumps.
+pub struct Context {
+    pub info: SessionInfo,
+    pub decider: Arc<dyn Decider>,
+    pub cache: Arc<ParseCache>,
+    pub hold: Arc<Notify>,
+}
+
+/// Session settings the server reports and the frontend needs.
+pub struct Shared {
+    transaction: AtomicU8,
+    standard_conforming_strings: AtomicBool,
+    encoding: ArcSwap<ClientEncoding>,
+}
+
+impl Shared {
+    fn new(parameters: &std::collections::HashMap<String, String>) -> Self {
+        let s = Shared {
+            transaction: AtomicU8::new(TransactionStatus::Idle.byte()),
+            standard_conforming_strings: AtomicBool::new(true),
+            encoding: ArcSwap::from_pointee(ClientEncoding::Utf8),
+        };
+        for (k, v) in parameters {
+            s.parameter(k, v);
+        }
+        s
+    }
+
+    fn parameter(&self, name: &str, value: &str) {
+        match name {
+            "client_encoding" => self
+                .encoding
+                .store(Arc::new(ClientEncoding::from_name(value))),
+            "standard_conforming_strings" => self
+                .standard_conforming_strings
+                .store(value.eq_ignore_ascii_case("on"), Ordering::Relaxed),
+            _ => {}
+        }
+    }
+
+    fn set_transaction(&self, status: TransactionStatus) {
+        self.transaction.store(status.byte(), Ordering::Relaxed);
+    }
+
+    pub fn transaction(&self) -> TransactionStatus {
+        TransactionStatus::from_byte(self.transaction.load(Ordering::Relaxed))
+            .unwrap_or(TransactionStatus::Idle)
+    }
+
+    pub fn encoding(&self) -> ClientEncoding {
+        **self.encoding.load()
+    }
+
+    pub fn lexer(&self) -> LexerOptions {
+        LexerOptions {
+            standard_conforming_strings: self.standard_conforming_strings.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts a session against `max_connections` until dropped.
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves one client connection to the end.
+pub async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    runtime: Arc<Runtime>,
+    services: Arc<Services>,
+    id: SessionId,
+) {
+    let span = tracing::info_span!(
+        "session",
+        id = %id,
+        peer = %peer,
+        subject = tracing::field::Empty,
+        target = tracing::field::Empty
+    );
+    async move {
+        let _ = tcp.set_nodelay(true);
+        let greeted = match startup::greet(tcp, &runtime, &services.cancels, peer).await {
+            Ok(Some(g)) => g,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::info!(error = %e, "startup failed");
+                return;
+            }
+        };
+        let mut greeted = greeted;
+        match login(&mut greeted, peer, &runtime, &services, id).await {
+            Ok(session) => {
+                let started = Instant::now();
+                relay(greeted, session).await;
+                tracing::info!(
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "session ended"
+                );
+            }
+            Err(e) => {
+                tracing::info!(code = e.sqlstate(), error = %e, "connection refused");
+                if e.can_reply() {
+                    let stream = greeted.reader.get_mut();
+                    let _ = stream
+                        .write_all(e.to_response().to_message().as_bytes())
+                        .await;
+                    let _ = stream.flush().await;
+                    let _ = stream.shutdown().await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A logged-in session, ready to relay; dropping it releases its connection slot and
+/// cancel key.
+struct LoggedIn {
+    upstream: upstream::Upstream,
+    ctx: Context,
+    shared: Shared,
+    limits: Limits,
+    _slot: Slot,
+    _registration: crate::cancel::Registration,
+}
+
+/// Verifies the caller, logs in upstream and welcomes the client.
+async fn login(
+    greeted: &mut startup::Greeted,
+    peer: SocketAddr,
+    runtime: &Runtime,
+    services: &Arc<Services>,
+    id: SessionId,
+) -> Result<LoggedIn, StartupError> {
+    let max = runtime.config.listen.max_connections;
+    if services.active.fetch_add(1, Ordering::AcqRel) >= max {
+        services.active.fetch_sub(1, Ordering::AcqRel);
+        return Err(StartupError::TooManyConnections(max));
+    }
+    let slot = Slot(services.active.clone());
+
+    let target = startup::choose_target(greeted, runtime)?;
+    let principal = startup::authenticate(greeted, runtime).await?;
+    let span = tracing::Span::current();
+    span.record("subject", principal.subject.as_str());
+    span.record("target", target.name.as_str());
+    let role = target
+        .role_for(&principal.groups)
+        .ok_or_else(|| StartupError::NoRole {
+            target: target.name.clone(),
+            groups: if principal.groups.is_empty() {
+                "none".into()
+            } else {
+                principal.groups.join(", ")
+            },
+        })?;
+    let limits = Limits {
+        max_message: runtime.config.limits.max_message_bytes,
+        ..Limits::default()
+    };
+    let upstream = upstream::connect(&target, role, &greeted.startup, limits).await?;
+
+    let hold = Arc::new(Notify::new());
+    let (client_key, registration) = services.cancels.register(CancelEntry {
+        target: target.clone(),
+        upstream: portcullis_wire::startup::CancelKey {
+            pid: upstream.key.pid,
+            secret: upstream.key.secret.clone(),
+        },
+        hold: hold.clone(),
+    });
+    let info = SessionInfo {
+        id,
+        subject: principal.subject.clone(),
+        groups: principal.groups.clone(),
+        target: target.name.clone(),
+        upstream_role: role.name.clone(),
+        client_addr: peer,
+        application_name: greeted.startup.get("application_name").map(str::to_owned),
+        tls: greeted.tls,
+    };
+    tracing::info!(role = %role.name, groups = ?principal.groups, tls = greeted.tls, "session started");
+
+    // Welcome: AuthenticationOk, the server's parameters and notices, our cancel key.
+    let mut welcome = Vec::with_capacity(1024);
+    welcome.extend_from_slice(Authentication::Ok.to_message().as_bytes());
+    for m in &upstream.startup_messages {
+        welcome.extend_from_slice(m.as_bytes());
+    }
+    welcome.extend_from_slice(
+        BackendKeyData {
+            pid: client_key.pid,
+            secret: client_key.secret.clone(),
+        }
+        .to_message()
+        .as_bytes(),
+    );
+    welcome.extend_from_slice(upstream.ready.as_bytes());
+    let client_stream = greeted.reader.get_mut();
+    client_stream
+        .write_all(&welcome)
+        .await
+        .map_err(|_| StartupError::Closed)?;
+    client_stream
+        .flush()
+        .await
+        .map_err(|_| StartupError::Closed)?;
+
+    let shared = Shared::new(&upstream.parameters);
+    let ctx = Context {
+        info,
+        decider: services.decider.clone(),
+        cache: services.cache.clone(),
+        hold,
+    };
+    Ok(LoggedIn {
+        upstream,
+        ctx,
+        shared,
+        limits,
+        _slot: slot,
+        _registration: registration,
+    })
+}
+
+async fn relay(greeted: startup::Greeted, session: LoggedIn) {
+    let LoggedIn {
+        upstream,
+        ctx,
+        shared,
+        limits,
+        _slot,
+        _registration,
+    } = session;
+    let (ctx, shared) = (&ctx, &shared);
+    let (client_stream, client_buf) = greeted.reader.into_parts();
+    let (client_read, mut client_write) = tokio::io::split(client_stream);
+    let mut client = FrameReader::with_buffer(client_read, limits, client_buf);
+
+    let (server_stream, server_buf) = upstream.reader.into_parts();
+    let (server_read, mut server_write) = tokio::io::split(server_stream);
+    let mut server = FrameReader::with_buffer(server_read, limits, server_buf);
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut front = frontend::Frontend::new(ctx, shared, tx);
+    let mut back = backend::Backend::new(shared, rx);
+
+    enum End {
+        Front(Result<FrontendEnd, FrontendError>),
+        Back(Result<BackendEnd, BackendError>),
+    }
+    let end = tokio::select! {
+        r = front.run(&mut client, &mut server_write) => End::Front(r),
+        r = back.run(&mut server, &mut client_write) => End::Back(r),
+    };
+    let fatal = |code: &str, message: String| {
+        ErrorResponse::new(Severity::Fatal, code, message).to_message()
+    };
+    match end {
+        End::Front(Ok(reason)) => tracing::info!(?reason, "client left"),
+        End::Front(Err(FrontendError::Client(e))) => {
+            tracing::warn!(error = %e, "client broke the protocol");
+            let _ = client_write
+                .write_all(fatal("08P01", format!("invalid message from client: {e}")).as_bytes())
+                .await;
+        }
+        End::Front(Err(FrontendError::Upstream(e))) | End::Back(Err(BackendError::Client(e))) => {
+            tracing::info!(error = %e, "connection lost")
+        }
+        End::Back(Ok(BackendEnd::ClosedAfterFatal)) => tracing::info!("server ended the session"),
+        End::Back(Ok(BackendEnd::Closed)) | End::Back(Err(BackendError::Upstream(_))) => {
+            tracing::warn!("lost the connection to the target");
+            let _ = client_write
+                .write_all(
+                    fatal(
+                        "08006",
+                        format!("lost the connection to target \"{}\"", ctx.info.target),
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+    }
+    // Tell the server we are gone so it rolls back at once rather than when TCP notices.
+    let _ = server_write
+        .write_all(portcullis_wire::frontend::terminate().as_bytes())
+        .await;
+    let _ = server_write.shutdown().await;
+    let _ = client_write.flush().await;
+    let _ = client_write.shutdown().await;
+}

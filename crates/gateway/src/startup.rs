@@ -1,0 +1,205 @@
+//! The client side of startup: TLS negotiation, cancel requests, protocol version, target
+//! lookup and the token in the password message.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_identity::{AuthError, Principal};
+use portcullis_wire::backend::{Authentication, negotiate_protocol_version};
+use portcullis_wire::frontend::PasswordMessage;
+use portcullis_wire::startup::{MAX_STARTUP_PACKET, StartupMessage, StartupPacket};
+use portcullis_wire::{FrameReader, Limits, Message};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::cancel::{self, CancelRegistry};
+use crate::error::StartupError;
+use crate::runtime::{Runtime, Target};
+use crate::stream::Stream;
+
+/// A client that completed the startup packet exchange.
+pub struct Greeted {
+    pub reader: FrameReader<Stream>,
+    pub startup: StartupMessage,
+    pub tls: bool,
+    /// Messages owed to the client before authentication (NegotiateProtocolVersion).
+    pub preamble: Vec<Message>,
+}
+
+/// The longest token accepted in a password message (PostgreSQL's own limit for
+/// authentication tokens is 65535 bytes).
+const MAX_PASSWORD_MESSAGE: usize = 65_535;
+
+/// Reads startup packets until a StartupMessage arrives. Cancel requests are served here
+/// and end the connection (`Ok(None)`).
+pub async fn greet(
+    tcp: TcpStream,
+    runtime: &Runtime,
+    cancels: &CancelRegistry,
+    peer: SocketAddr,
+) -> Result<Option<Greeted>, StartupError> {
+    let timeout = runtime.config.listen.startup_timeout;
+    let limits = Limits {
+        max_message: MAX_STARTUP_PACKET,
+        stream_threshold: usize::MAX,
+    };
+    let mut reader = FrameReader::new(Stream::Plain(tcp), limits);
+    let mut tls = false;
+    loop {
+        let packet = with_timeout(timeout, reader.next_startup(MAX_STARTUP_PACKET)).await??;
+        let Some(packet) = packet else {
+            return Err(StartupError::Closed);
+        };
+        match StartupPacket::decode(&packet)? {
+            StartupPacket::SslRequest => {
+                if tls {
+                    return Err(StartupError::Wire(portcullis_wire::WireError::Malformed {
+                        message: "SSLRequest",
+                        reason: "TLS was already negotiated",
+                    }));
+                }
+                let Some(acceptor) = &runtime.acceptor else {
+                    reader
+                        .get_mut()
+                        .write_all(b"N")
+                        .await
+                        .map_err(StartupError::Tls)?;
+                    continue;
+                };
+                // Bytes sent after SSLRequest but before the handshake would be
+                // read as if they were encrypted (CVE-2021-23214); refuse them.
+                if reader.buffered() > 0 {
+                    return Err(StartupError::Wire(portcullis_wire::WireError::Malformed {
+                        message: "SSLRequest",
+                        reason: "unencrypted data after SSLRequest",
+                    }));
+                }
+                let (stream, _) = reader.into_parts();
+                let Stream::Plain(mut tcp) = stream else {
+                    return Err(StartupError::Closed);
+                };
+                tcp.write_all(b"S").await.map_err(StartupError::Tls)?;
+                let tls_stream = with_timeout(timeout, acceptor.accept(tcp))
+                    .await?
+                    .map_err(StartupError::Tls)?;
+                reader = FrameReader::new(Stream::Server(Box::new(tls_stream)), limits);
+                tls = true;
+            }
+            StartupPacket::GssEncRequest => {
+                reader
+                    .get_mut()
+                    .write_all(b"N")
+                    .await
+                    .map_err(StartupError::Tls)?;
+            }
+            StartupPacket::Cancel(key) => {
+                match cancels.lookup(&key) {
+                    Some(entry) => {
+                        tracing::info!(pid = key.pid, %peer, "cancel request");
+                        if let Err(e) = cancel::cancel(&entry).await {
+                            tracing::warn!(pid = key.pid, error = %e, "cannot forward cancel request");
+                        }
+                    }
+                    None => {
+                        tracing::info!(pid = key.pid, %peer, "cancel request with an unknown key ignored")
+                    }
+                }
+                return Ok(None);
+            }
+            StartupPacket::Startup(startup) => {
+                let mut preamble = Vec::new();
+                if startup.version.major != 3 {
+                    return Err(StartupError::UnsupportedProtocol(
+                        startup.version.to_string(),
+                    ));
+                }
+                let unknown: Vec<&str> = startup
+                    .params
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .filter(|n| n.starts_with("_pq_."))
+                    .collect();
+                if startup.version.minor > 0 || !unknown.is_empty() {
+                    preamble.push(negotiate_protocol_version(0, &unknown));
+                }
+                return Ok(Some(Greeted {
+                    reader,
+                    startup,
+                    tls,
+                    preamble,
+                }));
+            }
+        }
+    }
+}
+
+/// Checks what the StartupMessage asks for and finds the target.
+pub fn choose_target(greeted: &Greeted, runtime: &Runtime) -> Result<Arc<Target>, StartupError> {
+    if runtime.config.listen.require_tls && !greeted.tls {
+        return Err(StartupError::TlsRequired);
+    }
+    let s = &greeted.startup;
+    if let Some(r) = s.get("replication")
+        && !matches!(
+            r.to_ascii_lowercase().as_str(),
+            "false" | "off" | "no" | "0"
+        )
+    {
+        return Err(StartupError::Replication);
+    }
+    // Like the server, an absent database name defaults to the user name.
+    let name = s
+        .get("database")
+        .filter(|d| !d.is_empty())
+        .or_else(|| s.get("user"))
+        .ok_or(StartupError::NoTarget)?;
+    runtime
+        .targets
+        .get(name)
+        .cloned()
+        .ok_or_else(|| StartupError::UnknownTarget(name.to_string()))
+}
+
+/// Asks for the password, which carries the access token, and verifies it.
+pub async fn authenticate(
+    greeted: &mut Greeted,
+    runtime: &Runtime,
+) -> Result<Principal, StartupError> {
+    let timeout = runtime.config.listen.startup_timeout;
+    let mut out = Vec::new();
+    for m in greeted.preamble.drain(..) {
+        out.extend_from_slice(m.as_bytes());
+    }
+    out.extend_from_slice(Authentication::CleartextPassword.to_message().as_bytes());
+    let stream = greeted.reader.get_mut();
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|_| StartupError::Closed)?;
+    stream.flush().await.map_err(|_| StartupError::Closed)?;
+
+    greeted.reader.limits_mut().max_message = MAX_PASSWORD_MESSAGE;
+    let msg = with_timeout(timeout, greeted.reader.next_message())
+        .await??
+        .ok_or(StartupError::Closed)?;
+    if msg.tag() != portcullis_wire::frontend::PASSWORD {
+        return Err(StartupError::ExpectedPassword);
+    }
+    let password = PasswordMessage::decode(msg)?;
+    let token = std::str::from_utf8(password.password()).map_err(|_| {
+        StartupError::Auth(AuthError::NotAToken {
+            issuer: runtime.verifier.config().issuer.clone(),
+        })
+    })?;
+    Ok(runtime.verifier.verify(token).await?)
+}
+
+async fn with_timeout<T>(
+    d: Duration,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, StartupError> {
+    tokio::time::timeout(d, f)
+        .await
+        .map_err(|_| StartupError::Timeout(d))
+}
