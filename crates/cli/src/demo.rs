@@ -1,0 +1,146 @@
+//! `portcullis demo`: a throwaway PostgreSQL with sample data, a development identity
+//! provider and the gateway, wired together; Ctrl-C removes everything.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use portcullis_sandbox::{DevIssuer, PgCluster, PgOptions, TestCa};
+
+const SEED: &str = include_str!("demo/seed.sql");
+
+/// The roles the demo's gateway logs in as and the groups that may use them.
+const ROLES: &[(&str, &[&str])] = &[
+    ("analyst", &["data-science"]),
+    ("app_writer", &["engineering", "managers"]),
+    ("dba", &["dba"]),
+];
+
+fn random_secret() -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn port_free(port: u16) -> bool {
+    port == 0 || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+pub async fn run(dir: PathBuf, port: u16) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir.join("secrets"))?;
+    let dir = dir.canonicalize()?;
+
+    eprintln!("portcullis demo: starting PostgreSQL…");
+    let cluster = PgCluster::start(PgOptions::default()).context("cannot start PostgreSQL")?;
+    cluster.psql("postgres", "CREATE DATABASE analytics")?;
+    cluster
+        .psql("analytics", SEED)
+        .context("cannot load the sample data")?;
+    let mut roles_toml = String::new();
+    for (role, groups) in ROLES {
+        let secret = random_secret();
+        cluster.psql(
+            "analytics",
+            &format!("ALTER ROLE {role} PASSWORD '{secret}'"),
+        )?;
+        let file = dir.join("secrets").join(role);
+        write_private(&file, &secret)?;
+        let groups: Vec<String> = groups.iter().map(|g| format!("\"{g}\"")).collect();
+        roles_toml.push_str(&format!(
+            "\n[[target.role]]\nname = \"{role}\"\nsecret = \"file:secrets/{role}\"\ngroups = [{}]\n",
+            groups.join(", ")
+        ));
+    }
+
+    eprintln!("portcullis demo: starting the development identity provider…");
+    let issuer = DevIssuer::start("portcullis").await?;
+
+    let ca = TestCa::new("Portcullis demo CA")?;
+    let certs = ca.issue(&dir, "gateway")?;
+    let port = if port_free(port) { port } else { 0 };
+    let config = format!(
+        r#"# Written by `portcullis demo`. TLS is offered but not required, so any client works.
+[listen]
+address = "127.0.0.1:{port}"
+require_tls = false
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+
+[identity]
+issuer = "{issuer}"
+audience = "portcullis"
+
+[[target]]
+name = "analytics"
+host = "127.0.0.1"
+port = {pg_port}
+database = "analytics"
+tls = "disable"
+{roles_toml}"#,
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+        issuer = issuer.url(),
+        pg_port = cluster.port(),
+    );
+    let config_path = dir.join("portcullis.toml");
+    std::fs::write(&config_path, config)?;
+
+    let gateway = portcullis_gateway::Gateway::start(&config_path, Default::default()).await?;
+    gateway.reload_on_sighup()?;
+    let addr = gateway.local_addr();
+    let env = format!(
+        "export PGHOST=127.0.0.1\nexport PGPORT={}\nexport PGDATABASE=analytics\nexport PGSSLMODE=require\nexport PORTCULLIS_ISSUER={}\n",
+        addr.port(),
+        issuer.url()
+    );
+    let env_path = dir.join("demo.env");
+    std::fs::write(&env_path, &env)?;
+
+    println!(
+        r#"
+Portcullis demo is running: gateway on {addr}, target "analytics".
+Sample people: alice (data-science), bob (engineering), carol (managers), dave (dba).
+
+In another terminal:
+
+  source {env}
+  export PGUSER=alice PGPASSWORD=$(portcullis dev-token alice)
+  psql -c 'select * from reporting.daily_revenue order by day limit 5'
+
+The gateway logs in as role "analyst" for alice; nobody ever sees that role's password.
+Configuration: {config}
+Press Ctrl-C to stop; everything the demo created is removed.
+"#,
+        env = env_path.display(),
+        config = config_path.display(),
+    );
+
+    crate::wait_for_shutdown().await?;
+    eprintln!("portcullis demo: stopping");
+    drop(gateway);
+    drop(issuer);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! `portcullis`: serve the gateway, run the demo, mint development tokens.
+
+mod demo;
+mod dev_token;
+mod logging;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A statement-aware gateway in front of PostgreSQL"
+)]
+struct Cli {
+    /// Log filter, e.g. `info` or `portcullis_gateway=debug` (overrides RUST_LOG).
+    #[arg(long, global = true)]
+    log: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    Serve {
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+    },
+    /// Start a throwaway PostgreSQL with sample data, a development identity provider and
+    /// the gateway; Ctrl-C removes everything.
+    Demo {
+        /// Working directory for the demo's files.
+        #[arg(long, default_value = ".demo")]
+        dir: PathBuf,
+        /// Port for the gateway (0 picks a free one).
+        #[arg(long, default_value_t = 6432)]
+        port: u16,
+    },
+    /// Print an access token from the demo's development issuer.
+    DevToken {
+        /// The person: alice, bob, carol or dave (or anyone with --groups).
+        user: String,
+        /// Comma-separated groups instead of the person's defaults.
+        #[arg(long)]
+        groups: Option<String>,
+        /// Token lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// Issuer URL; defaults to PORTCULLIS_ISSUER or the running demo's.
+        #[arg(long, env = "PORTCULLIS_ISSUER")]
+        issuer: Option<String>,
+        /// The demo's directory, to find its issuer.
+        #[arg(long, default_value = ".demo")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.log.as_deref(), cli.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => serve(config).await,
+            Command::Demo { dir, port } => demo::run(dir, port).await,
+            Command::DevToken {
+                user,
+                groups,
+                ttl,
+                issuer,
+                dir,
+            } => dev_token::run(&user, groups.as_deref(), ttl, issuer, &dir).await,
+        }
+    })
+}
+
+async fn serve(config: PathBuf) -> anyhow::Result<()> {
+    let gateway = portcullis_gateway::Gateway::start(&config, Default::default()).await?;
+    gateway.reload_on_sighup()?;
+    eprintln!("portcullis: listening on {}", gateway.local_addr());
+    wait_for_shutdown().await?;
+    eprintln!("portcullis: shutting down");
+    Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_shutdown() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
