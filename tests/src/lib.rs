@@ -1,0 +1,318 @@
+//! The shared end-to-end harness: a throwaway PostgreSQL cluster, the development OIDC
+//! issuer serving discovery and JWKS over HTTP, and the gateway on a free port, wired
+//! together the way a deployment is. Everything is removed when the harness is dropped,
+//! also when a test panics.
+//!
+//! Databases and roles in the cluster:
+//! - `app`, owned by role `gw_app`; targets `app` (roles `gw_app` for engineering and
+//!   data-science, `gw_admin` for dba), `postgres` and `regression` (`gw_admin` for dba);
+//! - `gw_admin` is a superuser. Their passwords exist only in the harness's secret files.
+
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_gateway::{Decider, Gateway, GatewayOptions};
+use portcullis_sandbox::certs::CertFiles;
+use portcullis_sandbox::{DevIssuer, PgCluster, PgOptions, TestCa};
+
+pub use portcullis_sandbox;
+pub use tokio_postgres;
+
+/// How the upstream leg is secured in a harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTls {
+    Disable,
+    Require,
+    VerifyFull,
+}
+
+/// Choices for a harness; `Setup::default()` is a plain relay with TLS offered but not
+/// required, and a plain upstream leg.
+pub struct Setup {
+    pub require_tls: bool,
+    pub upstream_tls: UpstreamTls,
+    pub decider: Option<Arc<dyn Decider>>,
+    pub max_connections: usize,
+    pub startup_timeout: Duration,
+    /// Extra pg_hba.conf lines for the cluster.
+    pub hba: Vec<String>,
+    /// Extra TOML appended to the gateway configuration.
+    pub extra_toml: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            require_tls: false,
+            upstream_tls: UpstreamTls::Disable,
+            decider: None,
+            max_connections: 500,
+            startup_timeout: Duration::from_secs(10),
+            hba: Vec::new(),
+            extra_toml: String::new(),
+        }
+    }
+}
+
+/// A running cluster, issuer and gateway.
+pub struct Harness {
+    pub gateway: Gateway,
+    pub issuer: DevIssuer,
+    pub pg: PgCluster,
+    pub certs: CertFiles,
+    pub config_path: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// Installs the ring crypto provider and test logging once per process.
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// The password of a role created by the harness.
+fn role_secret(role: &str) -> String {
+    format!("{role}-secret-{}", std::process::id())
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::with(Setup::default()).await
+    }
+
+    pub async fn with(setup: Setup) -> Harness {
+        init();
+        let dir = tempfile::Builder::new().prefix("portcullis-test-").tempdir().expect("temp dir");
+        let ca = TestCa::new("Portcullis test CA").expect("CA");
+        let certs = ca.issue(dir.path(), "gateway").expect("gateway certificate");
+        let pg_certs = ca.issue(dir.path(), "postgres").expect("server certificate");
+        let mut hba = setup.hba.clone();
+        if setup.upstream_tls != UpstreamTls::Disable {
+            // Only TLS connections are accepted over TCP, so a plaintext fallback would fail.
+            hba.push("hostnossl all all 0.0.0.0/0 reject".into());
+        }
+        let pg = PgCluster::start(PgOptions {
+            tls: Some(pg_certs),
+            hba,
+            ..PgOptions::default()
+        })
+        .expect("PostgreSQL");
+        pg.psql(
+            "postgres",
+            &format!(
+                "CREATE ROLE gw_admin SUPERUSER LOGIN PASSWORD '{}';
+                 CREATE ROLE gw_app LOGIN CREATEDB PASSWORD '{}';",
+                role_secret("gw_admin"),
+                role_secret("gw_app")
+            ),
+        )
+        .expect("roles");
+        pg.psql("postgres", "CREATE DATABASE app OWNER gw_app").expect("database");
+
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir(&secrets).expect("secrets dir");
+        for role in ["gw_admin", "gw_app"] {
+            std::fs::write(secrets.join(role), role_secret(role)).expect("secret file");
+        }
+        let issuer = DevIssuer::start("portcullis").await.expect("issuer");
+        let upstream_tls = match setup.upstream_tls {
+            UpstreamTls::Disable => "tls = \"disable\"".to_string(),
+            UpstreamTls::Require => "tls = \"require\"".to_string(),
+            UpstreamTls::VerifyFull => format!("tls = \"verify-full\"\nca_file = \"{}\"", certs.ca.display()),
+        };
+        let target = |name: &str, db: &str, roles: &str| {
+            format!(
+                "\n[[target]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{db}\"\n{upstream_tls}\n{roles}",
+                pg.port()
+            )
+        };
+        let admin = "\n[[target.role]]\nname = \"gw_admin\"\nsecret = \"file:secrets/gw_admin\"\ngroups = [\"dba\"]\n";
+        let app = "\n[[target.role]]\nname = \"gw_app\"\nsecret = \"file:secrets/gw_app\"\ngroups = [\"engineering\", \"data-science\"]\n";
+        let config = format!(
+            r#"[listen]
+address = "127.0.0.1:0"
+require_tls = {require_tls}
+max_connections = {max}
+startup_timeout = "{timeout}ms"
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+
+[identity]
+issuer = "{issuer}"
+audience = "portcullis"
+refresh_min_interval = "0s"
+
+[reload]
+watch_interval = "200ms"
+{app_target}{postgres_target}{regression_target}
+{extra}"#,
+            require_tls = setup.require_tls,
+            max = setup.max_connections,
+            timeout = setup.startup_timeout.as_millis(),
+            cert = certs.cert.display(),
+            key = certs.key.display(),
+            issuer = issuer.url(),
+            app_target = target("app", "app", &format!("{app}{admin}")),
+            postgres_target = target("postgres", "postgres", admin),
+            regression_target = target("regression", "regression", admin),
+            extra = setup.extra_toml,
+        );
+        let config_path = dir.path().join("portcullis.toml");
+        std::fs::write(&config_path, config).expect("config");
+        let options = GatewayOptions {
+            decider: setup.decider.unwrap_or_else(|| Arc::new(portcullis_gateway::PermitAll)),
+        };
+        let gateway = Gateway::start(&config_path, options).await.expect("gateway");
+        Harness {
+            gateway,
+            issuer,
+            pg,
+            certs,
+            config_path,
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.gateway.local_addr().port()
+    }
+
+    /// A valid token for `user` in `groups`.
+    pub fn token(&self, user: &str, groups: &[&str]) -> String {
+        self.issuer.token(user, groups)
+    }
+
+    /// A libpq connection string to `db` through the gateway (no password: pass the
+    /// token as PGPASSWORD or with `password=`).
+    pub fn conninfo(&self, user: &str, db: &str, sslmode: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname={db} sslmode={sslmode}",
+            self.port()
+        )
+    }
+
+    /// Connects with tokio-postgres over plain TCP as `user` in `groups` to `db`.
+    pub async fn connect_as(&self, user: &str, groups: &[&str], db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let conninfo = format!("{} password={}", self.conninfo(user, db, "disable"), self.token(user, groups));
+        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// A tokio-postgres client to `app` as an engineer.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        self.connect_as("erin", &["engineering"], "app").await.expect("connect through the gateway")
+    }
+
+    /// A tokio-postgres client to `app` as the superuser role (group dba).
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        self.connect_as("dave", &["dba"], "app").await.expect("connect through the gateway")
+    }
+
+    /// Connects with tokio-postgres over TLS, trusting the test CA.
+    pub async fn connect_tls(&self, user: &str, groups: &[&str], db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let conninfo = format!("{} password={}", self.conninfo(user, db, "require"), self.token(user, groups));
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.client_tls_config());
+        let (client, connection) = tokio_postgres::connect(&conninfo, tls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// A rustls client configuration trusting the test CA.
+    pub fn client_tls_config(&self) -> rustls::ClientConfig {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&self.certs.ca).expect("CA file") {
+            roots.add(cert.expect("CA cert")).expect("add CA");
+        }
+        rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()
+    }
+
+    /// A psql command to `db` through the gateway as `user` in `groups`.
+    pub fn psql_command(&self, user: &str, groups: &[&str], db: &str) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("psql");
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", self.port().to_string())
+            .env("PGUSER", user)
+            .env("PGDATABASE", db)
+            .env("PGPASSWORD", self.token(user, groups))
+            .env("PGSSLMODE", "prefer")
+            .env("PGSSLROOTCERT", &self.certs.ca)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .args(["-X", "-v", "ON_ERROR_STOP=1"]);
+        c
+    }
+
+    /// Runs psql as an engineer against `app` with extra arguments.
+    pub async fn psql(&self, args: &[&str]) -> Output {
+        self.psql_command("erin", &["engineering"], "app")
+            .args(args)
+            .output()
+            .await
+            .expect("run psql")
+    }
+
+    /// Runs SQL directly on the cluster (not through the gateway) as its superuser.
+    pub fn direct(&self, db: &str, sql: &str) -> String {
+        self.pg.psql(db, sql).expect("direct psql")
+    }
+
+    /// A tokio-postgres client connected directly to the cluster, for cross-checks.
+    pub async fn direct_client(&self, db: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.pg.conninfo(db), tokio_postgres::NoTls)
+            .await
+            .expect("direct connection");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Replaces the secret of `role` in both the cluster and the gateway's secret file.
+    pub fn rotate_secret(&self, role: &str, new_secret: &str) {
+        self.direct("postgres", &format!("ALTER ROLE {role} PASSWORD '{new_secret}'"));
+        std::fs::write(self.dir().join("secrets").join(role), new_secret).expect("write secret");
+    }
+}
+
+/// stdout of a successful command; panics with stderr otherwise.
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The SQLSTATE and message of a tokio-postgres error that came from a server or the gateway.
+pub fn db_error(e: &tokio_postgres::Error) -> (String, String) {
+    match e.as_db_error() {
+        Some(db) => (db.code().code().to_string(), db.message().to_string()),
+        None => panic!("not a database error: {e:?}"),
+    }
+}
