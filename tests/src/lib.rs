@@ -92,10 +92,17 @@ impl Harness {
 
     pub async fn with(setup: Setup) -> Harness {
         init();
-        let dir = tempfile::Builder::new().prefix("portcullis-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-test-")
+            .tempdir()
+            .expect("temp dir");
         let ca = TestCa::new("Portcullis test CA").expect("CA");
-        let certs = ca.issue(dir.path(), "gateway").expect("gateway certificate");
-        let pg_certs = ca.issue(dir.path(), "postgres").expect("server certificate");
+        let certs = ca
+            .issue(dir.path(), "gateway")
+            .expect("gateway certificate");
+        let pg_certs = ca
+            .issue(dir.path(), "postgres")
+            .expect("server certificate");
         let mut hba = setup.hba.clone();
         if setup.upstream_tls != UpstreamTls::Disable {
             // Only TLS connections are accepted over TCP, so a plaintext fallback would fail.
@@ -117,7 +124,8 @@ impl Harness {
             ),
         )
         .expect("roles");
-        pg.psql("postgres", "CREATE DATABASE app OWNER gw_app").expect("database");
+        pg.psql("postgres", "CREATE DATABASE app OWNER gw_app")
+            .expect("database");
 
         let secrets = dir.path().join("secrets");
         std::fs::create_dir(&secrets).expect("secrets dir");
@@ -128,7 +136,10 @@ impl Harness {
         let upstream_tls = match setup.upstream_tls {
             UpstreamTls::Disable => "tls = \"disable\"".to_string(),
             UpstreamTls::Require => "tls = \"require\"".to_string(),
-            UpstreamTls::VerifyFull => format!("tls = \"verify-full\"\nca_file = \"{}\"", certs.ca.display()),
+            UpstreamTls::VerifyFull => format!(
+                "tls = \"verify-full\"\nca_file = \"{}\"",
+                certs.ca.display()
+            ),
         };
         let target = |name: &str, db: &str, roles: &str| {
             format!(
@@ -172,9 +183,13 @@ watch_interval = "200ms"
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).expect("config");
         let options = GatewayOptions {
-            decider: setup.decider.unwrap_or_else(|| Arc::new(portcullis_gateway::PermitAll)),
+            decider: setup
+                .decider
+                .unwrap_or_else(|| Arc::new(portcullis_gateway::PermitAll)),
         };
-        let gateway = Gateway::start(&config_path, options).await.expect("gateway");
+        let gateway = Gateway::start(&config_path, options)
+            .await
+            .expect("gateway");
         Harness {
             gateway,
             issuer,
@@ -208,9 +223,19 @@ watch_interval = "200ms"
     }
 
     /// Connects with tokio-postgres over plain TCP as `user` in `groups` to `db`.
-    pub async fn connect_as(&self, user: &str, groups: &[&str], db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let conninfo = format!("{} password={}", self.conninfo(user, db, "disable"), self.token(user, groups));
-        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        groups: &[&str],
+        db: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let conninfo = format!(
+            "{} password={}",
+            self.conninfo(user, db, "disable"),
+            self.token(user, groups)
+        );
+        let (client, connection) =
+            tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -219,17 +244,30 @@ watch_interval = "200ms"
 
     /// A tokio-postgres client to `app` as an engineer.
     pub async fn client(&self) -> tokio_postgres::Client {
-        self.connect_as("erin", &["engineering"], "app").await.expect("connect through the gateway")
+        self.connect_as("erin", &["engineering"], "app")
+            .await
+            .expect("connect through the gateway")
     }
 
     /// A tokio-postgres client to `app` as the superuser role (group dba).
     pub async fn admin(&self) -> tokio_postgres::Client {
-        self.connect_as("dave", &["dba"], "app").await.expect("connect through the gateway")
+        self.connect_as("dave", &["dba"], "app")
+            .await
+            .expect("connect through the gateway")
     }
 
     /// Connects with tokio-postgres over TLS, trusting the test CA.
-    pub async fn connect_tls(&self, user: &str, groups: &[&str], db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let conninfo = format!("{} password={}", self.conninfo(user, db, "require"), self.token(user, groups));
+    pub async fn connect_tls(
+        &self,
+        user: &str,
+        groups: &[&str],
+        db: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let conninfo = format!(
+            "{} password={}",
+            self.conninfo(user, db, "require"),
+            self.token(user, groups)
+        );
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.client_tls_config());
         let (client, connection) = tokio_postgres::connect(&conninfo, tls).await?;
         tokio::spawn(async move {
@@ -246,7 +284,9 @@ watch_interval = "200ms"
         for cert in CertificateDer::pem_file_iter(&self.certs.ca).expect("CA file") {
             roots.add(cert.expect("CA cert")).expect("add CA");
         }
-        rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
     }
 
     /// A psql command to `db` through the gateway as `user` in `groups`.
@@ -282,9 +322,10 @@ watch_interval = "200ms"
 
     /// A tokio-postgres client connected directly to the cluster, for cross-checks.
     pub async fn direct_client(&self, db: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.pg.conninfo(db), tokio_postgres::NoTls)
-            .await
-            .expect("direct connection");
+        let (client, connection) =
+            tokio_postgres::connect(&self.pg.conninfo(db), tokio_postgres::NoTls)
+                .await
+                .expect("direct connection");
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -293,7 +334,10 @@ watch_interval = "200ms"
 
     /// Replaces the secret of `role` in both the cluster and the gateway's secret file.
     pub fn rotate_secret(&self, role: &str, new_secret: &str) {
-        self.direct("postgres", &format!("ALTER ROLE {role} PASSWORD '{new_secret}'"));
+        self.direct(
+            "postgres",
+            &format!("ALTER ROLE {role} PASSWORD '{new_secret}'"),
+        );
         std::fs::write(self.dir().join("secrets").join(role), new_secret).expect("write secret");
     }
 }

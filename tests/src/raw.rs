@@ -23,7 +23,9 @@ pub struct Login {
 
 impl RawClient {
     pub async fn connect(port: u16) -> RawClient {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect to the gateway");
+        let tcp = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to the gateway");
         RawClient {
             reader: FrameReader::new(tcp, Limits::default()),
         }
@@ -70,7 +72,8 @@ impl RawClient {
 
     /// Logs in to `db` with `token`; returns the login or the FATAL error.
     pub async fn login(&mut self, db: &str, token: &str) -> Result<Login, ErrorResponse> {
-        self.login_with(PROTOCOL_3_0, &[("user", "raw"), ("database", db)], token).await
+        self.login_with(PROTOCOL_3_0, &[("user", "raw"), ("database", db)], token)
+            .await
     }
 
     pub async fn login_with(
@@ -130,7 +133,11 @@ pub fn errors(msgs: &[Message]) -> Vec<ErrorResponse> {
 /// The transaction status of the last ReadyForQuery in `msgs`.
 pub fn status(msgs: &[Message]) -> char {
     let last = msgs.last().expect("messages");
-    assert_eq!(last.tag(), backend::READY_FOR_QUERY, "last message is not ReadyForQuery");
+    assert_eq!(
+        last.tag(),
+        backend::READY_FOR_QUERY,
+        "last message is not ReadyForQuery"
+    );
     last.body()[0] as char
 }
 

@@ -31,8 +31,20 @@ pub struct Greeted {
 /// authentication tokens is 65535 bytes).
 const MAX_PASSWORD_MESSAGE: usize = 65_535;
 
+/// What one startup packet leads to.
+enum Step {
+    /// Answer 'S' and run the TLS handshake.
+    UpgradeTls,
+    /// Read the next packet.
+    Next,
+    /// A cancel request was served; close.
+    Done,
+    Startup(StartupMessage),
+}
+
 /// Reads startup packets until a StartupMessage arrives. Cancel requests are served here
-/// and end the connection (`Ok(None)`).
+/// and end the connection (`Ok(None)`). Refusals the client can still read are sent as a
+/// FATAL ErrorResponse before returning.
 pub async fn greet(
     tcp: TcpStream,
     runtime: &Runtime,
@@ -47,34 +59,13 @@ pub async fn greet(
     let mut reader = FrameReader::new(Stream::Plain(tcp), limits);
     let mut tls = false;
     loop {
-        let packet = with_timeout(timeout, reader.next_startup(MAX_STARTUP_PACKET)).await??;
-        let Some(packet) = packet else {
-            return Err(StartupError::Closed);
-        };
-        match StartupPacket::decode(&packet)? {
-            StartupPacket::SslRequest => {
-                if tls {
-                    return Err(StartupError::Wire(portcullis_wire::WireError::Malformed {
-                        message: "SSLRequest",
-                        reason: "TLS was already negotiated",
-                    }));
-                }
+        match next_step(&mut reader, tls, runtime, cancels, peer).await {
+            Ok(Step::Next) => {}
+            Ok(Step::Done) => return Ok(None),
+            Ok(Step::UpgradeTls) => {
                 let Some(acceptor) = &runtime.acceptor else {
-                    reader
-                        .get_mut()
-                        .write_all(b"N")
-                        .await
-                        .map_err(StartupError::Tls)?;
-                    continue;
+                    return Err(StartupError::Closed);
                 };
-                // Bytes sent after SSLRequest but before the handshake would be
-                // read as if they were encrypted (CVE-2021-23214); refuse them.
-                if reader.buffered() > 0 {
-                    return Err(StartupError::Wire(portcullis_wire::WireError::Malformed {
-                        message: "SSLRequest",
-                        reason: "unencrypted data after SSLRequest",
-                    }));
-                }
                 let (stream, _) = reader.into_parts();
                 let Stream::Plain(mut tcp) = stream else {
                     return Err(StartupError::Closed);
@@ -86,40 +77,14 @@ pub async fn greet(
                 reader = FrameReader::new(Stream::Server(Box::new(tls_stream)), limits);
                 tls = true;
             }
-            StartupPacket::GssEncRequest => {
-                reader
-                    .get_mut()
-                    .write_all(b"N")
-                    .await
-                    .map_err(StartupError::Tls)?;
-            }
-            StartupPacket::Cancel(key) => {
-                match cancels.lookup(&key) {
-                    Some(entry) => {
-                        tracing::info!(pid = key.pid, %peer, "cancel request");
-                        if let Err(e) = cancel::cancel(&entry).await {
-                            tracing::warn!(pid = key.pid, error = %e, "cannot forward cancel request");
-                        }
-                    }
-                    None => {
-                        tracing::info!(pid = key.pid, %peer, "cancel request with an unknown key ignored")
-                    }
-                }
-                return Ok(None);
-            }
-            StartupPacket::Startup(startup) => {
-                let mut preamble = Vec::new();
-                if startup.version.major != 3 {
-                    return Err(StartupError::UnsupportedProtocol(
-                        startup.version.to_string(),
-                    ));
-                }
+            Ok(Step::Startup(startup)) => {
                 let unknown: Vec<&str> = startup
                     .params
                     .iter()
                     .map(|(n, _)| n.as_str())
                     .filter(|n| n.starts_with("_pq_."))
                     .collect();
+                let mut preamble = Vec::new();
                 if startup.version.minor > 0 || !unknown.is_empty() {
                     preamble.push(negotiate_protocol_version(0, &unknown));
                 }
@@ -130,6 +95,86 @@ pub async fn greet(
                     preamble,
                 }));
             }
+            Err(e) => {
+                if e.can_reply() {
+                    let stream = reader.get_mut();
+                    let _ = stream
+                        .write_all(e.to_response().to_message().as_bytes())
+                        .await;
+                    let _ = stream.flush().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+async fn next_step(
+    reader: &mut FrameReader<Stream>,
+    tls: bool,
+    runtime: &Runtime,
+    cancels: &CancelRegistry,
+    peer: SocketAddr,
+) -> Result<Step, StartupError> {
+    let timeout = runtime.config.listen.startup_timeout;
+    let packet = with_timeout(timeout, reader.next_startup(MAX_STARTUP_PACKET))
+        .await??
+        .ok_or(StartupError::Closed)?;
+    match StartupPacket::decode(&packet)? {
+        StartupPacket::SslRequest => {
+            if tls {
+                return Err(StartupError::Wire(portcullis_wire::WireError::Malformed {
+                    message: "SSLRequest",
+                    reason: "TLS was already negotiated",
+                }));
+            }
+            if runtime.acceptor.is_none() {
+                reader
+                    .get_mut()
+                    .write_all(b"N")
+                    .await
+                    .map_err(StartupError::Tls)?;
+                return Ok(Step::Next);
+            }
+            // Bytes sent after SSLRequest but before the handshake would be read as if
+            // they had been encrypted (CVE-2021-23214); refuse them.
+            if reader.buffered() > 0 {
+                return Err(StartupError::Wire(portcullis_wire::WireError::Malformed {
+                    message: "SSLRequest",
+                    reason: "unencrypted data after SSLRequest",
+                }));
+            }
+            Ok(Step::UpgradeTls)
+        }
+        StartupPacket::GssEncRequest => {
+            reader
+                .get_mut()
+                .write_all(b"N")
+                .await
+                .map_err(StartupError::Tls)?;
+            Ok(Step::Next)
+        }
+        StartupPacket::Cancel(key) => {
+            match cancels.lookup(&key) {
+                Some(entry) => {
+                    tracing::info!(pid = key.pid, %peer, "cancel request");
+                    if let Err(e) = cancel::cancel(&entry).await {
+                        tracing::warn!(pid = key.pid, error = %e, "cannot forward cancel request");
+                    }
+                }
+                None => {
+                    tracing::info!(pid = key.pid, %peer, "cancel request with an unknown key ignored")
+                }
+            }
+            Ok(Step::Done)
+        }
+        StartupPacket::Startup(startup) => {
+            if startup.version.major != 3 {
+                return Err(StartupError::UnsupportedProtocol(
+                    startup.version.to_string(),
+                ));
+            }
+            Ok(Step::Startup(startup))
         }
     }
 }
