@@ -360,3 +360,32 @@ pub fn db_error(e: &tokio_postgres::Error) -> (String, String) {
         None => panic!("not a database error: {e:?}"),
     }
 }
+
+/// Polls `condition` until it holds; panics after 60 s naming `what`. For waiting on state
+/// another process changes (a backend reaching a lock, a session ending), never on time.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Number of server sessions matching a `pg_stat_activity` condition.
+pub async fn activity_count(direct: &tokio_postgres::Client, condition: &str) -> i64 {
+    direct
+        .query_one(
+            &format!("select count(*) from pg_stat_activity where {condition}"),
+            &[],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0)
+}
