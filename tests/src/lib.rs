@@ -40,8 +40,11 @@ pub struct Setup {
     pub startup_timeout: Duration,
     /// Extra pg_hba.conf lines for the cluster.
     pub hba: Vec<String>,
-    /// Extra TOML appended to the gateway configuration.
+    /// Extra TOML appended to the gateway configuration; `{pg_port}` is replaced by the
+    /// cluster's port.
     pub extra_toml: String,
+    /// Files written into the harness directory before the gateway starts.
+    pub files: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -54,6 +57,7 @@ impl Default for Setup {
             startup_timeout: Duration::from_secs(10),
             hba: Vec::new(),
             extra_toml: String::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -178,8 +182,13 @@ watch_interval = "200ms"
             app_target = target("app", "app", &format!("{app}{admin}")),
             postgres_target = target("postgres", "postgres", admin),
             regression_target = target("regression", "regression", admin),
-            extra = setup.extra_toml,
+            extra = setup
+                .extra_toml
+                .replace("{pg_port}", &pg.port().to_string()),
         );
+        for (name, contents) in &setup.files {
+            std::fs::write(dir.path().join(name), contents).expect("harness file");
+        }
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).expect("config");
         let options = GatewayOptions {

@@ -1,0 +1,257 @@
+//! Bad input gets a clear error and loses nothing: garbage, oversized and malformed
+//! messages, silent clients, too many clients, and targets that are down or refuse.
+
+use std::time::Duration;
+
+use portcullis_tests::raw::{RawClient, frame_header};
+use portcullis_tests::{Harness, Setup, wait_until};
+use tokio::io::AsyncReadExt;
+
+/// Reads what the gateway sends until it closes; returns the FATAL error if one came.
+async fn fatal_then_close(c: &mut RawClient) -> Option<portcullis_wire::backend::ErrorResponse> {
+    let mut error = None;
+    while let Some(m) = c.recv().await {
+        if m.tag() == b'E' {
+            error = Some(portcullis_wire::backend::ErrorResponse::decode(&m).unwrap());
+        }
+    }
+    error
+}
+
+async fn still_serving(h: &Harness) {
+    let c = h.client().await;
+    assert_eq!(
+        c.query_one("select 'ok'", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+        "ok"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_startup_packets() {
+    let h = Harness::start().await;
+    let bystander = h.client().await;
+
+    let mut c = RawClient::connect(h.port()).await;
+    c.send_raw(&[0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04, 0x05])
+        .await
+        .unwrap();
+    let e = fatal_then_close(&mut c).await.expect("an error");
+    assert_eq!(e.code(), "08P01");
+
+    let mut c = RawClient::connect(h.port()).await;
+    c.send_raw(&1_000_000i32.to_be_bytes()).await.unwrap();
+    let e = fatal_then_close(&mut c).await.expect("an error");
+    assert_eq!(e.code(), "08P01");
+    assert!(e.message().contains("exceeds the limit"), "{}", e.message());
+
+    // A startup message with a parameter name that never ends.
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&20i32.to_be_bytes());
+    packet.extend_from_slice(&196608i32.to_be_bytes());
+    packet.extend_from_slice(b"useruseruser");
+    let mut c = RawClient::connect(h.port()).await;
+    c.send_raw(&packet).await.unwrap();
+    assert_eq!(
+        fatal_then_close(&mut c).await.expect("an error").code(),
+        "08P01"
+    );
+
+    assert_eq!(
+        bystander
+            .query_one("select 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    still_serving(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_after_login() {
+    let h = Harness::with(Setup {
+        extra_toml: "[limits]\nmax_message_bytes = 1048576\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let bystander = h.client().await;
+    let token = h.token("erin", &["engineering"]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("oversized", frame_header(b'Q', i32::MAX).to_vec()),
+        ("negative length", frame_header(b'Q', -5).to_vec()),
+        ("unknown type", {
+            let mut v = frame_header(b'z', 4).to_vec();
+            v.extend_from_slice(&[]);
+            v
+        }),
+        ("Query without terminator", {
+            let mut v = frame_header(b'Q', 7).to_vec();
+            v.extend_from_slice(b"sel");
+            v
+        }),
+        ("Bind with a runaway value", {
+            let body = b"\0\0\0\0\0\x01\0\0\x7f\xff";
+            let mut v = frame_header(b'B', 4 + body.len() as i32).to_vec();
+            v.extend_from_slice(body);
+            v
+        }),
+    ];
+    for (name, bytes) in cases {
+        let mut c = RawClient::connect(h.port()).await;
+        c.login("app", &token).await.unwrap();
+        c.send_raw(&bytes).await.unwrap();
+        let e = fatal_then_close(&mut c)
+            .await
+            .unwrap_or_else(|| panic!("{name}: no error"));
+        assert_eq!(e.code(), "08P01", "{name}: {}", e.message());
+        assert!(
+            e.message().starts_with("invalid message from client"),
+            "{name}: {}",
+            e.message()
+        );
+    }
+    assert_eq!(
+        bystander
+            .query_one("select 2", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+    still_serving(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_dropped() {
+    let h = Harness::with(Setup {
+        startup_timeout: Duration::from_millis(300),
+        ..Setup::default()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", h.port()))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 8];
+    // The gateway closes the connection without a word once the timeout passes.
+    assert_eq!(tcp.read(&mut buf).await.unwrap(), 0);
+    // Also when the client stops after the startup packet, before sending its token.
+    let mut c = RawClient::connect(h.port()).await;
+    c.send_startup(
+        portcullis_wire::startup::PROTOCOL_3_0,
+        &[("user", "x"), ("database", "app")],
+    )
+    .await;
+    let auth = c.recv().await.expect("password request");
+    assert_eq!(auth.tag(), b'R');
+    assert!(c.recv().await.is_none());
+    still_serving(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_refused() {
+    let h = Harness::with(Setup {
+        max_connections: 2,
+        ..Setup::default()
+    })
+    .await;
+    let a = h.client().await;
+    let b = h.client().await;
+    let err = h
+        .connect_as("erin", &["engineering"], "app")
+        .await
+        .err()
+        .expect("refused");
+    let (code, msg) = portcullis_tests::db_error(&err);
+    assert_eq!(code, "53300");
+    assert!(msg.contains("too many clients"), "{msg}");
+    // Cancel requests still get through at the limit.
+    let token = a.cancel_token();
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    drop(b);
+    wait_until("a slot to free up", || async {
+        h.gateway.active_sessions() < 2
+    })
+    .await;
+    let c = h.client().await;
+    assert_eq!(
+        c.query_one("select 3", &[]).await.unwrap().get::<_, i32>(0),
+        3
+    );
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_that_are_down_or_refuse() {
+    let closed_port = portcullis_sandbox::free_port().unwrap();
+    let mut h = Harness::with(Setup {
+        extra_toml: format!(
+            r#"
+[[target]]
+name = "down"
+host = "127.0.0.1"
+port = {closed_port}
+database = "app"
+tls = "disable"
+[[target.role]]
+name = "gw_app"
+secret = "file:secrets/gw_app"
+groups = ["engineering"]
+
+[[target]]
+name = "wrongsecret"
+host = "127.0.0.1"
+port = {{pg_port}}
+database = "app"
+tls = "disable"
+[[target.role]]
+name = "gw_app"
+secret = "file:wrong-secret"
+groups = ["engineering"]
+"#
+        ),
+        files: vec![("wrong-secret".into(), "not-the-password".into())],
+        ..Setup::default()
+    })
+    .await;
+    let token = h.token("erin", &["engineering"]);
+
+    let mut c = RawClient::connect(h.port()).await;
+    let e = c.login("down", &token).await.unwrap_err();
+    assert_eq!(e.code(), "08001");
+    assert!(
+        e.message()
+            .starts_with("cannot reach target \"down\" at 127.0.0.1:"),
+        "{}",
+        e.message()
+    );
+
+    let mut c = RawClient::connect(h.port()).await;
+    let e = c.login("wrongsecret", &token).await.unwrap_err();
+    assert_eq!(e.code(), "08006");
+    assert_eq!(
+        e.message(),
+        "target \"wrongsecret\" refused the gateway's login as role \"gw_app\": password authentication failed for user \"gw_app\""
+    );
+    assert!(!e.message().contains("not-the-password"));
+    still_serving(&h).await;
+
+    // The server goes away under a live session, and new logins fail promptly.
+    let live = h.client().await;
+    h.pg.stop().unwrap();
+    let err = live.query_one("select 1", &[]).await.unwrap_err();
+    assert!(
+        err.is_closed()
+            || err
+                .as_db_error()
+                .is_some_and(|d| d.code().code() == "57P01" || d.code().code() == "08006"),
+        "{err:?}"
+    );
+    let mut c = RawClient::connect(h.port()).await;
+    let e = c.login("app", &token).await.unwrap_err();
+    assert_eq!(e.code(), "08001");
+    h.pg.restart().unwrap();
+    still_serving(&h).await;
+}
