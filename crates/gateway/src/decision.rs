@@ -35,6 +35,9 @@ pub struct SessionInfo {
     pub groups: Vec<String>,
     pub target: String,
     pub upstream_role: String,
+    /// How the gateway authenticated upstream: `SCRAM-SHA-256-PLUS`, `SCRAM-SHA-256`,
+    /// `md5`, `password` or `trust`.
+    pub upstream_auth: &'static str,
     pub client_addr: SocketAddr,
     pub application_name: Option<String>,
     pub tls: bool,

@@ -76,6 +76,8 @@ pub struct Upstream {
     pub parameters: HashMap<String, String>,
     pub key: BackendKeyData,
     pub ready: Message,
+    /// The authentication method the server asked for and got.
+    pub auth: &'static str,
 }
 
 /// Startup parameters the gateway sets itself rather than forwarding.
@@ -174,6 +176,7 @@ async fn login(
         .map_err(|e| protocol(e.to_string()))?;
 
     let mut scram: Option<ScramSha256> = None;
+    let mut auth_method = "trust";
     loop {
         let msg = next(&mut reader, target).await?;
         match msg.tag() {
@@ -192,12 +195,14 @@ async fn login(
         match auth {
             Authentication::Ok => break,
             Authentication::CleartextPassword => {
+                auth_method = "password";
                 let m = Message::build(b'p', |b| put_cstr(b, secret));
                 write(&mut reader, m.as_bytes())
                     .await
                     .map_err(|e| protocol(e.to_string()))?;
             }
             Authentication::Md5Password { salt } => {
+                auth_method = "md5";
                 let hash =
                     postgres_protocol::authentication::md5_hash(role.name.as_bytes(), secret, salt);
                 let m = Message::build(b'p', |b| put_cstr(b, hash.as_bytes()));
@@ -224,6 +229,7 @@ async fn login(
                         });
                     }
                 };
+                auth_method = mechanism;
                 let s = ScramSha256::new(secret, binding);
                 let m = Message::build(b'p', |b| {
                     put_cstr(b, mechanism.as_bytes());
@@ -291,6 +297,7 @@ async fn login(
                     parameters,
                     key,
                     ready: msg,
+                    auth: auth_method,
                 });
             }
             backend::ERROR_RESPONSE => return Err(startup_error(&msg, target, role)),

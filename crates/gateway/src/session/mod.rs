@@ -225,11 +225,18 @@ async fn login(
         groups: principal.groups.clone(),
         target: target.name.clone(),
         upstream_role: role.name.clone(),
+        upstream_auth: upstream.auth,
         client_addr: peer,
         application_name: greeted.startup.get("application_name").map(str::to_owned),
         tls: greeted.tls,
     };
-    tracing::info!(role = %role.name, groups = ?principal.groups, tls = greeted.tls, "session started");
+    tracing::info!(
+        role = %role.name,
+        groups = ?principal.groups,
+        tls = greeted.tls,
+        upstream_auth = upstream.auth,
+        "session started"
+    );
 
     // Welcome: AuthenticationOk, the server's parameters and notices, our cancel key.
     let mut welcome = Vec::with_capacity(1024);
