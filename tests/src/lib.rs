@@ -4,8 +4,9 @@
 //! also when a test panics.
 //!
 //! Databases and roles in the cluster:
-//! - `app`, owned by role `gw_app`; targets `app` (roles `gw_app` for engineering and
-//!   data-science, `gw_admin` for dba), `postgres` and `regression` (`gw_admin` for dba);
+//! - `app`, owned by role `gw_app`; target `app` (roles `gw_app` for engineering and
+//!   data-science, `gw_admin` for dba); targets `postgres` and `regression` (the bootstrap
+//!   superuser `postgres` for dba);
 //! - `gw_admin` is a superuser. Their passwords exist only in the harness's secret files.
 
 pub mod raw;
@@ -136,6 +137,7 @@ impl Harness {
         for role in ["gw_admin", "gw_app"] {
             std::fs::write(secrets.join(role), role_secret(role)).expect("secret file");
         }
+        std::fs::write(secrets.join("postgres"), pg.password()).expect("secret file");
         let issuer = DevIssuer::start("portcullis").await.expect("issuer");
         let upstream_tls = match setup.upstream_tls {
             UpstreamTls::Disable => "tls = \"disable\"".to_string(),
@@ -152,6 +154,9 @@ impl Harness {
             )
         };
         let admin = "\n[[target.role]]\nname = \"gw_admin\"\nsecret = \"file:secrets/gw_admin\"\ngroups = [\"dba\"]\n";
+        // The bootstrap superuser, which owns the catalogs: the regression suite's expected
+        // output assumes it.
+        let bootstrap = "\n[[target.role]]\nname = \"postgres\"\nsecret = \"file:secrets/postgres\"\ngroups = [\"dba\"]\n";
         let app = "\n[[target.role]]\nname = \"gw_app\"\nsecret = \"file:secrets/gw_app\"\ngroups = [\"engineering\", \"data-science\"]\n";
         let config = format!(
             r#"[listen]
@@ -180,8 +185,8 @@ watch_interval = "200ms"
             key = certs.key.display(),
             issuer = issuer.url(),
             app_target = target("app", "app", &format!("{app}{admin}")),
-            postgres_target = target("postgres", "postgres", admin),
-            regression_target = target("regression", "regression", admin),
+            postgres_target = target("postgres", "postgres", bootstrap),
+            regression_target = target("regression", "regression", bootstrap),
             extra = setup
                 .extra_toml
                 .replace("{pg_port}", &pg.port().to_string()),
