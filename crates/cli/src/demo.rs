@@ -125,7 +125,7 @@ Sample people: alice (data-science), bob (engineering), carol (managers), dave (
 In another terminal:
 
   source {env}
-  export PGUSER=alice PGPASSWORD=$(portcullis dev-token alice)
+  export PGUSER=alice PGPASSWORD=$({exe} dev-token alice --dir {dir})
   psql -c 'select * from reporting.daily_revenue order by day limit 5'
 
 The gateway logs in as role "analyst" for alice; nobody ever sees that role's password.
@@ -134,6 +134,10 @@ Press Ctrl-C to stop; everything the demo created is removed.
 "#,
         env = env_path.display(),
         config = config_path.display(),
+        exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "portcullis".into()),
+        dir = dir.display(),
     );
 
     crate::wait_for_shutdown().await?;

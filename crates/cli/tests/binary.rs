@@ -1,0 +1,176 @@
+//! The `portcullis` binary: serve with SIGHUP reload, refusing a bad configuration, and the
+//! demo from start to Ctrl-C.
+
+use std::process::Stdio;
+
+use portcullis_tests::{Harness, stdout_ok};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// Reads lines from `reader` until one contains `needle`; returns it.
+async fn line_with<R: tokio::io::AsyncRead + Unpin>(
+    lines: &mut tokio::io::Lines<BufReader<R>>,
+    needle: &str,
+) -> String {
+    while let Some(line) = lines.next_line().await.expect("read output") {
+        if line.contains(needle) {
+            return line;
+        }
+    }
+    panic!("output ended before a line containing {needle:?}");
+}
+
+fn signal(child: &Child, sig: i32) {
+    let pid = child.id().expect("running") as i32;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reloads_secrets_on_sighup() {
+    let h = Harness::start().await;
+    // Same cluster and issuer, but the binary's own listener and no file watching: only
+    // SIGHUP may reload.
+    let config = std::fs::read_to_string(&h.config_path)
+        .unwrap()
+        .replace("watch_interval = \"200ms\"", "watch_interval = \"0s\"");
+    let path = h.dir().join("serve.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log", "info", "serve", "--config"])
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = line_with(&mut lines, "portcullis: listening on").await;
+    let port: u16 = listening
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let connect = |port: u16| {
+        let conninfo = format!(
+            "host=127.0.0.1 port={port} user=erin dbname=app sslmode=disable password={}",
+            h.token("erin", &["engineering"])
+        );
+        async move {
+            let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            Ok::<_, tokio_postgres::Error>(c)
+        }
+    };
+    let live = connect(port).await.unwrap();
+    h.rotate_secret("gw_app", "rotated-by-sighup");
+    // Not reloaded yet: the gateway still presents the old secret and the server refuses.
+    let err = connect(port).await.err().expect("old secret refused");
+    assert_eq!(err.as_db_error().unwrap().code().code(), "08006");
+    signal(&child, libc::SIGHUP);
+    line_with(&mut lines, "configuration reloaded").await;
+    let fresh = connect(port).await.unwrap();
+    assert_eq!(
+        fresh
+            .query_one("select 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    assert_eq!(
+        live.query_one("select 2", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+
+    signal(&child, libc::SIGTERM);
+    assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_bad_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[listen]\nrequire_tls = false\n\n[identity]\nissuer = 42\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("line 5"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_and_cleans_up() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("demo");
+    let mut child = Command::new(BIN)
+        .args(["demo", "--port", "0", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    line_with(&mut lines, "Portcullis demo is running").await;
+    line_with(&mut lines, "Press Ctrl-C").await;
+
+    let token = Command::new(BIN)
+        .args(["dev-token", "alice", "--dir"])
+        .arg(&dir)
+        .output()
+        .await
+        .unwrap();
+    let token = stdout_ok(&token).trim().to_string();
+    let env = std::fs::read_to_string(dir.join("demo.env")).unwrap();
+    let mut psql = Command::new("psql");
+    for line in env.lines() {
+        let (k, v) = line.trim_start_matches("export ").split_once('=').unwrap();
+        psql.env(k, v);
+    }
+    let out = psql
+        .env("PGUSER", "alice")
+        .env("PGPASSWORD", &token)
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "select current_user, count(*) > 0 from reporting.daily_revenue",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(stdout_ok(&out).trim(), "analyst|t");
+    // Unknown people need explicit groups.
+    let out = Command::new(BIN)
+        .args(["dev-token", "mallory", "--dir"])
+        .arg(&dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown person"));
+
+    signal(&child, libc::SIGINT);
+    assert!(child.wait().await.unwrap().success());
+    assert!(!dir.exists(), "the demo left its directory behind");
+}
