@@ -171,14 +171,16 @@ async fn main() -> anyhow::Result<()> {
         "gateway/direct",
         "gateway/pgbouncer"
     )?;
+    let mut run = 0usize;
     for mode in ["simple", "extended", "prepared"] {
         for clients in [1u32, 16] {
             let mut results = [0f64; 3];
             let jobs = clients.min(2).to_string();
             let c = clients.to_string();
             // Rotate which endpoint goes first so warm-up and drift do not favour one.
+            run += 1;
             for round in 0..3 {
-                let i = (round + clients as usize) % 3;
+                let i = (round + run) % 3;
                 let e = endpoints[i];
                 let out = tokio::task::block_in_place(|| {
                     pgbench(

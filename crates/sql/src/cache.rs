@@ -5,8 +5,10 @@
 //! different cores rarely contend. Two sessions missing on the same text at once may both
 //! parse it; the second insert wins, which is harmless because results are identical.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
 use crate::{LexerOptions, ParsedQuery, parse};
@@ -15,9 +17,42 @@ use crate::{LexerOptions, ParsedQuery, parse};
 /// statements to keep one that rarely repeats.
 const MAX_CACHED_TEXT: usize = 64 * 1024;
 
+/// An owned cache key.
+#[derive(PartialEq, Eq)]
+struct Key {
+    options: LexerOptions,
+    text: Box<str>,
+}
+
+/// A borrowed key: lookups hash and compare the text in place, so a hit allocates nothing.
+struct KeyRef<'a> {
+    options: LexerOptions,
+    text: &'a str,
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.options.hash(h);
+        self.text.hash(h);
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.options.hash(h);
+        self.text.hash(h);
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.options == key.options && self.text == &*key.text
+    }
+}
+
 /// Shared parse cache.
 pub struct ParseCache {
-    cache: Cache<(LexerOptions, Box<str>), Arc<ParsedQuery>>,
+    cache: Cache<Key, Arc<ParsedQuery>>,
 }
 
 impl ParseCache {
@@ -33,11 +68,14 @@ impl ParseCache {
         if sql.len() > MAX_CACHED_TEXT {
             return Arc::new(parse(sql, options));
         }
-        let key = (options, Box::<str>::from(sql));
-        if let Some(hit) = self.cache.get(&key) {
+        if let Some(hit) = self.cache.get(&KeyRef { options, text: sql }) {
             return hit;
         }
         let parsed = Arc::new(parse(sql, options));
+        let key = Key {
+            options,
+            text: sql.into(),
+        };
         self.cache.insert(key, parsed.clone());
         parsed
     }

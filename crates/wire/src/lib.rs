@@ -9,6 +9,8 @@ mod buf;
 mod error;
 mod frame;
 pub mod frontend;
+#[doc(hidden)]
+pub mod fuzzing;
 mod message;
 pub mod startup;
 

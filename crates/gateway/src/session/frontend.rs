@@ -7,6 +7,7 @@
 //! and ReadyForQuery carries the server's own status. The backend swaps that error for the
 //! refusal (see `queue`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -233,12 +234,12 @@ impl<'s> Frontend<'s> {
     }
 
     /// Decodes and parses statement text in the session's encoding and lexer settings.
-    fn analyse(&self, bytes: &[u8]) -> (Option<String>, Arc<ParsedQuery>) {
+    fn analyse<'b>(&self, bytes: &'b [u8]) -> (Option<Cow<'b, str>>, Arc<ParsedQuery>) {
         let encoding = self.shared.encoding();
         match encoding.decode(bytes) {
             Some(text) => {
                 let parsed = self.ctx.cache.get(&text, self.shared.lexer());
-                (Some(text.into_owned()), parsed)
+                (Some(text), parsed)
             }
             None => (
                 None,
