@@ -354,3 +354,38 @@ async fn fast_path_function_calls_are_decided_too() {
         "function call refused by marker"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_are_decoded_from_the_client_encoding() {
+    let (h, _) = harness().await;
+    let mut c = RawClient::connect(h.port()).await;
+    c.login_with(
+        portcullis_wire::startup::PROTOCOL_3_0,
+        &[
+            ("user", "erin"),
+            ("database", "app"),
+            ("client_encoding", "LATIN1"),
+        ],
+        &h.token("erin", &["engineering"]),
+    )
+    .await
+    .unwrap();
+    // 0xE9 is é in LATIN1 and not valid UTF-8 on its own: the decider still sees the marker.
+    c.send(&[Query::new(b"select 'caf\xe9' /*upper*/").into_message()])
+        .await;
+    let msgs = c.until_ready().await;
+    let row = portcullis_wire::backend::DataRow::decode(
+        msgs.iter().find(|m| m.tag() == b'D').unwrap().clone(),
+    )
+    .unwrap();
+    assert_eq!(row.values().next().unwrap().unwrap(), b"CAF\xe9");
+    c.send(&[Query::new(b"select 'caf\xe9' /*refuse*/").into_message()])
+        .await;
+    assert_eq!(errors(&c.until_ready().await)[0].code(), "42501");
+    // The session switches to UTF8; the gateway follows the server's ParameterStatus.
+    c.send(&[query("set client_encoding to 'UTF8'")]).await;
+    c.until_ready().await;
+    c.send(&[Query::new("select 'café' /*upper*/".as_bytes()).into_message()])
+        .await;
+    assert_eq!(rows(&c.until_ready().await)[0][0].as_deref(), Some("CAFé"));
+}

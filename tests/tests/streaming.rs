@@ -27,9 +27,22 @@ async fn large_results_stream_with_bounded_memory() {
     // 300 MB of rows (simple protocol) and 300 MB of COPY data, discarded by psql.
     let rows = "select g, repeat('x', 1000) from generate_series(1, 300000) g";
     let out = h
-        .psql(&["-A", "-t", "-o", "/dev/null", "-c", rows, "-c", "select 'rows done'"])
+        .psql(&[
+            "-A",
+            "-t",
+            "-o",
+            "/dev/null",
+            "-c",
+            rows,
+            "-c",
+            "select 'rows done'",
+        ])
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let copy = format!("\\copy ({rows}) to '/dev/null'");
     let out = h.psql(&["-c", &copy]).await;
     assert!(String::from_utf8_lossy(&stdout_ok(&out).into_bytes()).contains("COPY 300000"));

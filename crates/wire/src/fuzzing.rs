@@ -4,8 +4,8 @@
 use bytes::BytesMut;
 
 use crate::backend::{
-    Authentication, BackendKeyData, CommandComplete, DataRow, ErrorResponse, ParameterStatus, ReadyForQuery,
-    RowDescription,
+    Authentication, BackendKeyData, CommandComplete, DataRow, ErrorResponse, ParameterStatus,
+    ReadyForQuery, RowDescription,
 };
 use crate::frontend::{Bind, Close, Describe, Execute, Parse, PasswordMessage, Query};
 use crate::startup::StartupPacket;

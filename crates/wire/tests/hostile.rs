@@ -29,9 +29,15 @@ fn seeds() -> Vec<Vec<u8>> {
     for m in [
         Query::new(b"select 1; select 2").into_message(),
         Parse::new("s1", b"select $1", &[23, 25]).into_message(),
-        Message::new(b'B', b"p1\0s1\0\0\x01\0\x01\0\x02\0\0\0\x02hi\xff\xff\xff\xff\0\0"),
+        Message::new(
+            b'B',
+            b"p1\0s1\0\0\x01\0\x01\0\x02\0\0\0\x02hi\xff\xff\xff\xff\0\0",
+        ),
         Message::new(b'D', b"\0\x02\0\0\0\x01a\xff\xff\xff\xff"),
-        Message::new(b'T', b"\0\x01id\0\0\0\x40\x01\0\x02\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0"),
+        Message::new(
+            b'T',
+            b"\0\x01id\0\0\0\x40\x01\0\x02\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0",
+        ),
         ErrorResponse::new(Severity::Error, "42501", "refused").to_message(),
         Authentication::Sasl {
             mechanisms: vec!["SCRAM-SHA-256".into()],
@@ -101,7 +107,11 @@ fn mutated_startup_packets_never_panic() {
         pid: 7,
         secret: bytes::Bytes::from_static(&[1, 2, 3, 4]),
     });
-    let seeds = [startup[4..].to_vec(), cancel[4..].to_vec(), startup::ssl_request()[4..].to_vec()];
+    let seeds = [
+        startup[4..].to_vec(),
+        cancel[4..].to_vec(),
+        startup::ssl_request()[4..].to_vec(),
+    ];
     let mut rng = Rng(42);
     for _ in 0..100_000 {
         let mut input = seeds[rng.below(seeds.len())].clone();
