@@ -256,6 +256,14 @@ watch_interval = "200ms"
         Ok(client)
     }
 
+    /// The error of a tokio-postgres login that must be refused.
+    pub async fn refused(&self, user: &str, groups: &[&str], db: &str) -> tokio_postgres::Error {
+        match self.connect_as(user, groups, db).await {
+            Ok(_) => panic!("{user} in {groups:?} logged in to {db} but should have been refused"),
+            Err(e) => e,
+        }
+    }
+
     /// A tokio-postgres client to `app` as an engineer.
     pub async fn client(&self) -> tokio_postgres::Client {
         self.connect_as("erin", &["engineering"], "app")

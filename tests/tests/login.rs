@@ -137,11 +137,7 @@ async fn unknown_targets_and_unmapped_groups() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "gw_admin");
     // tokio-postgres sees the same errors a driver reports.
-    let err = h
-        .connect_as("mallory", &["sales"], "app")
-        .await
-        .err()
-        .expect("refused");
+    let err = h.refused("mallory", &["sales"], "app").await;
     assert_eq!(db_error(&err).0, "28000");
 }
 

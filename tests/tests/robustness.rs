@@ -159,11 +159,7 @@ async fn connections_past_the_limit_are_refused() {
     .await;
     let a = h.client().await;
     let b = h.client().await;
-    let err = h
-        .connect_as("erin", &["engineering"], "app")
-        .await
-        .err()
-        .expect("refused");
+    let err = h.refused("erin", &["engineering"], "app").await;
     let (code, msg) = portcullis_tests::db_error(&err);
     assert_eq!(code, "53300");
     assert!(msg.contains("too many clients"), "{msg}");

@@ -161,7 +161,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn next_message(&mut self) -> Result<Option<Message>, WireError> {
         match self.next(|_| false).await? {
             Some(Frame::Message(m)) => Ok(Some(m)),
-            Some(Frame::Stream { .. }) => unreachable!("streaming was not requested"),
+            // The predicate above never asks for streaming.
+            Some(Frame::Stream { .. }) => {
+                Err(WireError::malformed("message", "unexpected streamed frame"))
+            }
             None => Ok(None),
         }
     }

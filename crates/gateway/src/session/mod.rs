@@ -315,6 +315,12 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) {
     };
     match end {
         End::Front(Ok(reason)) => tracing::info!(?reason, "client left"),
+        End::Front(Err(FrontendError::Client(portcullis_wire::WireError::Io(e)))) => {
+            tracing::info!(error = %e, "client connection lost")
+        }
+        End::Front(Err(FrontendError::Client(portcullis_wire::WireError::UnexpectedEof))) => {
+            tracing::info!("client connection lost in the middle of a message")
+        }
         End::Front(Err(FrontendError::Client(e))) => {
             tracing::warn!(error = %e, "client broke the protocol");
             let _ = client_write

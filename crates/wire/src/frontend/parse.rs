@@ -40,7 +40,11 @@ impl Parse {
                 b.put_u32(*t);
             }
         });
-        Parse::decode(msg).expect("encoder writes a valid Parse")
+        Parse {
+            msg,
+            name_end: name.len(),
+            query_end: name.len() + 1 + sql.len(),
+        }
     }
 
     /// The statement name; empty for the unnamed statement.
