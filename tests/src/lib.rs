@@ -236,6 +236,32 @@ watch_interval = "200ms"
         )
     }
 
+    /// Connects with tokio-postgres as `user` in `groups` to `db`, with `sslmode` and a TLS
+    /// connector; the connection is driven on its own task.
+    pub async fn connect_with<T>(
+        &self,
+        user: &str,
+        groups: &[&str],
+        db: &str,
+        sslmode: &str,
+        tls: T,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error>
+    where
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+        T::Stream: Send + 'static,
+    {
+        let conninfo = format!(
+            "{} password={}",
+            self.conninfo(user, db, sslmode),
+            self.token(user, groups)
+        );
+        let (client, connection) = tokio_postgres::connect(&conninfo, tls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
     /// Connects with tokio-postgres over plain TCP as `user` in `groups` to `db`.
     pub async fn connect_as(
         &self,
@@ -243,17 +269,8 @@ watch_interval = "200ms"
         groups: &[&str],
         db: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let conninfo = format!(
-            "{} password={}",
-            self.conninfo(user, db, "disable"),
-            self.token(user, groups)
-        );
-        let (client, connection) =
-            tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        self.connect_with(user, groups, db, "disable", tokio_postgres::NoTls)
+            .await
     }
 
     /// The error of a tokio-postgres login that must be refused.
@@ -285,17 +302,8 @@ watch_interval = "200ms"
         groups: &[&str],
         db: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let conninfo = format!(
-            "{} password={}",
-            self.conninfo(user, db, "require"),
-            self.token(user, groups)
-        );
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.client_tls_config());
-        let (client, connection) = tokio_postgres::connect(&conninfo, tls).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        self.connect_with(user, groups, db, "require", tls).await
     }
 
     /// A rustls client configuration trusting the test CA.

@@ -53,7 +53,14 @@ pub async fn run(dir: PathBuf, port: u16) -> anyhow::Result<()> {
     let cluster = PgCluster::start(PgOptions::default()).context("cannot start PostgreSQL")?;
     // The cluster starts with the sandbox's well-known superuser password; nobody needs it
     // (the demo talks to the server over its private socket), so make it unguessable.
-    cluster.psql("postgres", &format!("ALTER ROLE {} PASSWORD '{}'", cluster.superuser(), random_secret()))?;
+    cluster.psql(
+        "postgres",
+        &format!(
+            "ALTER ROLE {} PASSWORD '{}'",
+            cluster.superuser(),
+            random_secret()
+        ),
+    )?;
     cluster.psql("postgres", "CREATE DATABASE analytics")?;
     cluster
         .psql("analytics", SEED)

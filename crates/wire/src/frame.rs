@@ -34,6 +34,15 @@ pub enum Frame {
     Stream { header: [u8; 5], remaining: usize },
 }
 
+/// Which side failed while a streamed frame was passed through.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("{0}")]
+    Read(WireError),
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+}
+
 /// Largest read-ahead reservation made at once, so a peer announcing a huge message cannot
 /// make the gateway allocate memory it never sends.
 const MAX_RESERVE: usize = 4 * 1024 * 1024;
@@ -175,13 +184,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &mut self,
         mut n: usize,
         out: &mut W,
-    ) -> Result<(), WireError> {
+    ) -> Result<(), StreamError> {
         while n > 0 {
-            if self.buf.is_empty() && !self.fill().await? {
-                return Err(WireError::UnexpectedEof);
+            if self.buf.is_empty() && !self.fill().await.map_err(StreamError::Read)? {
+                return Err(StreamError::Read(WireError::UnexpectedEof));
             }
             let take = n.min(self.buf.len());
-            out.write_all(&self.buf[..take]).await?;
+            out.write_all(&self.buf[..take])
+                .await
+                .map_err(StreamError::Write)?;
             self.buf.advance(take);
             n -= take;
         }

@@ -16,5 +16,5 @@ pub mod startup;
 
 pub use buf::{Reader, put_cstr};
 pub use error::WireError;
-pub use frame::{Frame, FrameReader, Limits};
+pub use frame::{Frame, FrameReader, Limits, StreamError};
 pub use message::Message;

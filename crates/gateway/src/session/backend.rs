@@ -2,16 +2,14 @@
 //! that statement asked for it, and forwarded in batches. Rows nobody rewrites and COPY
 //! data are streamed without being buffered whole.
 
-use bytes::BytesMut;
 use portcullis_wire::backend::{self, ParameterStatus, ReadyForQuery};
-use portcullis_wire::{Frame, FrameReader, WireError};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use portcullis_wire::{Frame, FrameReader, StreamError, WireError};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::Shared;
+use super::outbox::Outbox;
 use super::queue::{Action, Attribution, Expect};
-
-const BATCH: usize = 64 * 1024;
 
 /// How the server side ended.
 #[derive(Debug)]
@@ -35,7 +33,7 @@ pub struct Backend<'s> {
     shared: &'s Shared,
     queue: UnboundedReceiver<Expect>,
     attribution: Attribution,
-    out: BytesMut,
+    out: Outbox,
 }
 
 impl<'s> Backend<'s> {
@@ -44,7 +42,7 @@ impl<'s> Backend<'s> {
             shared,
             queue,
             attribution: Attribution::default(),
-            out: BytesMut::with_capacity(16 * 1024),
+            out: Outbox::new(),
         }
     }
 
@@ -74,20 +72,14 @@ impl<'s> Backend<'s> {
                 })?;
                 let Some(frame) = frame else { break };
                 match frame {
-                    Frame::Stream { header, remaining } => {
-                        self.flush(client).await?;
-                        client
-                            .write_all(&header)
-                            .await
-                            .map_err(BackendError::Client)?;
-                        server
-                            .stream_to(remaining, client)
-                            .await
-                            .map_err(|e| match e {
-                                WireError::Io(io) => BackendError::Client(io),
-                                other => BackendError::Upstream(other),
-                            })?;
-                    }
+                    Frame::Stream { header, remaining } => self
+                        .out
+                        .stream(server, header, remaining, client)
+                        .await
+                        .map_err(|e| match e {
+                            StreamError::Read(e) => BackendError::Upstream(e),
+                            StreamError::Write(e) => BackendError::Client(e),
+                        })?,
                     Frame::Message(msg) => {
                         match msg.tag() {
                             backend::PARAMETER_STATUS => {
@@ -103,12 +95,12 @@ impl<'s> Backend<'s> {
                             _ => {}
                         }
                         match self.attribution.on_message(&msg) {
-                            Action::Forward => self.out.extend_from_slice(msg.as_bytes()),
-                            Action::Replace(m) => self.out.extend_from_slice(m.as_bytes()),
+                            Action::Forward => self.out.push(&msg),
+                            Action::Replace(m) => self.out.push(&m),
                         }
                     }
                 }
-                if self.out.len() >= BATCH {
+                if self.out.is_full() {
                     self.flush(client).await?;
                 }
             }
@@ -124,13 +116,6 @@ impl<'s> Backend<'s> {
     }
 
     async fn flush<W: AsyncWrite + Unpin>(&mut self, client: &mut W) -> Result<(), BackendError> {
-        if !self.out.is_empty() {
-            client
-                .write_all(&self.out)
-                .await
-                .map_err(BackendError::Client)?;
-            self.out.clear();
-        }
-        client.flush().await.map_err(BackendError::Client)
+        self.out.flush(client).await.map_err(BackendError::Client)
     }
 }

@@ -10,14 +10,14 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use portcullis_sql::{ParsedQuery, PreparedOp};
 use portcullis_wire::backend::{ErrorResponse, Severity};
 use portcullis_wire::frontend::{self, Bind, Close, Describe, Execute, Parse, Query, Target};
-use portcullis_wire::{Frame, FrameReader, Message, WireError};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use portcullis_wire::{Frame, FrameReader, Message, StreamError, WireError};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::outbox::Outbox;
 use super::prepared::{Prepared, Registry};
 use super::queue::Expect;
 use super::{Context, Shared};
@@ -26,9 +26,6 @@ use crate::decision::{Origin, Rewrite, Statement, Verdict};
 /// Text the server is certain to reject at parse time, with no side effects; stands in
 /// for a refused statement.
 const REFUSED_SQL: &[u8] = b"/* portcullis: statement refused */ PORTCULLIS_REFUSED";
-
-/// Flush to the server once this much is batched.
-const BATCH: usize = 64 * 1024;
 
 /// How the client side ended.
 #[derive(Debug)]
@@ -51,7 +48,7 @@ pub struct Frontend<'s> {
     pub shared: &'s Shared,
     pub queue: UnboundedSender<Expect>,
     pub registry: Registry,
-    out: BytesMut,
+    out: Outbox,
 }
 
 fn canceled() -> ErrorResponse {
@@ -69,7 +66,7 @@ impl<'s> Frontend<'s> {
             shared,
             queue,
             registry: Registry::default(),
-            out: BytesMut::with_capacity(16 * 1024),
+            out: Outbox::new(),
         }
     }
 
@@ -87,28 +84,22 @@ impl<'s> Frontend<'s> {
                 match frame {
                     Frame::Message(msg) => {
                         if msg.tag() == frontend::TERMINATE {
-                            self.out.extend_from_slice(msg.as_bytes());
+                            self.out.push(&msg);
                             self.flush(upstream).await?;
                             return Ok(FrontendEnd::Terminated);
                         }
                         self.on_message(msg, upstream).await?;
                     }
-                    Frame::Stream { header, remaining } => {
-                        self.flush(upstream).await?;
-                        upstream
-                            .write_all(&header)
-                            .await
-                            .map_err(FrontendError::Upstream)?;
-                        client
-                            .stream_to(remaining, upstream)
-                            .await
-                            .map_err(|e| match e {
-                                WireError::Io(io) => FrontendError::Upstream(io),
-                                other => FrontendError::Client(other),
-                            })?;
-                    }
+                    Frame::Stream { header, remaining } => self
+                        .out
+                        .stream(client, header, remaining, upstream)
+                        .await
+                        .map_err(|e| match e {
+                            StreamError::Read(e) => FrontendError::Client(e),
+                            StreamError::Write(e) => FrontendError::Upstream(e),
+                        })?,
                 }
-                if self.out.len() >= BATCH {
+                if self.out.is_full() {
                     self.flush(upstream).await?;
                 }
             }
@@ -123,14 +114,10 @@ impl<'s> Frontend<'s> {
         &mut self,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        if !self.out.is_empty() {
-            upstream
-                .write_all(&self.out)
-                .await
-                .map_err(FrontendError::Upstream)?;
-            self.out.clear();
-        }
-        upstream.flush().await.map_err(FrontendError::Upstream)
+        self.out
+            .flush(upstream)
+            .await
+            .map_err(FrontendError::Upstream)
     }
 
     fn expect(&self, e: Expect) {
@@ -140,7 +127,7 @@ impl<'s> Frontend<'s> {
     }
 
     fn forward(&mut self, msg: &Message) {
-        self.out.extend_from_slice(msg.as_bytes());
+        self.out.push(msg);
     }
 
     async fn on_message<W: AsyncWrite + Unpin>(

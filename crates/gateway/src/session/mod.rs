@@ -6,6 +6,7 @@
 
 mod backend;
 mod frontend;
+mod outbox;
 mod prepared;
 mod queue;
 
