@@ -5,6 +5,7 @@
 //! Text arrives in the client's encoding and is converted to UTF-8 first, as the server
 //! does before parsing. Results are cached by text and lexer options.
 
+pub mod analysis;
 mod cache;
 mod encoding;
 mod parse;

@@ -3,6 +3,8 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::Node;
 
+use crate::analysis::{Facts, Kind, analyse};
+
 /// Session settings that change how the lexer reads text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LexerOptions {
@@ -44,6 +46,8 @@ pub struct ParsedStatement {
     pub text: String,
     /// The parse tree's root.
     pub node: Option<Node>,
+    /// What the statement does, from the parse tree.
+    pub facts: Facts,
 }
 
 impl ParsedStatement {
@@ -97,9 +101,15 @@ pub fn parse(sql: &str, options: LexerOptions) -> ParsedQuery {
                 let text = sql.get(start..end).ok_or_else(|| {
                     "statement boundaries are not on character boundaries".to_string()
                 })?;
+                let node = raw.stmt.map(|b| *b);
+                let facts = match &node {
+                    Some(n) => analyse(n),
+                    None => Facts::new(Kind::Unknown, "empty"),
+                };
                 Ok(ParsedStatement {
                     text: text.to_owned(),
-                    node: raw.stmt.map(|b| *b),
+                    node,
+                    facts,
                 })
             })
             .collect(),

@@ -1,0 +1,170 @@
+//! What built-in functions do beyond computing a value, by name.
+//!
+//! Classification goes by the function's own name whatever its schema, so a user-defined
+//! `public.pg_read_file` is treated like the real one: the safe direction to be wrong in.
+
+use std::collections::BTreeSet;
+
+use super::facts::FunctionClass;
+
+const SERVER_FILES: &[&str] = &[
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_stat_file",
+    "pg_ls_dir",
+    "pg_ls_logdir",
+    "pg_ls_waldir",
+    "pg_ls_tmpdir",
+    "pg_ls_archive_statusdir",
+    "pg_ls_logicalsnapdir",
+    "pg_ls_logicalmapdir",
+    "pg_ls_replslotdir",
+    "lo_import",
+    "lo_export",
+    "pg_file_write",
+    "pg_file_rename",
+    "pg_file_unlink",
+    "pg_file_sync",
+    "pg_logdir_ls",
+];
+
+const DYNAMIC_SQL: &[&str] = &[
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+    "dblink",
+    "dblink_exec",
+    "dblink_open",
+    "dblink_fetch",
+    "dblink_send_query",
+    "dblink_get_result",
+    "dblink_build_sql_insert",
+    "dblink_build_sql_update",
+    "dblink_build_sql_delete",
+];
+
+const SENDS_DATA: &[&str] = &[
+    "pg_notify",
+    "dblink",
+    "dblink_exec",
+    "dblink_connect",
+    "dblink_connect_u",
+    "dblink_open",
+    "dblink_send_query",
+    "pg_logical_emit_message",
+];
+
+const SESSION_CONFIG: &[&str] = &["set_config"];
+
+const ADMIN: &[&str] = &[
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_backup_start",
+    "pg_backup_stop",
+    "pg_start_backup",
+    "pg_stop_backup",
+    "pg_wal_replay_pause",
+    "pg_wal_replay_resume",
+    "pg_create_physical_replication_slot",
+    "pg_create_logical_replication_slot",
+    "pg_drop_replication_slot",
+    "pg_replication_origin_create",
+    "pg_log_backend_memory_contexts",
+];
+
+const LARGE_OBJECTS: &[&str] = &[
+    "lo_creat",
+    "lo_create",
+    "lo_open",
+    "lo_close",
+    "loread",
+    "lowrite",
+    "lo_lseek",
+    "lo_lseek64",
+    "lo_tell",
+    "lo_tell64",
+    "lo_truncate",
+    "lo_truncate64",
+    "lo_unlink",
+    "lo_get",
+    "lo_put",
+    "lo_from_bytea",
+    "lo_import",
+    "lo_export",
+];
+
+/// The classes of the function called `name` (already folded to lower case by the parser).
+pub fn classify(name: &str) -> BTreeSet<FunctionClass> {
+    let mut out = BTreeSet::new();
+    for (list, class) in [
+        (SERVER_FILES, FunctionClass::ServerFiles),
+        (DYNAMIC_SQL, FunctionClass::DynamicSql),
+        (SENDS_DATA, FunctionClass::SendsData),
+        (SESSION_CONFIG, FunctionClass::SessionConfig),
+        (ADMIN, FunctionClass::Admin),
+        (LARGE_OBJECTS, FunctionClass::LargeObjects),
+    ] {
+        if list.contains(&name) {
+            out.insert(class);
+        }
+    }
+    out
+}
+
+/// Large-object functions by the OID the fast-path FunctionCall names: libpq and drivers
+/// call these through the protocol rather than through SQL.
+pub fn large_object_function_by_oid(oid: u32) -> Option<&'static str> {
+    Some(match oid {
+        952 => "lo_open",
+        953 => "lo_close",
+        954 => "loread",
+        955 => "lowrite",
+        956 => "lo_lseek",
+        957 => "lo_creat",
+        715 => "lo_create",
+        958 => "lo_tell",
+        1004 => "lo_truncate",
+        964 => "lo_unlink",
+        3170 => "lo_lseek64",
+        3171 => "lo_tell64",
+        3172 => "lo_truncate64",
+        764 => "lo_import",
+        767 => "lo_import",
+        765 => "lo_export",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert!(classify("pg_read_file").contains(&FunctionClass::ServerFiles));
+        assert!(classify("lo_export").contains(&FunctionClass::ServerFiles));
+        assert!(classify("lo_export").contains(&FunctionClass::LargeObjects));
+        assert!(classify("dblink").contains(&FunctionClass::SendsData));
+        assert!(classify("query_to_xml").contains(&FunctionClass::DynamicSql));
+        assert!(classify("lower").is_empty());
+        assert_eq!(large_object_function_by_oid(765), Some("lo_export"));
+    }
+}

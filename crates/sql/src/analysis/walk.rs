@@ -1,0 +1,967 @@
+//! The walk over a statement's parse tree.
+//!
+//! The tree is serialised to JSON first, so that the walk can visit **every** field of
+//! every node, including node types this file has never heard of: a relation or a function
+//! hidden in an unusual clause is still found. Statements, FROM items and the few nodes
+//! whose meaning depends on where they sit (write targets, CTE names, aliases) get their
+//! own handlers; everything else is searched generically.
+
+use serde_json::{Map, Value};
+
+use super::facts::{Columns, CopyFacts, Facts, FunctionRef, Kind, RelationName, SessionChange};
+use super::functions;
+
+type Obj = Map<String, Value>;
+
+/// The statement-level kind for a root node type.
+pub(super) fn kind_of(node: &str, body: &Obj) -> Kind {
+    match node {
+        "SelectStmt" => {
+            if has(body, "into_clause") {
+                Kind::Ddl
+            } else {
+                Kind::Select
+            }
+        }
+        "InsertStmt" => Kind::Insert,
+        "UpdateStmt" => Kind::Update,
+        "DeleteStmt" => Kind::Delete,
+        "MergeStmt" => Kind::Merge,
+        "CopyStmt" => {
+            if body
+                .get("is_from")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+            {
+                Kind::CopyIn
+            } else {
+                Kind::CopyOut
+            }
+        }
+        "ExplainStmt" => Kind::Explain,
+        "VariableSetStmt" => {
+            let name = body.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.eq_ignore_ascii_case("transaction")
+                || name.eq_ignore_ascii_case("session characteristics")
+            {
+                Kind::Transaction
+            } else {
+                Kind::SetSession
+            }
+        }
+        "DiscardStmt" => Kind::SetSession,
+        "TransactionStmt" | "ConstraintsSetStmt" => Kind::Transaction,
+        "TruncateStmt" => Kind::Truncate,
+        "DoStmt" => Kind::Do,
+        "CallStmt" => Kind::Call,
+        "GrantStmt"
+        | "GrantRoleStmt"
+        | "CreateRoleStmt"
+        | "AlterRoleStmt"
+        | "AlterRoleSetStmt"
+        | "DropRoleStmt"
+        | "AlterDefaultPrivilegesStmt"
+        | "ReassignOwnedStmt"
+        | "DropOwnedStmt" => Kind::Dcl,
+        "VariableShowStmt" | "LockStmt" | "VacuumStmt" | "ClusterStmt" | "ReindexStmt"
+        | "CheckPointStmt" | "LoadStmt" | "ListenStmt" | "UnlistenStmt" | "NotifyStmt"
+        | "DeallocateStmt" | "ClosePortalStmt" => Kind::Utility,
+        "FetchStmt" => Kind::Select,
+        "IndexStmt"
+        | "ViewStmt"
+        | "RuleStmt"
+        | "CommentStmt"
+        | "RenameStmt"
+        | "DefineStmt"
+        | "CompositeTypeStmt"
+        | "RefreshMatViewStmt"
+        | "SecLabelStmt"
+        | "ImportForeignSchemaStmt"
+        | "CreateTableAsStmt"
+        | "AlterSystemStmt"
+        | "CreatedbStmt"
+        | "DropdbStmt" => Kind::Ddl,
+        n if n.starts_with("Create") || n.starts_with("Alter") || n.starts_with("Drop") => {
+            Kind::Ddl
+        }
+        _ => Kind::Unknown,
+    }
+}
+
+fn has(body: &Obj, field: &str) -> bool {
+    body.get(field).is_some_and(|v| !v.is_null())
+}
+
+/// `{"node": {"Type": body}}` or `{"Type": body}` → (Type, body).
+fn tagged(map: &Obj) -> Option<(&str, &Obj)> {
+    if map.len() != 1 {
+        return None;
+    }
+    let (k, v) = map.iter().next()?;
+    if k == "node" {
+        return tagged(v.as_object()?);
+    }
+    if k.starts_with(|c: char| c.is_ascii_uppercase()) {
+        return Some((k.as_str(), v.as_object()?));
+    }
+    None
+}
+
+/// A RangeVar is recognised by its shape, because fields typed as RangeVar are serialised
+/// without the node tag.
+fn is_range_var(map: &Obj) -> bool {
+    map.contains_key("relname") && map.contains_key("schemaname") && map.contains_key("inh")
+}
+
+fn is_func_call(map: &Obj) -> bool {
+    map.contains_key("funcname") && map.contains_key("args") && map.contains_key("agg_star")
+}
+
+fn relation_name(rv: &Obj) -> RelationName {
+    let schema = rv.get("schemaname").and_then(Value::as_str).unwrap_or("");
+    RelationName {
+        schema: (!schema.is_empty()).then(|| schema.to_string()),
+        name: rv
+            .get("relname")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
+fn alias_name(rv: &Obj) -> Option<String> {
+    rv.get("alias")?
+        .as_object()?
+        .get("aliasname")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The strings of a list of `String` nodes (qualified names).
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| {
+                    let (t, b) = tagged(i.as_object()?)?;
+                    (t == "String").then(|| b.get("sval")?.as_str().map(str::to_string))?
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A string constant: `{"AConst": {"val": {"Sval": {"sval": "…"}}}}`.
+fn string_const(v: &Value) -> Option<String> {
+    let (t, body) = tagged(v.as_object()?)?;
+    match t {
+        "AConst" => body
+            .get("val")?
+            .get("Sval")?
+            .get("sval")?
+            .as_str()
+            .map(str::to_string),
+        "TypeCast" => string_const(body.get("arg")?),
+        _ => None,
+    }
+}
+
+/// Constant text of a SET argument (identifiers and strings).
+fn set_arg(v: &Value) -> Option<String> {
+    let (t, body) = tagged(v.as_object()?)?;
+    match t {
+        "AConst" => {
+            let val = body.get("val")?;
+            if let Some(s) = val.get("Sval") {
+                return s.get("sval")?.as_str().map(str::to_string);
+            }
+            val.as_object()?
+                .values()
+                .next()?
+                .as_object()?
+                .values()
+                .next()
+                .map(|x| x.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// One name a FROM item makes visible.
+struct ScopeItem {
+    name: String,
+    /// The access this name stands for, when it is a base relation.
+    access: Option<usize>,
+}
+
+#[derive(Default)]
+struct Scope {
+    items: Vec<ScopeItem>,
+}
+
+#[derive(Clone, Copy)]
+struct Ctx {
+    /// The action for relations read in this part of the tree.
+    read: Kind,
+}
+
+pub(super) struct Walker {
+    pub facts: Facts,
+    scopes: Vec<Scope>,
+    /// CTE names visible at this point, innermost last.
+    ctes: Vec<Vec<String>>,
+    /// Under EXPLAIN without ANALYZE nothing runs: every access becomes `explain`.
+    explain_only: bool,
+    /// Update and delete statements seen, and how many had a WHERE clause.
+    dml_where: (usize, usize),
+}
+
+impl Walker {
+    pub fn new(facts: Facts) -> Self {
+        Walker {
+            facts,
+            scopes: Vec::new(),
+            ctes: Vec::new(),
+            explain_only: false,
+            dml_where: (0, 0),
+        }
+    }
+
+    pub fn finish(mut self) -> Facts {
+        let (total, with_where) = self.dml_where;
+        if total > 0 {
+            self.facts.has_where = Some(total == with_where);
+        }
+        // A query whose CTEs change data is a write, whatever its top level says.
+        if self.facts.kind == Kind::Select
+            && let Some(a) = self.facts.accesses.iter().find(|a| {
+                matches!(
+                    a.action,
+                    Kind::Insert | Kind::Update | Kind::Delete | Kind::Merge
+                )
+            })
+        {
+            self.facts.kind = a.action;
+        }
+        self.facts
+    }
+
+    fn record(&mut self, relation: RelationName, action: Kind, columns: Columns) -> usize {
+        let action = if self.explain_only {
+            Kind::Explain
+        } else {
+            action
+        };
+        self.facts.access(relation, action, columns)
+    }
+
+    fn is_cte(&self, rel: &RelationName) -> bool {
+        rel.schema.is_none() && self.ctes.iter().any(|level| level.contains(&rel.name))
+    }
+
+    /// The statement at the root (or a nested statement: a CTE body, a rule action).
+    fn statement(&mut self, node: &str, body: &Obj, ctx: Ctx) {
+        match node {
+            "SelectStmt" => self.select(body, ctx),
+            "InsertStmt" => self.insert(body, ctx),
+            "UpdateStmt" => self.update(body, ctx),
+            "DeleteStmt" => self.delete(body, ctx),
+            "MergeStmt" => self.merge(body, ctx),
+            "CopyStmt" => self.copy(body),
+            "ExplainStmt" => self.explain(body),
+            "PrepareStmt" => {
+                self.facts.tag("prepare");
+                self.facts.prepared_name =
+                    body.get("name").and_then(Value::as_str).map(str::to_string);
+                if let Some(q) = body
+                    .get("query")
+                    .and_then(Value::as_object)
+                    .and_then(tagged)
+                {
+                    self.facts.kind = kind_of(q.0, q.1);
+                    self.statement(q.0, q.1, ctx);
+                }
+                self.visit_except(body, &["query"], ctx);
+            }
+            "ExecuteStmt" => {
+                self.facts.tag("execute");
+                self.facts.prepared_name =
+                    body.get("name").and_then(Value::as_str).map(str::to_string);
+                self.visit_except(body, &[], ctx);
+            }
+            "DeclareCursorStmt" => {
+                self.facts.tag("cursor");
+                if let Some(q) = body
+                    .get("query")
+                    .and_then(Value::as_object)
+                    .and_then(tagged)
+                {
+                    self.facts.kind = kind_of(q.0, q.1);
+                    self.statement(q.0, q.1, ctx);
+                }
+                self.visit_except(body, &["query"], ctx);
+            }
+            "CreateTableAsStmt" => {
+                if let Some(rel) = body
+                    .get("into")
+                    .and_then(|i| i.get("rel"))
+                    .and_then(Value::as_object)
+                {
+                    self.record(relation_name(rel), Kind::Ddl, Columns::All);
+                }
+                if let Some(q) = body.get("query") {
+                    self.visit(q, Ctx { read: Kind::Select });
+                }
+                self.visit_except(body, &["into", "query"], Ctx { read: Kind::Ddl });
+            }
+            "ViewStmt" => {
+                if let Some(rel) = body.get("view").and_then(Value::as_object) {
+                    self.record(relation_name(rel), Kind::Ddl, Columns::All);
+                }
+                if let Some(q) = body.get("query") {
+                    self.visit(q, Ctx { read: Kind::Select });
+                }
+                self.visit_except(body, &["view", "query"], Ctx { read: Kind::Ddl });
+            }
+            "RuleStmt" => {
+                self.facts.tag("rule");
+                if let Some(rel) = body.get("relation").and_then(Value::as_object) {
+                    self.record(relation_name(rel), Kind::Ddl, Columns::All);
+                }
+                // Rule actions run later, as statements of their own: count their accesses.
+                self.visit_except(body, &["relation"], Ctx { read: Kind::Select });
+            }
+            "VariableSetStmt" => self.variable_set(body),
+            "DiscardStmt" => {
+                self.facts.session.push(SessionChange::Setting("*".into()));
+            }
+            "TruncateStmt" => self.visit(
+                &Value::Object(body.clone()),
+                Ctx {
+                    read: Kind::Truncate,
+                },
+            ),
+            "DoStmt" => {
+                self.facts.tag("anonymous_code");
+                self.visit_except(body, &[], ctx);
+            }
+            "AlterSystemStmt" => {
+                self.facts.tag("alter_system");
+                self.facts.literal_sensitive = true;
+                self.visit_except(body, &[], Ctx { read: Kind::Ddl });
+            }
+            "DropdbStmt" => {
+                self.facts.tag("drop_database");
+                self.visit_except(body, &[], Ctx { read: Kind::Ddl });
+            }
+            "LoadStmt" => {
+                self.facts.tag("load");
+                self.facts.literal_sensitive = true;
+            }
+            "NotifyStmt" => {
+                self.facts.tag("notify");
+                self.visit_except(body, &[], ctx);
+            }
+            "DropStmt" => self.drop(body),
+            _ => {
+                // Relations named by utility and DDL statements carry the statement's kind.
+                let read = kind_of(node, body);
+                self.visit_except(body, &[], Ctx { read });
+            }
+        }
+    }
+
+    fn visit_except(&mut self, body: &Obj, skip: &[&str], ctx: Ctx) {
+        for (k, v) in body {
+            if !skip.contains(&k.as_str()) {
+                self.visit(v, ctx);
+            }
+        }
+    }
+
+    fn visit(&mut self, v: &Value, ctx: Ctx) {
+        match v {
+            Value::Array(items) => {
+                for i in items {
+                    self.visit(i, ctx);
+                }
+            }
+            Value::Object(map) => {
+                if let Some((t, body)) = tagged(map) {
+                    self.node(t, body, ctx);
+                } else if is_range_var(map) {
+                    let rel = relation_name(map);
+                    if !self.is_cte(&rel) {
+                        self.record(rel, ctx.read, Columns::None);
+                    }
+                } else if is_func_call(map) {
+                    self.func_call(map, ctx);
+                } else {
+                    for v in map.values() {
+                        self.visit(v, ctx);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn node(&mut self, t: &str, body: &Obj, ctx: Ctx) {
+        match t {
+            "SelectStmt" | "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+                self.statement(t, body, ctx)
+            }
+            "RangeVar" => {
+                let rel = relation_name(body);
+                if !self.is_cte(&rel) {
+                    self.record(rel, ctx.read, Columns::None);
+                }
+            }
+            "FuncCall" => self.func_call(body, ctx),
+            "ColumnRef" => self.column_ref(body),
+            _ => self.visit_except(body, &[], ctx),
+        }
+    }
+
+    /// Makes the CTE names of `with_clause` visible; returns whether a level was pushed.
+    /// Non-recursive CTEs see only the ones before them; recursive ones see all.
+    fn with_clause(&mut self, body: &Obj, ctx: Ctx) -> bool {
+        let Some(with) = body.get("with_clause").and_then(Value::as_object) else {
+            return false;
+        };
+        let recursive = with
+            .get("recursive")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let ctes: Vec<(String, &Value)> = with
+            .get("ctes")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        let (t, b) = tagged(i.as_object()?)?;
+                        (t == "CommonTableExpr").then(|| {
+                            (
+                                b.get("ctename")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("")
+                                    .to_string(),
+                                b.get("ctequery").unwrap_or(&Value::Null),
+                            )
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if recursive {
+            self.ctes
+                .push(ctes.iter().map(|(n, _)| n.clone()).collect());
+            for (_, q) in &ctes {
+                self.visit(q, ctx);
+            }
+        } else {
+            self.ctes.push(Vec::new());
+            for (name, q) in &ctes {
+                self.visit(q, ctx);
+                if let Some(level) = self.ctes.last_mut() {
+                    level.push(name.clone());
+                }
+            }
+        }
+        true
+    }
+
+    fn select(&mut self, body: &Obj, ctx: Ctx) {
+        let pushed = self.with_clause(body, ctx);
+        self.scopes.push(Scope::default());
+        if let Some(from) = body.get("from_clause").and_then(Value::as_array) {
+            for item in from {
+                self.range_item(item, ctx);
+            }
+        }
+        if let Some(into) = body.get("into_clause").and_then(Value::as_object) {
+            self.facts.tag("select_into");
+            if let Some(rel) = into.get("rel").and_then(Value::as_object) {
+                self.record(relation_name(rel), Kind::Ddl, Columns::All);
+            }
+        }
+        self.visit_except(body, &["with_clause", "from_clause", "into_clause"], ctx);
+        self.scopes.pop();
+        if pushed {
+            self.ctes.pop();
+        }
+    }
+
+    /// A FROM item: records what it reads and the names it makes visible.
+    fn range_item(&mut self, item: &Value, ctx: Ctx) {
+        let Some((t, body)) = item.as_object().and_then(tagged) else {
+            self.visit(item, ctx);
+            return;
+        };
+        match t {
+            "RangeVar" => {
+                let rel = relation_name(body);
+                let name = alias_name(body).unwrap_or_else(|| rel.name.clone());
+                let access = if self.is_cte(&rel) {
+                    None
+                } else {
+                    Some(self.record(rel, ctx.read, Columns::None))
+                };
+                if let Some(scope) = self.scopes.last_mut() {
+                    scope.items.push(ScopeItem { name, access });
+                }
+            }
+            "JoinExpr" => {
+                for side in ["larg", "rarg"] {
+                    if let Some(s) = body.get(side) {
+                        self.range_item(s, ctx);
+                    }
+                }
+                self.visit_except(body, &["larg", "rarg"], ctx);
+            }
+            "RangeTableSample" => {
+                if let Some(r) = body.get("relation") {
+                    self.range_item(r, ctx);
+                }
+                self.visit_except(body, &["relation"], ctx);
+            }
+            _ => {
+                // Subqueries, functions, XMLTABLE: their own analysis covers what they read;
+                // the alias names something that is not a base relation.
+                self.visit(item, ctx);
+                let alias = body
+                    .get("alias")
+                    .and_then(|a| a.get("aliasname"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if let (Some(name), Some(scope)) = (alias, self.scopes.last_mut()) {
+                    scope.items.push(ScopeItem { name, access: None });
+                }
+            }
+        }
+    }
+
+    /// The target of INSERT/UPDATE/DELETE/MERGE: recorded as a write and put in scope.
+    fn target(&mut self, body: &Obj, action: Kind) -> Option<usize> {
+        let rel_obj = body.get("relation").and_then(Value::as_object)?;
+        let rel = relation_name(rel_obj);
+        let name = alias_name(rel_obj).unwrap_or_else(|| rel.name.clone());
+        let idx = self.record(rel, action, Columns::None);
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.items.push(ScopeItem {
+                name,
+                access: Some(idx),
+            });
+        }
+        Some(idx)
+    }
+
+    fn returning(&mut self, body: &Obj, target: Option<usize>, ctx: Ctx) {
+        let has_returning = body
+            .get("returning_clause")
+            .and_then(|r| r.get("exprs").or(Some(r)))
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if has_returning && let Some(idx) = target {
+            self.facts.tag("returning");
+            let rel = self.facts.accesses[idx].relation.clone();
+            self.record(rel, ctx.read, Columns::All);
+        }
+    }
+
+    /// Names of columns assigned by a target list (INSERT columns, UPDATE SET).
+    fn assigned_columns(&mut self, list: Option<&Value>, target: Option<usize>) {
+        let (Some(items), Some(idx)) = (list.and_then(Value::as_array), target) else {
+            return;
+        };
+        for item in items {
+            if let Some(("ResTarget", rt)) = item.as_object().and_then(tagged)
+                && let Some(name) = rt.get("name").and_then(Value::as_str)
+                && !name.is_empty()
+            {
+                self.facts.accesses[idx].columns.add(name);
+            }
+        }
+    }
+
+    fn insert(&mut self, body: &Obj, ctx: Ctx) {
+        let pushed = self.with_clause(body, ctx);
+        self.scopes.push(Scope::default());
+        let target = self.target(body, Kind::Insert);
+        match body.get("cols").and_then(Value::as_array) {
+            Some(cols) if !cols.is_empty() => self.assigned_columns(body.get("cols"), target),
+            _ => {
+                if let Some(idx) = target {
+                    self.facts.accesses[idx].columns = Columns::All;
+                }
+            }
+        }
+        if let Some(oc) = body.get("on_conflict_clause").and_then(Value::as_object)
+            && !oc
+                .get("target_list")
+                .and_then(Value::as_array)
+                .is_none_or(|a| a.is_empty())
+            && let Some(idx) = target
+        {
+            let rel = self.facts.accesses[idx].relation.clone();
+            let upd = self.record(rel, Kind::Update, Columns::None);
+            self.assigned_columns(oc.get("target_list"), Some(upd));
+        }
+        self.returning(body, target, ctx);
+        self.visit_except(body, &["with_clause", "relation", "cols"], ctx);
+        self.scopes.pop();
+        if pushed {
+            self.ctes.pop();
+        }
+    }
+
+    fn update(&mut self, body: &Obj, ctx: Ctx) {
+        let pushed = self.with_clause(body, ctx);
+        self.scopes.push(Scope::default());
+        let target = self.target(body, Kind::Update);
+        if let Some(from) = body.get("from_clause").and_then(Value::as_array) {
+            for item in from {
+                self.range_item(item, ctx);
+            }
+        }
+        self.assigned_columns(body.get("target_list"), target);
+        self.count_where(body);
+        self.returning(body, target, ctx);
+        self.visit_except(body, &["with_clause", "relation", "from_clause"], ctx);
+        self.scopes.pop();
+        if pushed {
+            self.ctes.pop();
+        }
+    }
+
+    fn delete(&mut self, body: &Obj, ctx: Ctx) {
+        let pushed = self.with_clause(body, ctx);
+        self.scopes.push(Scope::default());
+        let target = self.target(body, Kind::Delete);
+        if let Some(idx) = target {
+            self.facts.accesses[idx].columns = Columns::All;
+        }
+        if let Some(using) = body.get("using_clause").and_then(Value::as_array) {
+            for item in using {
+                self.range_item(item, ctx);
+            }
+        }
+        self.count_where(body);
+        self.returning(body, target, ctx);
+        self.visit_except(body, &["with_clause", "relation", "using_clause"], ctx);
+        self.scopes.pop();
+        if pushed {
+            self.ctes.pop();
+        }
+    }
+
+    fn merge(&mut self, body: &Obj, ctx: Ctx) {
+        let pushed = self.with_clause(body, ctx);
+        self.scopes.push(Scope::default());
+        let target = self.target(body, Kind::Merge);
+        if let Some(idx) = target {
+            self.facts.accesses[idx].columns = Columns::All;
+        }
+        if let Some(src) = body.get("source_relation") {
+            self.range_item(src, ctx);
+        }
+        self.returning(body, target, ctx);
+        self.visit_except(body, &["with_clause", "relation", "source_relation"], ctx);
+        self.scopes.pop();
+        if pushed {
+            self.ctes.pop();
+        }
+    }
+
+    fn count_where(&mut self, body: &Obj) {
+        self.dml_where.0 += 1;
+        if has(body, "where_clause") {
+            self.dml_where.1 += 1;
+        }
+    }
+
+    fn copy(&mut self, body: &Obj) {
+        let from = body
+            .get("is_from")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let action = if from { Kind::CopyIn } else { Kind::CopyOut };
+        let file = body
+            .get("filename")
+            .and_then(Value::as_str)
+            .filter(|f| !f.is_empty())
+            .map(str::to_string);
+        let program = body
+            .get("is_program")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        self.facts.literal_sensitive |= file.is_some();
+        self.facts.copy = Some(CopyFacts {
+            from,
+            program: if program { file.clone() } else { None },
+            file: if program { None } else { file },
+        });
+        if let Some(rel) = body.get("relation").and_then(Value::as_object) {
+            let attlist = string_list(body.get("attlist"));
+            let columns = if attlist.is_empty() {
+                Columns::All
+            } else {
+                let mut c = Columns::None;
+                for a in &attlist {
+                    c.add(a);
+                }
+                c
+            };
+            self.record(relation_name(rel), action, columns);
+        }
+        let read = if from { Kind::Select } else { Kind::CopyOut };
+        self.visit_except(body, &["relation"], Ctx { read });
+    }
+
+    fn explain(&mut self, body: &Obj) {
+        let analyze = body
+            .get("options")
+            .and_then(Value::as_array)
+            .map(|opts| {
+                opts.iter().any(|o| {
+                    let Some(("DefElem", d)) = o.as_object().and_then(tagged) else {
+                        return false;
+                    };
+                    d.get("defname").and_then(Value::as_str) == Some("analyze")
+                        && !matches!(
+                            d.get("arg").and_then(set_arg_value).as_deref(),
+                            Some("false" | "off" | "0")
+                        )
+                })
+            })
+            .unwrap_or(false);
+        let was = self.explain_only;
+        if analyze {
+            self.facts.tag("explain_analyze");
+        } else {
+            self.explain_only = true;
+        }
+        if let Some(q) = body
+            .get("query")
+            .and_then(Value::as_object)
+            .and_then(tagged)
+        {
+            self.statement(q.0, q.1, Ctx { read: Kind::Select });
+        }
+        self.explain_only = was;
+    }
+
+    fn drop(&mut self, body: &Obj) {
+        use pg_query::protobuf::ObjectType as O;
+        let remove_type = body.get("remove_type").and_then(Value::as_i64).unwrap_or(0) as i32;
+        let relation_like = [
+            O::ObjectTable,
+            O::ObjectView,
+            O::ObjectMatview,
+            O::ObjectIndex,
+            O::ObjectSequence,
+            O::ObjectForeignTable,
+        ]
+        .iter()
+        .any(|t| *t as i32 == remove_type);
+        if relation_like && let Some(objects) = body.get("objects").and_then(Value::as_array) {
+            for o in objects {
+                let names = match o.as_object().and_then(tagged) {
+                    Some(("List", l)) => string_list(l.get("items")),
+                    _ => Vec::new(),
+                };
+                let rel = match names.as_slice() {
+                    [name] => RelationName {
+                        schema: None,
+                        name: name.clone(),
+                    },
+                    [.., schema, name] => RelationName {
+                        schema: Some(schema.clone()),
+                        name: name.clone(),
+                    },
+                    [] => continue,
+                };
+                self.record(rel, Kind::Ddl, Columns::All);
+            }
+        }
+        if remove_type == O::ObjectDatabase as i32 {
+            self.facts.tag("drop_database");
+        }
+        self.visit_except(body, &["objects"], Ctx { read: Kind::Ddl });
+    }
+
+    fn variable_set(&mut self, body: &Obj) {
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let args: Vec<String> = body
+            .get("args")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(set_arg).collect())
+            .unwrap_or_default();
+        // VAR_SET_VALUE = 1; RESET and DEFAULT leave no value.
+        let is_set_value = body.get("kind").and_then(Value::as_i64) == Some(1);
+        let value = is_set_value.then(|| args.first().cloned()).flatten();
+        self.facts.literal_sensitive = true;
+        let change = match name.as_str() {
+            "role" => SessionChange::Role(value.filter(|v| v != "none")),
+            "session_authorization" => SessionChange::SessionAuthorization(value),
+            "search_path" => {
+                SessionChange::SearchPath(Some(if is_set_value { args } else { Vec::new() }))
+            }
+            "" => SessionChange::Setting("*".into()),
+            other => SessionChange::Setting(other.to_string()),
+        };
+        self.facts.session.push(change);
+    }
+
+    fn func_call(&mut self, body: &Obj, ctx: Ctx) {
+        let parts = string_list(body.get("funcname"));
+        let (schema, name) = match parts.as_slice() {
+            [] => (None, String::new()),
+            [name] => (None, name.clone()),
+            [.., schema, name] => (Some(schema.clone()), name.clone()),
+        };
+        let classes = functions::classify(&name);
+        if !classes.is_empty() {
+            self.facts.literal_sensitive = true;
+        }
+        if name == "set_config" {
+            let args = body.get("args").and_then(Value::as_array);
+            let setting = args
+                .and_then(|a| a.first())
+                .and_then(string_const)
+                .map(|s| s.to_ascii_lowercase());
+            let value = args.and_then(|a| a.get(1)).and_then(string_const);
+            self.facts.session.push(match setting.as_deref() {
+                Some("role") => SessionChange::Role(value),
+                Some("session_authorization") => SessionChange::SessionAuthorization(value),
+                Some("search_path") => SessionChange::SearchPath(value.map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().trim_matches('"').to_string())
+                        .collect()
+                })),
+                Some(other) => SessionChange::Setting(other.to_string()),
+                None => SessionChange::Setting("*".into()),
+            });
+        }
+        let f = FunctionRef {
+            schema,
+            name,
+            classes,
+        };
+        if !self.facts.functions.contains(&f) {
+            self.facts.functions.push(f);
+        }
+        self.visit_except(body, &["funcname"], ctx);
+    }
+
+    fn column_ref(&mut self, body: &Obj) {
+        let fields: Vec<Option<String>> = body
+            .get("fields")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| match i.as_object().and_then(tagged) {
+                        Some(("String", s)) => {
+                            s.get("sval").and_then(Value::as_str).map(str::to_string)
+                        }
+                        _ => None, // A_Star
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        match fields.as_slice() {
+            // `*`: every column of everything in the innermost scope.
+            [None] => {
+                let idxs: Vec<usize> = self
+                    .scopes
+                    .last()
+                    .map(|s| s.items.iter().filter_map(|i| i.access).collect())
+                    .unwrap_or_default();
+                for i in idxs {
+                    self.facts.accesses[i].columns = Columns::All;
+                }
+            }
+            // Unqualified: a column of any relation in scope, or a whole-row reference.
+            [Some(col)] => {
+                let mut whole_row = None;
+                let mut all = Vec::new();
+                for scope in self.scopes.iter().rev() {
+                    for item in &scope.items {
+                        if let Some(i) = item.access {
+                            all.push(i);
+                            if item.name == *col && whole_row.is_none() {
+                                whole_row = Some(i);
+                            }
+                        }
+                    }
+                }
+                if let Some(i) = whole_row {
+                    self.facts.accesses[i].columns = Columns::All;
+                }
+                for i in all {
+                    self.facts.accesses[i].columns.add(col);
+                }
+            }
+            // Qualified: `t.c`, `t.*`, `s.t.c`, `db.s.t.c`.
+            [.., Some(table), last] => {
+                let found = self
+                    .scopes
+                    .iter()
+                    .rev()
+                    .flat_map(|s| s.items.iter())
+                    .find(|i| i.name == *table)
+                    .map(|i| i.access);
+                match (found, last) {
+                    (Some(Some(i)), Some(col)) => self.facts.accesses[i].columns.add(col),
+                    (Some(Some(i)), None) => self.facts.accesses[i].columns = Columns::All,
+                    (Some(None), _) => {} // a subquery, CTE or function alias
+                    (None, _) => {
+                        // Not a relation in scope: a composite column's field. Attribute the
+                        // composite column to everything in scope.
+                        let idxs: Vec<usize> = self
+                            .scopes
+                            .iter()
+                            .flat_map(|s| s.items.iter().filter_map(|i| i.access))
+                            .collect();
+                        for i in idxs {
+                            self.facts.accesses[i].columns.add(table);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn set_arg_value(v: &Value) -> Option<String> {
+    let (t, body) = tagged(v.as_object()?)?;
+    match t {
+        "String" => body.get("sval")?.as_str().map(str::to_string),
+        "Boolean" => Some(if body.get("boolval")?.as_bool()? {
+            "true".into()
+        } else {
+            "false".into()
+        }),
+        "Integer" => Some(body.get("ival")?.to_string()),
+        _ => set_arg(v),
+    }
+}
+
+impl Walker {
+    /// Walks the statement rooted at `node`.
+    pub(super) fn run(&mut self, node: &str, body: &Obj) {
+        self.statement(node, body, Ctx { read: Kind::Select });
+    }
+}
+
+pub(super) fn root(v: &Value) -> Option<(&str, &Obj)> {
+    tagged(v.as_object()?)
+}
