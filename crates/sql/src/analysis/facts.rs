@@ -206,8 +206,8 @@ pub enum SessionChange {
     /// `SET search_path` with the new schemas; `None` when they cannot be known (a
     /// non-constant `set_config`).
     SearchPath(Option<Vec<String>>),
-    /// Any other setting (lowercased name); `*` for RESET ALL / DISCARD ALL and for a
-    /// `set_config` whose name is not a constant.
+    /// Any other setting (lowercased name); `*` for RESET ALL / DISCARD ALL, `?` for a
+    /// `set_config` whose name is not a constant (it could be any setting, `role` included).
     Setting(String),
 }
 

