@@ -132,8 +132,14 @@ async fn main() -> anyhow::Result<()> {
 
     let issuer = DevIssuer::start("portcullis").await?;
     std::fs::write(dir.path().join("superuser"), cluster.password())?;
+    // Every statement still goes through the analyser and the policy engine; the policy
+    // itself permits everything so the three endpoints run the same workload.
+    std::fs::write(
+        dir.path().join("bench.cedar"),
+        "permit(principal, action, resource);\n",
+    )?;
     let config = format!(
-        "[listen]\naddress = \"127.0.0.1:0\"\nrequire_tls = false\n\n[identity]\nissuer = \"{}\"\n\n\
+        "[listen]\naddress = \"127.0.0.1:0\"\nrequire_tls = false\n\n[identity]\nissuer = \"{}\"\n\n[policy]\npaths = [\"bench.cedar\"]\n\n\
          [[target]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"bench\"\ntls = \"disable\"\n\
          [[target.role]]\nname = \"{}\"\nsecret = \"file:superuser\"\ngroups = [\"bench\"]\n",
         issuer.url(),

@@ -46,7 +46,17 @@ pub struct Setup {
     pub extra_toml: String,
     /// Files written into the harness directory before the gateway starts.
     pub files: Vec<(String, String)>,
+    /// Cedar policy files `(name, text)` in the gateway's policy directory; by default
+    /// one that permits everything.
+    pub policies: Vec<(String, String)>,
+    /// The clock policies read (a fixed one for time-of-day tests).
+    pub clock: Option<Arc<dyn portcullis_gateway::Clock>>,
+    /// Extra settings for the `[policy]` section, e.g. `mode = "observe"`.
+    pub policy_settings: String,
 }
+
+/// A policy that permits every statement: the relay with authentication as its only gate.
+pub const PERMIT_ALL: &str = "permit(principal, action, resource);\n";
 
 impl Default for Setup {
     fn default() -> Self {
@@ -59,6 +69,9 @@ impl Default for Setup {
             hba: Vec::new(),
             extra_toml: String::new(),
             files: Vec::new(),
+            policies: vec![("permit-all.cedar".into(), PERMIT_ALL.into())],
+            clock: None,
+            policy_settings: String::new(),
         }
     }
 }
@@ -176,8 +189,14 @@ refresh_min_interval = "0s"
 
 [reload]
 watch_interval = "200ms"
+
+[policy]
+paths = ["policies"]
+timezone = "UTC"
+{policy_settings}
 {app_target}{postgres_target}{regression_target}
 {extra}"#,
+            policy_settings = setup.policy_settings,
             require_tls = setup.require_tls,
             max = setup.max_connections,
             timeout = setup.startup_timeout.as_millis(),
@@ -194,13 +213,19 @@ watch_interval = "200ms"
         for (name, contents) in &setup.files {
             std::fs::write(dir.path().join(name), contents).expect("harness file");
         }
+        std::fs::create_dir(dir.path().join("policies")).expect("policy dir");
+        for (name, contents) in &setup.policies {
+            std::fs::write(dir.path().join("policies").join(name), contents).expect("policy file");
+        }
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).expect("config");
-        let options = GatewayOptions {
-            decider: setup
-                .decider
-                .unwrap_or_else(|| Arc::new(portcullis_gateway::PermitAll)),
+        let mut options = GatewayOptions {
+            decider: setup.decider,
+            ..GatewayOptions::default()
         };
+        if let Some(clock) = setup.clock {
+            options.clock = clock;
+        }
         let gateway = Gateway::start(&config_path, options)
             .await
             .expect("gateway");

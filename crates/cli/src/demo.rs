@@ -8,6 +8,30 @@ use portcullis_sandbox::{DevIssuer, PgCluster, PgOptions, TestCa};
 
 const SEED: &str = include_str!("demo/seed.sql");
 
+/// The example policies shipped in the repository's `policies/` directory.
+pub const EXAMPLE_POLICIES: &[(&str, &str)] = &[
+    (
+        "00-baseline.cedar",
+        include_str!("../../../policies/00-baseline.cedar"),
+    ),
+    (
+        "10-data-science.cedar",
+        include_str!("../../../policies/10-data-science.cedar"),
+    ),
+    (
+        "20-writes.cedar",
+        include_str!("../../../policies/20-writes.cedar"),
+    ),
+    (
+        "30-ddl.cedar",
+        include_str!("../../../policies/30-ddl.cedar"),
+    ),
+    (
+        "40-guardrails.cedar",
+        include_str!("../../../policies/40-guardrails.cedar"),
+    ),
+];
+
 /// The roles the demo's gateway logs in as and the groups that may use them.
 const ROLES: &[(&str, &[&str])] = &[
     ("analyst", &["data-science"]),
@@ -84,6 +108,15 @@ pub async fn run(dir: PathBuf, port: u16) -> anyhow::Result<()> {
     eprintln!("portcullis demo: starting the development identity provider…");
     let issuer = DevIssuer::start("portcullis").await?;
 
+    std::fs::create_dir_all(dir.join("policies"))?;
+    for (name, text) in EXAMPLE_POLICIES {
+        std::fs::write(dir.join("policies").join(name), text)?;
+    }
+    let timezone = jiff::tz::TimeZone::system()
+        .iana_name()
+        .map(str::to_string)
+        .unwrap_or_else(|| "UTC".into());
+
     let ca = TestCa::new("Portcullis demo CA")?;
     let certs = ca.issue(&dir, "gateway")?;
     let port = if port_free(port) { port } else { 0 };
@@ -100,6 +133,10 @@ key = "{key}"
 [identity]
 issuer = "{issuer}"
 audience = "portcullis"
+
+[policy]
+paths = ["policies"]
+timezone = "{timezone}"
 
 [[target]]
 name = "analytics"
@@ -131,6 +168,9 @@ tls = "disable"
         r#"
 Portcullis demo is running: gateway on {addr}, target "analytics".
 Sample people: alice (data-science), bob (engineering), carol (managers), dave (dba).
+Policies ({policies}): alice reads the reporting tables on weekdays 09:00-18:00 ({timezone});
+bob's and carol's writes need a manager's approval; only dave runs DDL; nobody drops the
+database; e-mail addresses and card numbers are masked.
 
 In another terminal:
 
@@ -144,6 +184,7 @@ Press Ctrl-C to stop; everything the demo created is removed.
 "#,
         env = env_path.display(),
         config = config_path.display(),
+        policies = dir.join("policies").display(),
         exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "portcullis".into()),

@@ -52,6 +52,9 @@ pub enum Origin<'a> {
     Parse { name: &'a str },
     /// A fast-path FunctionCall of the function with this OID; there is no SQL text.
     FunctionCall { oid: u32 },
+    /// A setting in the startup packet that changes the session's identity (`role`,
+    /// `session_authorization`, directly or through `options`), decided before login.
+    Startup,
 }
 
 /// A statement put before the decider.
@@ -68,6 +71,8 @@ pub struct Statement<'a> {
     pub prepared: Option<&'a ParsedStatement>,
     /// The transaction status at the last ReadyForQuery.
     pub transaction: TransactionStatus,
+    /// The session's search path as far as the gateway has seen it set.
+    pub search_path: &'a [String],
 }
 
 /// A future a held statement waits on.
@@ -77,6 +82,13 @@ pub type HoldFuture = Pin<Box<dyn Future<Output = Verdict> + Send>>;
 pub enum Verdict {
     /// Forward it; rewrite what comes back when a rewrite is given.
     Forward(Option<Arc<dyn Rewrite>>),
+    /// Forward it, but undo it and answer with an error if it changes more than
+    /// `max_rows` rows (UPDATE, DELETE, MERGE), as policy `policy` demands.
+    ForwardLimited {
+        rewrite: Option<Arc<dyn Rewrite>>,
+        max_rows: u64,
+        policy: String,
+    },
     /// Do not run it; the client receives this error instead.
     Refuse(ErrorResponse),
     /// Wait for the future, then apply its verdict. A cancel request ends the wait.
@@ -93,6 +105,11 @@ impl std::fmt::Debug for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Verdict::Forward(r) => write!(f, "Forward(rewrite: {})", r.is_some()),
+            Verdict::ForwardLimited {
+                max_rows, policy, ..
+            } => {
+                write!(f, "ForwardLimited({max_rows} rows, policy {policy})")
+            }
             Verdict::Refuse(e) => write!(f, "Refuse({e:?})"),
             Verdict::Hold(_) => f.write_str("Hold"),
         }

@@ -36,6 +36,8 @@ pub enum StartupError {
     TooManyConnections(usize),
     #[error("{0}")]
     Upstream(#[from] crate::upstream::UpstreamError),
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StartupError {
@@ -50,6 +52,7 @@ impl StartupError {
             StartupError::Auth(a) => a.sqlstate(),
             StartupError::TooManyConnections(_) => "53300",
             StartupError::Upstream(u) => u.sqlstate(),
+            StartupError::Refused(_) => "42501",
         }
     }
 

@@ -8,9 +8,11 @@
 //! rewriting). `runtime` is the resolved configuration, swapped atomically on reload.
 
 pub mod cancel;
+mod catalog;
 pub mod config;
 pub mod decision;
 mod error;
+mod policy;
 mod runtime;
 mod session;
 mod startup;
@@ -31,6 +33,7 @@ use tokio::net::TcpListener;
 pub use config::{Config, ConfigError};
 pub use decision::{Decider, PermitAll};
 pub use error::StartupError;
+pub use portcullis_policy::{Clock, FixedClock, SystemClock};
 pub use runtime::Runtime;
 pub use upstream::UpstreamError;
 
@@ -51,19 +54,23 @@ pub enum StartError {
 
 /// What the embedding program chooses.
 pub struct GatewayOptions {
-    pub decider: Arc<dyn Decider>,
+    /// Decides statements instead of the configured policies (tests of the relay).
+    pub decider: Option<Arc<dyn Decider>>,
+    /// Where policies read the time from.
+    pub clock: Arc<dyn portcullis_policy::Clock>,
 }
 
 impl Default for GatewayOptions {
     fn default() -> Self {
         GatewayOptions {
-            decider: Arc::new(PermitAll),
+            decider: None,
+            clock: Arc::new(portcullis_policy::SystemClock),
         }
     }
 }
 
 struct Inner {
-    runtime: ArcSwap<Runtime>,
+    runtime: Arc<ArcSwap<Runtime>>,
     config_path: PathBuf,
     services: Arc<Services>,
     generation: tokio::sync::watch::Sender<u64>,
@@ -96,14 +103,24 @@ impl Gateway {
             .map_err(|source| StartError::Bind { address, source })?;
         let verifier = runtime.verifier.clone();
         let cache_entries = runtime.config.limits.parse_cache_entries;
+        let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+        let catalogs = Arc::new(catalog::Catalogs::default());
+        let decider = options.decider.unwrap_or_else(|| {
+            Arc::new(policy::PolicyDecider::new(
+                runtime.clone(),
+                catalogs.clone(),
+                options.clock,
+            ))
+        });
         let inner = Arc::new(Inner {
-            runtime: ArcSwap::from_pointee(runtime),
+            runtime,
             config_path: config_path.to_path_buf(),
             services: Arc::new(Services {
-                decider: options.decider,
+                decider,
                 cache: Arc::new(ParseCache::new(cache_entries)),
                 cancels: Arc::new(CancelRegistry::default()),
                 active: Arc::new(AtomicUsize::new(0)),
+                catalogs,
             }),
             generation: tokio::sync::watch::channel(0).0,
             reload_lock: std::sync::Mutex::new(()),

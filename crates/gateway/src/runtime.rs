@@ -10,7 +10,9 @@ use portcullis_identity::Verifier;
 use rustls::pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::{Config, ConfigError, Secret, SecretRef, UpstreamTls};
+use portcullis_policy::{Mode, PolicyStore};
+
+use crate::config::{Config, ConfigError, PolicyMode, Secret, SecretRef, UpstreamTls};
 use crate::tls;
 
 /// A database role the gateway may log in as.
@@ -47,12 +49,19 @@ impl Target {
     }
 }
 
+/// The loaded policies and the time zone they read the clock in.
+pub struct Policies {
+    pub store: PolicyStore,
+    pub timezone: jiff::tz::TimeZone,
+}
+
 /// One consistent generation of the configuration.
 pub struct Runtime {
     pub config: Config,
     pub acceptor: Option<TlsAcceptor>,
     pub verifier: Arc<Verifier>,
     pub targets: HashMap<String, Arc<Target>>,
+    pub policies: Arc<Policies>,
 }
 
 impl Runtime {
@@ -104,11 +113,35 @@ impl Runtime {
                 }),
             );
         }
+        let section = config
+            .policy
+            .as_ref()
+            .ok_or_else(|| invalid("no [policy] section".into()))?;
+        let mode = match section.mode {
+            PolicyMode::Enforce => Mode::Enforce,
+            PolicyMode::Observe => Mode::Observe,
+        };
+        let store =
+            PolicyStore::load(&section.paths, mode).map_err(|e| invalid(format!("policy: {e}")))?;
+        let timezone = jiff::tz::TimeZone::get(&section.timezone).map_err(|e| {
+            invalid(format!(
+                "policy.timezone: '{}' is not a time zone: {e}",
+                section.timezone
+            ))
+        })?;
+        tracing::info!(
+            policies = store.len(),
+            files = store.files().len(),
+            fingerprint = format!("{:016x}", store.fingerprint()),
+            mode = ?section.mode,
+            "policies loaded"
+        );
         Ok(Runtime {
             config,
             acceptor,
             verifier,
             targets,
+            policies: Arc::new(Policies { store, timezone }),
         })
     }
 }

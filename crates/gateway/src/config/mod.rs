@@ -39,6 +39,35 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub reload: ReloadConfig,
+    #[serde(default)]
+    pub policy: Option<PolicySection>,
+}
+
+/// `[policy]`: the Cedar policies every statement is decided by.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Policy files, or directories whose `*.cedar` files are loaded in name order.
+    pub paths: Vec<PathBuf>,
+    /// The time zone of `context.hour`, `minute`, `weekday` and `date`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// `enforce`, or `observe` to report would-be refusals without refusing anything.
+    #[serde(default)]
+    pub mode: PolicyMode,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+/// Whether policy refusals are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    #[default]
+    Enforce,
+    Observe,
 }
 
 /// `[listen]`: where clients connect.
@@ -254,6 +283,11 @@ impl Config {
         if let Some(ca) = &mut self.identity.ca_file {
             fix(ca);
         }
+        if let Some(p) = &mut self.policy {
+            for path in &mut p.paths {
+                fix(path);
+            }
+        }
         for t in &mut self.targets {
             if let Some(ca) = &mut t.ca_file {
                 fix(ca);
@@ -288,6 +322,19 @@ impl Config {
         }
         if self.targets.is_empty() {
             return Err(invalid("no [[target]] is configured".into()));
+        }
+        match &self.policy {
+            None => {
+                return Err(invalid(
+                    "no [policy] section: every statement is decided by Cedar policies (see policies/ for examples; \
+                     a file holding `permit(principal, action, resource);` allows everything)"
+                        .into(),
+                ));
+            }
+            Some(p) if p.paths.is_empty() => {
+                return Err(invalid("policy.paths names no policy files".into()));
+            }
+            Some(_) => {}
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.targets {
@@ -342,6 +389,17 @@ impl Config {
     /// Files whose change should trigger a reload (besides the configuration file).
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
+        if let Some(p) = &self.policy {
+            for path in &p.paths {
+                // A directory's own stamp changes when files are added or removed.
+                out.push(path.clone());
+                if path.is_dir()
+                    && let Ok(files) = portcullis_policy::policy_files(std::slice::from_ref(path))
+                {
+                    out.extend(files);
+                }
+            }
+        }
         if let Some(tls) = &self.tls {
             out.push(tls.cert.clone());
             out.push(tls.key.clone());
@@ -380,6 +438,9 @@ tls = "disable"
 name = "reader"
 secret = "env:READER_PASSWORD"
 groups = ["data-science"]
+
+[policy]
+paths = ["policies"]
 "#;
 
     #[test]
@@ -440,7 +501,14 @@ groups = ["data-science"]
         );
         assert_eq!(
             c.watched_files(),
-            vec![PathBuf::from("/etc/portcullis/secrets/reader")]
+            vec![
+                PathBuf::from("/etc/portcullis/policies"),
+                PathBuf::from("/etc/portcullis/secrets/reader")
+            ]
+        );
+        assert_eq!(
+            c.policy.unwrap().paths,
+            vec![PathBuf::from("/etc/portcullis/policies")]
         );
     }
 }

@@ -66,9 +66,9 @@ impl<'s> Backend<'s> {
         loop {
             loop {
                 self.absorb();
-                let stream_rows = self.attribution.current_rewrite().is_none();
+                let stream_rows = self.attribution.may_stream();
                 let frame = server.try_next(|tag| {
-                    tag == backend::COPY_DATA || (tag == backend::DATA_ROW && stream_rows)
+                    (tag == backend::COPY_DATA || tag == backend::DATA_ROW) && stream_rows
                 })?;
                 let Some(frame) = frame else { break };
                 match frame {
@@ -97,6 +97,7 @@ impl<'s> Backend<'s> {
                         match self.attribution.on_message(&msg) {
                             Action::Forward => self.out.push(&msg),
                             Action::Replace(m) => self.out.push(&m),
+                            Action::Swallow => {}
                         }
                     }
                 }

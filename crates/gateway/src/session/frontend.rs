@@ -6,26 +6,40 @@
 //! the transaction becomes failed if one was open, the extended protocol skips to Sync,
 //! and ReadyForQuery carries the server's own status. The backend swaps that error for the
 //! refusal (see `queue`).
+//!
+//! Text the gateway's parser rejects is *probed*: sent to the server as a Parse of a
+//! throwaway statement. If the server rejects it too, the client gets the server's own
+//! syntax error, word for word; if the server accepts it, the gateway refuses it, because
+//! it cannot know what it would do.
+//!
+//! A statement with a row limit runs inside a transaction the gateway controls: the limit
+//! is checked against the CommandComplete count, and a statement over it is undone before
+//! anyone can commit it.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use portcullis_sql::analysis::{Kind, SessionChange};
 use portcullis_sql::{ParsedQuery, PreparedOp};
-use portcullis_wire::backend::{ErrorResponse, Severity};
+use portcullis_wire::backend::{ErrorResponse, Severity, TransactionStatus};
 use portcullis_wire::frontend::{self, Bind, Close, Describe, Execute, Parse, Query, Target};
 use portcullis_wire::{Frame, FrameReader, Message, StreamError, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 
 use super::outbox::Outbox;
-use super::prepared::{Prepared, Registry};
-use super::queue::Expect;
+use super::prepared::{Prepared, Registry, Treatment};
+use super::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
 use super::{Context, Shared};
-use crate::decision::{Origin, Rewrite, Statement, Verdict};
+use crate::decision::{Origin, Statement, Verdict};
 
 /// Text the server is certain to reject at parse time, with no side effects; stands in
 /// for a refused statement.
 const REFUSED_SQL: &[u8] = b"/* portcullis: statement refused */ PORTCULLIS_REFUSED";
+/// Names of the gateway's own throwaway prepared statements.
+const PROBE: &str = "portcullis_probe";
+const REFUSED: &str = "portcullis_refused";
 
 /// How the client side ended.
 #[derive(Debug)]
@@ -41,14 +55,27 @@ pub enum FrontendError {
     Client(#[from] WireError),
     #[error("upstream write failed: {0}")]
     Upstream(std::io::Error),
+    #[error("the session ended while a statement was running")]
+    Ended,
 }
 
 pub struct Frontend<'s> {
-    pub ctx: &'s Context,
-    pub shared: &'s Shared,
-    pub queue: UnboundedSender<Expect>,
-    pub registry: Registry,
+    ctx: &'s Context,
+    shared: &'s Shared,
+    queue: UnboundedSender<Expect>,
+    registry: Registry,
+    search_path: Vec<String>,
     out: Outbox,
+}
+
+/// The prepared statement an `EXECUTE` runs, wherever it sits (`EXPLAIN EXECUTE`,
+/// `CREATE TABLE … AS EXECUTE`).
+fn executes(s: &portcullis_sql::ParsedStatement) -> Option<&str> {
+    if s.facts.tags.contains("execute") {
+        s.facts.prepared_name.as_deref()
+    } else {
+        None
+    }
 }
 
 fn canceled() -> ErrorResponse {
@@ -59,6 +86,13 @@ fn canceled() -> ErrorResponse {
     )
 }
 
+/// The refusal of text the gateway's parser rejects but the server's accepts. It carries
+/// the parser's own message, as the server would have raised a similar error running it.
+fn unanalysable(reason: &str) -> ErrorResponse {
+    let reason = reason.strip_prefix("Invalid statement: ").unwrap_or(reason);
+    ErrorResponse::new(Severity::Error, "42601", reason)
+}
+
 impl<'s> Frontend<'s> {
     pub fn new(ctx: &'s Context, shared: &'s Shared, queue: UnboundedSender<Expect>) -> Self {
         Frontend {
@@ -66,6 +100,7 @@ impl<'s> Frontend<'s> {
             shared,
             queue,
             registry: Registry::default(),
+            search_path: ctx.search_path.clone(),
             out: Outbox::new(),
         }
     }
@@ -120,14 +155,26 @@ impl<'s> Frontend<'s> {
             .map_err(FrontendError::Upstream)
     }
 
-    fn expect(&self, e: Expect) {
+    /// Queues what the server owes for a message, then the message itself.
+    fn send(&mut self, expect: Expect, msg: &Message) {
         // The backend owns the receiver for the session's lifetime; a send can only fail
         // when the session is already ending.
-        let _ = self.queue.send(e);
+        let _ = self.queue.send(expect);
+        self.out.push(msg);
     }
 
-    fn forward(&mut self, msg: &Message) {
-        self.out.push(msg);
+    /// Asks the server to send what it has buffered, and waits until every earlier answer
+    /// has been read: afterwards the transaction status is the server's current one.
+    async fn catch_up<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> Result<TransactionStatus, FrontendError> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.queue.send(Expect::Barrier(Some(tx)));
+        self.out.push(&Message::new(frontend::FLUSH, b""));
+        self.flush(upstream).await?;
+        rx.await.map_err(|_| FrontendError::Ended)?;
+        Ok(self.shared.transaction())
     }
 
     async fn on_message<W: AsyncWrite + Unpin>(
@@ -141,8 +188,7 @@ impl<'s> Frontend<'s> {
             frontend::BIND => {
                 let bind = Bind::decode(msg)?;
                 self.registry.bind(bind.portal(), bind.statement());
-                self.expect(Expect::Bind);
-                self.forward(bind.message());
+                self.send(Expect::Bind, bind.message());
                 Ok(())
             }
             frontend::DESCRIBE => {
@@ -151,43 +197,32 @@ impl<'s> Frontend<'s> {
                     Target::Statement => self
                         .registry
                         .statement(d.name())
-                        .and_then(|p| p.rewrite.clone()),
-                    Target::Portal => self.registry.portal_rewrite(d.name()),
+                        .and_then(|p| p.treatment.rewrite.clone()),
+                    Target::Portal => self.registry.portal(d.name()).rewrite,
                 };
-                self.expect(Expect::Describe { rewrite });
-                self.forward(d.message());
+                self.send(Expect::Describe { rewrite }, d.message());
                 Ok(())
             }
-            frontend::EXECUTE => {
-                let e = Execute::decode(msg)?;
-                self.expect(Expect::Execute {
-                    rewrite: self.registry.portal_rewrite(e.portal()),
-                });
-                self.forward(e.message());
-                Ok(())
-            }
+            frontend::EXECUTE => self.on_execute(Execute::decode(msg)?, upstream).await,
             frontend::CLOSE => {
                 let c = Close::decode(msg)?;
                 match c.target() {
                     Target::Statement => self.registry.deallocate(c.name()),
                     Target::Portal => self.registry.close_portal(c.name()),
                 }
-                self.expect(Expect::Close);
-                self.forward(c.message());
+                self.send(Expect::Close { swallow: false }, c.message());
                 Ok(())
             }
             frontend::SYNC => {
-                self.expect(Expect::Sync);
-                self.forward(&msg);
+                self.send(Expect::Sync, &msg);
                 Ok(())
             }
             frontend::FLUSH | frontend::COPY_DATA => {
-                self.forward(&msg);
+                self.out.push(&msg);
                 Ok(())
             }
             frontend::COPY_DONE | frontend::COPY_FAIL => {
-                self.expect(Expect::CopyEnd);
-                self.forward(&msg);
+                self.send(Expect::CopyEnd, &msg);
                 Ok(())
             }
             frontend::FUNCTION_CALL => self.on_function_call(msg, upstream).await,
@@ -203,11 +238,21 @@ impl<'s> Frontend<'s> {
         &mut self,
         statement: &Statement<'_>,
         upstream: &mut W,
-    ) -> Result<Result<Option<Arc<dyn Rewrite>>, ErrorResponse>, FrontendError> {
+    ) -> Result<Result<Treatment, ErrorResponse>, FrontendError> {
         let mut verdict = self.ctx.decider.decide(&self.ctx.info, statement);
         loop {
             match verdict {
-                Verdict::Forward(rewrite) => return Ok(Ok(rewrite)),
+                Verdict::Forward(rewrite) => return Ok(Ok(Treatment { rewrite, cap: None })),
+                Verdict::ForwardLimited {
+                    rewrite,
+                    max_rows,
+                    policy,
+                } => {
+                    return Ok(Ok(Treatment {
+                        rewrite,
+                        cap: Some((max_rows, policy)),
+                    }));
+                }
                 Verdict::Refuse(error) => return Ok(Err(error)),
                 Verdict::Hold(future) => {
                     self.flush(upstream).await?;
@@ -231,9 +276,43 @@ impl<'s> Frontend<'s> {
             None => (
                 None,
                 Arc::new(ParsedQuery {
-                    result: Err("statement text is not valid in the client encoding".into()),
+                    result: Err("the text is not valid in the client encoding".into()),
                 }),
             ),
+        }
+    }
+
+    /// Sends text the gateway could not parse to the server as a throwaway Parse: its own
+    /// error goes back to the client; if it parses there, the client gets a refusal.
+    /// `name` is the statement the client's Parse was creating (`None` for a Query).
+    fn probe(&mut self, bytes: &[u8], reason: &str, name: Option<&str>) {
+        self.send(
+            Expect::Parse {
+                on_error: OnError::Forward,
+                on_success: Some(unanalysable(reason)),
+            },
+            Parse::new(PROBE, bytes, &[]).message(),
+        );
+        self.send(
+            Expect::Close { swallow: true },
+            Close::new(Target::Statement, PROBE).message(),
+        );
+        // Fails whenever the probe parsed, so that the server skips to Sync and fails an
+        // open transaction, as after any error. A failed Parse of the unnamed statement
+        // drops it on the server too; a named one is left alone.
+        let failing = match name {
+            Some("") | None => "",
+            Some(_) => REFUSED,
+        };
+        self.send(
+            Expect::Parse {
+                on_error: OnError::Swallow,
+                on_success: None,
+            },
+            Parse::new(failing, REFUSED_SQL, &[]).message(),
+        );
+        if name.is_none() {
+            self.send(Expect::Sync, &frontend::sync());
         }
     }
 
@@ -242,92 +321,231 @@ impl<'s> Frontend<'s> {
         query: Query,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        let (text, parsed) = self.analyse(query.sql());
+        let (_, parsed) = self.analyse(query.sql());
+        let statements = match &parsed.result {
+            Ok(s) => s,
+            Err(reason) => {
+                let reason = reason.clone();
+                tracing::debug!(%reason, "probing text the gateway cannot parse");
+                self.probe(query.sql(), &reason, None);
+                return Ok(());
+            }
+        };
         let transaction = self.shared.transaction();
-        let mut rewrites = Vec::new();
+        let count = statements.len();
+        let mut treatments = Vec::with_capacity(count);
         let mut refusal = None;
-        match &parsed.result {
-            Ok(statements) => {
-                let count = statements.len();
-                // Statements prepared earlier in this same query are visible to later
-                // EXECUTEs in it, as they will be on the server.
-                let mut local: Vec<(String, usize)> = Vec::new();
-                for (index, s) in statements.iter().enumerate() {
-                    let mut earlier = None;
-                    let mut registered: Option<Arc<Prepared>> = None;
-                    match s.prepared_op() {
-                        Some(PreparedOp::Execute(name)) => {
-                            match local.iter().rev().find(|(n, _)| *n == name) {
-                                Some((_, i)) => earlier = statements.get(*i),
-                                None => registered = self.registry.statement(&name).cloned(),
-                            }
-                        }
-                        Some(PreparedOp::Prepare(name)) => local.push((name, index)),
-                        _ => {}
-                    }
-                    let prepared =
-                        earlier.or_else(|| registered.as_ref().and_then(|p| p.statement()));
-                    let statement = Statement {
-                        origin: Origin::Query { index, count },
-                        text: Some(&s.text),
-                        parsed: Ok(s),
-                        prepared,
-                        transaction,
-                    };
-                    match self.decide(&statement, upstream).await? {
-                        Ok(r) => rewrites.push(r),
-                        Err(e) => {
-                            refusal = Some(e);
-                            break;
-                        }
-                    }
+        // Statements prepared earlier in this same query are visible to later EXECUTEs in
+        // it, as they will be on the server.
+        let mut local: Vec<(String, usize)> = Vec::new();
+        for (index, s) in statements.iter().enumerate() {
+            let mut earlier = None;
+            let mut registered: Option<Arc<Prepared>> = None;
+            if let Some(name) = executes(s) {
+                match local.iter().rev().find(|(n, _)| n == name) {
+                    Some((_, i)) => earlier = statements.get(*i),
+                    None => registered = self.registry.statement(name).cloned(),
                 }
             }
-            Err(message) => {
-                let statement = Statement {
-                    origin: Origin::Query { index: 0, count: 1 },
-                    text: text.as_deref(),
-                    parsed: Err(message),
-                    prepared: None,
-                    transaction,
-                };
-                match self.decide(&statement, upstream).await? {
-                    Ok(r) => rewrites.push(r),
-                    Err(e) => refusal = Some(e),
+            if let Some(PreparedOp::Prepare(name)) = s.prepared_op() {
+                local.push((name, index));
+            }
+            let prepared = earlier.or_else(|| registered.as_ref().and_then(|p| p.statement()));
+            let search_path = self.search_path.clone();
+            let statement = Statement {
+                origin: Origin::Query { index, count },
+                text: Some(&s.text),
+                parsed: Ok(s),
+                prepared,
+                transaction,
+                search_path: &search_path,
+            };
+            match self.decide(&statement, upstream).await? {
+                Ok(t) => treatments.push(t),
+                Err(e) => {
+                    refusal = Some(e);
+                    break;
                 }
             }
         }
-
+        if refusal.is_none()
+            && count > 1
+            && treatments.iter().any(|t| t.cap.is_some())
+            && statements.iter().any(|s| s.facts.kind == Kind::Transaction)
+        {
+            refusal = Some(ErrorResponse::new(
+                Severity::Error,
+                "0A000",
+                "a statement with a row limit cannot share a query string with transaction control; send it on its own",
+            ));
+        }
         if let Some(refusal) = refusal {
-            self.expect(Expect::Query {
-                statements: Vec::new(),
-                refusal: Some(refusal),
-            });
-            self.forward(Query::new(REFUSED_SQL).message());
+            self.send(
+                Expect::Query {
+                    statements: Vec::new(),
+                    on_error: OnError::Replace(refusal),
+                    limits: None,
+                },
+                Query::new(REFUSED_SQL).message(),
+            );
             return Ok(());
         }
-        if let Ok(statements) = &parsed.result {
-            for (index, s) in statements.iter().enumerate() {
-                match s.prepared_op() {
-                    Some(PreparedOp::Prepare(name)) => self.registry.prepare(
-                        &name,
-                        Prepared {
-                            parsed: parsed.clone(),
-                            index,
-                            rewrite: rewrites.get(index).cloned().flatten(),
-                        },
-                    ),
-                    Some(PreparedOp::Deallocate(Some(name))) => self.registry.deallocate(&name),
-                    Some(PreparedOp::Deallocate(None)) => self.registry.deallocate_all(),
+        self.track(&parsed, &treatments);
+        let rewrites: Vec<_> = treatments.iter().map(|t| t.rewrite.clone()).collect();
+        if treatments.iter().any(|t| t.cap.is_some()) {
+            let caps = treatments
+                .into_iter()
+                .map(|t| t.cap.map(|(max, policy)| RowCap { max, policy }))
+                .collect();
+            return self.limited_query(query, rewrites, caps, upstream).await;
+        }
+        self.send(
+            Expect::Query {
+                statements: rewrites,
+                on_error: OnError::Forward,
+                limits: None,
+            },
+            query.message(),
+        );
+        Ok(())
+    }
+
+    /// Mirrors what a forwarded query does to the session: prepared statements, the search
+    /// path, and whether the catalog just changed.
+    fn track(&mut self, parsed: &Arc<ParsedQuery>, treatments: &[Treatment]) {
+        let Ok(statements) = &parsed.result else {
+            return;
+        };
+        for (index, s) in statements.iter().enumerate() {
+            match s.prepared_op() {
+                Some(PreparedOp::Prepare(name)) => self.registry.prepare(
+                    &name,
+                    Prepared {
+                        parsed: parsed.clone(),
+                        index,
+                        treatment: treatments.get(index).cloned().unwrap_or_default(),
+                    },
+                ),
+                Some(PreparedOp::Deallocate(Some(name))) => self.registry.deallocate(&name),
+                Some(PreparedOp::Deallocate(None)) => self.registry.deallocate_all(),
+                _ => {}
+            }
+            for change in &s.facts.session {
+                match change {
+                    SessionChange::SearchPath(Some(path)) if !path.is_empty() => {
+                        self.search_path = path.clone()
+                    }
+                    SessionChange::SearchPath(_) => self.search_path = self.ctx.search_path.clone(),
+                    SessionChange::Setting(all) if all == "*" => {
+                        self.search_path = self.ctx.search_path.clone()
+                    }
                     _ => {}
                 }
             }
+            if s.facts.kind == Kind::Ddl {
+                (self.ctx.catalog_changed)();
+            }
         }
-        self.expect(Expect::Query {
-            statements: rewrites,
-            refusal: None,
-        });
-        self.forward(query.message());
+    }
+
+    /// Runs a query holding row-limited statements inside a transaction the gateway can
+    /// undo: its own when the client is not in one, else the client's, failed on purpose.
+    async fn limited_query<W: AsyncWrite + Unpin>(
+        &mut self,
+        query: Query,
+        rewrites: Vec<Option<Arc<dyn crate::decision::Rewrite>>>,
+        caps: Vec<Option<RowCap>>,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        let status = self.catch_up(upstream).await?;
+        if status == TransactionStatus::Failed {
+            // The server refuses everything but the end of the transaction anyway.
+            self.send(
+                Expect::Query {
+                    statements: rewrites,
+                    on_error: OnError::Forward,
+                    limits: None,
+                },
+                query.message(),
+            );
+            return Ok(());
+        }
+        let began = status == TransactionStatus::Idle;
+        if began {
+            self.send(
+                Expect::Internal {
+                    forward_errors: false,
+                    forward_ready: false,
+                },
+                Query::new(b"BEGIN").message(),
+            );
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(
+            Expect::Query {
+                statements: rewrites,
+                on_error: OnError::Forward,
+                limits: Some(QueryLimits::new(caps, began, tx)),
+            },
+            query.message(),
+        );
+        self.flush(upstream).await?;
+        let report = rx.await.map_err(|_| FrontendError::Ended)?;
+        let follow_up: Option<(&[u8], bool)> = match (began, report) {
+            (true, LimitReport::Within) => Some((b"COMMIT", true)),
+            (true, _) => Some((b"ROLLBACK", false)),
+            (false, LimitReport::Exceeded) => Some((REFUSED_SQL, false)),
+            (false, _) => None,
+        };
+        if let Some((sql, forward_errors)) = follow_up {
+            self.send(
+                Expect::Internal {
+                    forward_errors,
+                    forward_ready: true,
+                },
+                Query::new(sql).message(),
+            );
+        }
+        Ok(())
+    }
+
+    async fn on_execute<W: AsyncWrite + Unpin>(
+        &mut self,
+        execute: Execute,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        let treatment = self.registry.portal(execute.portal());
+        let Some((max, policy)) = treatment.cap else {
+            self.send(
+                Expect::Execute {
+                    rewrite: treatment.rewrite,
+                    limit: None,
+                },
+                execute.message(),
+            );
+            return Ok(());
+        };
+        // Nothing before the next Sync is committed: hold the client's further messages
+        // until the row count is known, and undo the statement if it is over the limit.
+        let (tx, rx) = oneshot::channel();
+        self.send(
+            Expect::Execute {
+                rewrite: treatment.rewrite,
+                limit: Some((RowCap { max, policy }, tx)),
+            },
+            execute.message(),
+        );
+        self.out.push(&Message::new(frontend::FLUSH, b""));
+        self.flush(upstream).await?;
+        if rx.await.map_err(|_| FrontendError::Ended)? == LimitReport::Exceeded {
+            self.send(
+                Expect::Parse {
+                    on_error: OnError::Swallow,
+                    on_success: None,
+                },
+                Parse::new(REFUSED, REFUSED_SQL, &[]).message(),
+            );
+        }
         Ok(())
     }
 
@@ -336,59 +554,72 @@ impl<'s> Frontend<'s> {
         parse: Parse,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        let (text, parsed) = self.analyse(parse.sql());
-        let transaction = self.shared.transaction();
+        let (_, parsed) = self.analyse(parse.sql());
         let name = parse.name().to_string();
-        let mut outcome: Result<Option<Arc<dyn Rewrite>>, ErrorResponse> = Ok(None);
-        match &parsed.result {
-            Ok(statements) => {
-                for (i, s) in statements.iter().enumerate() {
-                    let statement = Statement {
-                        origin: Origin::Parse { name: &name },
-                        text: Some(&s.text),
-                        parsed: Ok(s),
-                        prepared: None,
-                        transaction,
-                    };
-                    match self.decide(&statement, upstream).await? {
-                        Ok(r) if i == 0 => outcome = Ok(r),
-                        Ok(_) => {}
-                        Err(e) => {
-                            outcome = Err(e);
-                            break;
-                        }
-                    }
-                }
+        let statements = match &parsed.result {
+            Ok(s) => s,
+            Err(reason) => {
+                let reason = reason.clone();
+                self.registry.deallocate(&name);
+                self.probe(parse.sql(), &reason, Some(&name));
+                return Ok(());
             }
-            Err(message) => {
-                let statement = Statement {
-                    origin: Origin::Parse { name: &name },
-                    text: text.as_deref(),
-                    parsed: Err(message),
-                    prepared: None,
-                    transaction,
-                };
-                outcome = self.decide(&statement, upstream).await?;
+        };
+        let transaction = self.shared.transaction();
+        let search_path = self.search_path.clone();
+        let mut outcome: Result<Treatment, ErrorResponse> = Ok(Treatment::default());
+        for (i, s) in statements.iter().enumerate() {
+            let registered = executes(s).and_then(|n| self.registry.statement(n).cloned());
+            let statement = Statement {
+                origin: Origin::Parse { name: &name },
+                text: Some(&s.text),
+                parsed: Ok(s),
+                prepared: registered.as_ref().and_then(|p| p.statement()),
+                transaction,
+                search_path: &search_path,
+            };
+            match self.decide(&statement, upstream).await? {
+                Ok(t) if i == 0 => outcome = Ok(t),
+                Ok(_) => {}
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
         }
         match outcome {
-            Ok(rewrite) => {
+            Ok(treatment) => {
+                if statements
+                    .first()
+                    .is_some_and(|s| s.facts.kind == Kind::Ddl)
+                {
+                    (self.ctx.catalog_changed)();
+                }
                 self.registry.prepare(
                     &name,
                     Prepared {
-                        parsed,
+                        parsed: parsed.clone(),
                         index: 0,
-                        rewrite,
+                        treatment,
                     },
                 );
-                self.expect(Expect::Parse { refusal: None });
-                self.forward(parse.message());
+                self.send(
+                    Expect::Parse {
+                        on_error: OnError::Forward,
+                        on_success: None,
+                    },
+                    parse.message(),
+                );
             }
             Err(refusal) => {
-                self.expect(Expect::Parse {
-                    refusal: Some(refusal),
-                });
-                self.forward(Parse::new(&name, REFUSED_SQL, &[]).message());
+                self.registry.deallocate(&name);
+                self.send(
+                    Expect::Parse {
+                        on_error: OnError::Replace(refusal),
+                        on_success: None,
+                    },
+                    Parse::new(&name, REFUSED_SQL, &[]).message(),
+                );
             }
         }
         Ok(())
@@ -400,26 +631,30 @@ impl<'s> Frontend<'s> {
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
         let oid = portcullis_wire::Reader::new(msg.body(), "FunctionCall").u32()?;
+        let search_path = self.search_path.clone();
         let statement = Statement {
             origin: Origin::FunctionCall { oid },
             text: None,
             parsed: Err("a fast-path function call has no SQL text"),
             prepared: None,
             transaction: self.shared.transaction(),
+            search_path: &search_path,
         };
         match self.decide(&statement, upstream).await? {
-            Ok(_) => {
-                self.expect(Expect::FunctionCall { refusal: None });
-                self.forward(&msg);
-            }
-            Err(refusal) => {
-                // A failing Query answers exactly like a failed FunctionCall: an error,
-                // then ReadyForQuery.
-                self.expect(Expect::FunctionCall {
-                    refusal: Some(refusal),
-                });
-                self.forward(Query::new(REFUSED_SQL).message());
-            }
+            Ok(_) => self.send(
+                Expect::FunctionCall {
+                    on_error: OnError::Forward,
+                },
+                &msg,
+            ),
+            // A failing Query answers exactly like a failed FunctionCall: an error, then
+            // ReadyForQuery.
+            Err(refusal) => self.send(
+                Expect::FunctionCall {
+                    on_error: OnError::Replace(refusal),
+                },
+                Query::new(REFUSED_SQL).message(),
+            ),
         }
         Ok(())
     }

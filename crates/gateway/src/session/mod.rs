@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::cancel::{CancelEntry, CancelRegistry};
+use crate::catalog::Catalogs;
 use crate::decision::{Decider, SessionId, SessionInfo};
 use crate::error::StartupError;
 use crate::runtime::Runtime;
@@ -41,6 +42,7 @@ pub struct Services {
     pub cache: Arc<ParseCache>,
     pub cancels: Arc<CancelRegistry>,
     pub active: Arc<std::sync::atomic::AtomicUsize>,
+    pub catalogs: Arc<Catalogs>,
 }
 
 /// Per-session context shared by both pumps.
@@ -49,6 +51,10 @@ pub struct Context {
     pub decider: Arc<dyn Decider>,
     pub cache: Arc<ParseCache>,
     pub hold: Arc<Notify>,
+    /// The search path the session started with.
+    pub search_path: Vec<String>,
+    /// Called when a statement that changes the catalog is forwarded.
+    pub catalog_changed: Box<dyn Fn() + Send + Sync>,
 }
 
 /// Session settings the server reports and the frontend needs.
@@ -205,13 +211,39 @@ async fn login(
                 principal.groups.join(", ")
             },
         })?;
+    let settings = startup_settings(&greeted.startup);
+    let search_path = settings
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "search_path")
+        .map(|(_, v)| split_search_path(v))
+        .unwrap_or_else(|| vec!["$user".into(), "public".into()]);
     let limits = Limits {
         max_message: runtime.config.limits.max_message_bytes,
         ..Limits::default()
     };
-    let upstream = upstream::connect(&target, role, &greeted.startup, limits).await?;
-
     let hold = Arc::new(Notify::new());
+    let mut info = SessionInfo {
+        id,
+        subject: principal.subject.clone(),
+        groups: principal.groups.clone(),
+        target: target.name.clone(),
+        upstream_role: role.name.clone(),
+        upstream_auth: "",
+        client_addr: peer,
+        application_name: greeted.startup.get("application_name").map(str::to_owned),
+        tls: greeted.tls,
+    };
+    check_startup_identity(&settings, &info, services.decider.as_ref(), &search_path)?;
+    let mut upstream = upstream::connect(&target, role, &greeted.startup, limits).await?;
+    info.upstream_auth = upstream.auth;
+    let catalog = services.catalogs.get(&target.name);
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        catalog.refresh(&target.name, &mut upstream.reader),
+    )
+    .await;
+
     let (client_key, registration) = services.cancels.register(CancelEntry {
         target: target.clone(),
         upstream: portcullis_wire::startup::CancelKey {
@@ -220,17 +252,6 @@ async fn login(
         },
         hold: hold.clone(),
     });
-    let info = SessionInfo {
-        id,
-        subject: principal.subject.clone(),
-        groups: principal.groups.clone(),
-        target: target.name.clone(),
-        upstream_role: role.name.clone(),
-        upstream_auth: upstream.auth,
-        client_addr: peer,
-        application_name: greeted.startup.get("application_name").map(str::to_owned),
-        tls: greeted.tls,
-    };
     tracing::info!(
         role = %role.name,
         groups = ?principal.groups,
@@ -270,6 +291,8 @@ async fn login(
         decider: services.decider.clone(),
         cache: services.cache.clone(),
         hold,
+        search_path,
+        catalog_changed: Box::new(move || catalog.changed()),
     };
     Ok(LoggedIn {
         upstream,
@@ -328,6 +351,9 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) {
                 .write_all(fatal("08P01", format!("invalid message from client: {e}")).as_bytes())
                 .await;
         }
+        End::Front(Err(FrontendError::Ended)) => {
+            tracing::info!("session ended while a statement was held")
+        }
         End::Front(Err(FrontendError::Upstream(e))) | End::Back(Err(BackendError::Client(e))) => {
             tracing::info!(error = %e, "connection lost")
         }
@@ -352,4 +378,149 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) {
     let _ = server_write.shutdown().await;
     let _ = client_write.flush().await;
     let _ = client_write.shutdown().await;
+}
+
+/// Run-time settings a startup packet asks for: its parameters (other than the protocol's
+/// own) and the `-c name=value` / `--name=value` switches in `options`, in order.
+fn startup_settings(startup: &portcullis_wire::startup::StartupMessage) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in &startup.params {
+        let value = String::from_utf8_lossy(value).into_owned();
+        match name.as_str() {
+            "user" | "database" | "replication" => {}
+            "options" => out.extend(parse_options(&value)),
+            n if n.starts_with("_pq_.") => {}
+            n => out.push((n.to_ascii_lowercase(), value)),
+        }
+    }
+    out
+}
+
+/// Splits `options` the way the server does: on whitespace, with backslash escapes.
+fn parse_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    word.push(n);
+                }
+            }
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        let setting = if w == "-c" {
+            i += 1;
+            words.get(i).cloned()
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            Some(rest.to_string())
+        } else {
+            w.strip_prefix("--").map(str::to_string)
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            out.push((
+                name.replace('-', "_").to_ascii_lowercase(),
+                value.to_string(),
+            ));
+        }
+        i += 1;
+    }
+    out
+}
+
+fn split_search_path(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A startup packet may set `role` or `session_authorization` and so change who the
+/// session acts as before any statement is seen: decide that like `SET ROLE`.
+fn check_startup_identity(
+    settings: &[(String, String)],
+    info: &SessionInfo,
+    decider: &dyn Decider,
+    search_path: &[String],
+) -> Result<(), StartupError> {
+    use portcullis_sql::analysis::{Facts, Kind, SessionChange};
+    let mut facts = Facts::new(Kind::SetSession, "StartupMessage");
+    for (name, value) in settings {
+        match name.as_str() {
+            "role" => facts.session.push(SessionChange::Role(Some(value.clone()))),
+            "session_authorization" => facts
+                .session
+                .push(SessionChange::SessionAuthorization(Some(value.clone()))),
+            _ => {}
+        }
+    }
+    if facts.session.is_empty() {
+        return Ok(());
+    }
+    let text = settings
+        .iter()
+        .filter(|(n, _)| n == "role" || n == "session_authorization")
+        .map(|(n, v)| format!("SET {n} = '{v}' (startup parameter)"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let statement = portcullis_sql::ParsedStatement {
+        text: text.clone(),
+        node: None,
+        facts,
+    };
+    let verdict = decider.decide(
+        info,
+        &crate::decision::Statement {
+            origin: crate::decision::Origin::Startup,
+            text: Some(&text),
+            parsed: Ok(&statement),
+            prepared: None,
+            transaction: TransactionStatus::Idle,
+            search_path,
+        },
+    );
+    match verdict {
+        crate::decision::Verdict::Refuse(e) => Err(StartupError::Refused(e.message().to_string())),
+        crate::decision::Verdict::Hold(_) => Err(StartupError::Refused(
+            "a startup parameter that changes the session's identity needs approval, which cannot wait at login".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_split_like_the_server_does() {
+        assert_eq!(
+            parse_options(r"-c role=admin --search-path=a,b -csession_authorization=x -c a\ b=c"),
+            vec![
+                ("role".to_string(), "admin".to_string()),
+                ("search_path".to_string(), "a,b".to_string()),
+                ("session_authorization".to_string(), "x".to_string()),
+                ("a b".to_string(), "c".to_string()),
+            ]
+        );
+        assert_eq!(
+            split_search_path("\"$user\", public"),
+            vec!["$user", "public"]
+        );
+    }
 }

@@ -8,12 +8,19 @@ use portcullis_sql::{ParsedQuery, ParsedStatement};
 
 use crate::decision::Rewrite;
 
+/// What the decision attached to a statement: a rewrite of its rows, a row limit.
+#[derive(Clone, Default)]
+pub struct Treatment {
+    pub rewrite: Option<Arc<dyn Rewrite>>,
+    pub cap: Option<(u64, String)>,
+}
+
 /// A statement prepared by Parse or by SQL `PREPARE`.
 pub struct Prepared {
     pub parsed: Arc<ParsedQuery>,
     /// Which statement of `parsed` was prepared.
     pub index: usize,
-    pub rewrite: Option<Arc<dyn Rewrite>>,
+    pub treatment: Treatment,
 }
 
 impl Prepared {
@@ -27,7 +34,7 @@ impl Prepared {
 #[derive(Default)]
 pub struct Registry {
     statements: HashMap<String, Arc<Prepared>>,
-    portals: HashMap<String, Option<Arc<dyn Rewrite>>>,
+    portals: HashMap<String, Treatment>,
 }
 
 impl Registry {
@@ -50,15 +57,16 @@ impl Registry {
     }
 
     pub fn bind(&mut self, portal: &str, statement: &str) {
-        let rewrite = self
+        let treatment = self
             .statements
             .get(statement)
-            .and_then(|p| p.rewrite.clone());
-        self.portals.insert(portal.to_string(), rewrite);
+            .map(|p| p.treatment.clone())
+            .unwrap_or_default();
+        self.portals.insert(portal.to_string(), treatment);
     }
 
-    pub fn portal_rewrite(&self, portal: &str) -> Option<Arc<dyn Rewrite>> {
-        self.portals.get(portal).cloned().flatten()
+    pub fn portal(&self, portal: &str) -> Treatment {
+        self.portals.get(portal).cloned().unwrap_or_default()
     }
 
     pub fn close_portal(&mut self, portal: &str) {

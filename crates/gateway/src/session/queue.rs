@@ -1,30 +1,108 @@
-//! The expected-response queue: what the server owes for each message the client sent, so
+//! The expected-response queue: what the server owes for each message sent to it, so
 //! every server message is attributed to the statement it answers.
 //!
 //! The frontend pushes an [`Expect`] before it forwards a message; the backend pops as the
 //! server answers. The server's own rules are mirrored: after an error in the extended
 //! protocol it skips everything up to Sync; during COPY FROM STDIN it ignores Sync and Flush
 //! until the copy ends; asynchronous messages (notices, notifications, parameter changes)
-//! belong to nobody.
+//! belong to nobody. Entries also say what to do with an answer: forward it, replace it (a
+//! refusal standing in for the server's error), or swallow it (messages the gateway sent
+//! on its own).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use portcullis_wire::Message;
-use portcullis_wire::backend::{self, ErrorResponse, Severity};
+use portcullis_wire::backend::{self, CommandComplete, ErrorResponse, Severity};
+use tokio::sync::oneshot;
 
 use crate::decision::Rewrite;
 
-/// What the server owes for one client message.
+/// What to do with an ErrorResponse answering an entry.
+pub enum OnError {
+    Forward,
+    /// Send this instead: the error was provoked to stand in for a refusal.
+    Replace(ErrorResponse),
+    /// The gateway's own message failed on purpose; the client never sent it.
+    Swallow,
+}
+
+/// How a row-limited statement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitReport {
+    Within,
+    /// It changed more rows than allowed; the client got the limit error instead of its
+    /// CommandComplete and the change must be undone.
+    Exceeded,
+    /// The server raised an error of its own.
+    Failed,
+}
+
+/// A row limit on one statement.
+pub struct RowCap {
+    pub max: u64,
+    pub policy: String,
+}
+
+impl RowCap {
+    pub fn error(&self, rows: Option<u64>) -> ErrorResponse {
+        let what = match rows {
+            Some(n) => format!("statement would change {n} rows"),
+            None => "statement was fetched in parts".into(),
+        };
+        ErrorResponse::new(
+            Severity::Error,
+            "54000",
+            format!(
+                "{what}, more than the {} allowed by policy \"{}\"; nothing was changed",
+                self.max, self.policy
+            ),
+        )
+        .hint("narrow the WHERE clause, or ask for a larger limit")
+    }
+}
+
+/// Row limits on the statements of one simple Query.
+pub struct QueryLimits {
+    /// Per statement, in order.
+    pub caps: Vec<Option<RowCap>>,
+    /// The gateway opened a transaction block for this query (the client was idle): the
+    /// query's ReadyForQuery is swallowed and the COMMIT or ROLLBACK's is forwarded.
+    pub began: bool,
+    pub report: Option<oneshot::Sender<LimitReport>>,
+    exceeded: bool,
+    failed: bool,
+}
+
+impl QueryLimits {
+    pub fn new(
+        caps: Vec<Option<RowCap>>,
+        began: bool,
+        report: oneshot::Sender<LimitReport>,
+    ) -> Self {
+        QueryLimits {
+            caps,
+            began,
+            report: Some(report),
+            exceeded: false,
+            failed: false,
+        }
+    }
+}
+
+/// What the server owes for one message.
 pub enum Expect {
     /// A simple Query: one result per statement, then ReadyForQuery.
     Query {
         statements: Vec<Option<Arc<dyn Rewrite>>>,
-        refusal: Option<ErrorResponse>,
+        on_error: OnError,
+        limits: Option<QueryLimits>,
     },
-    /// ParseComplete, or the refusal standing in for the server's error.
+    /// ParseComplete or an error. `on_success` replaces ParseComplete with an error: a
+    /// probe of text the gateway could not parse, which the server could.
     Parse {
-        refusal: Option<ErrorResponse>,
+        on_error: OnError,
+        on_success: Option<ErrorResponse>,
     },
     Bind,
     /// ParameterDescription (statements), then RowDescription or NoData.
@@ -34,15 +112,25 @@ pub enum Expect {
     /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
     Execute {
         rewrite: Option<Arc<dyn Rewrite>>,
+        limit: Option<(RowCap, oneshot::Sender<LimitReport>)>,
     },
-    Close,
+    Close {
+        swallow: bool,
+    },
     Sync,
     /// FunctionCallResponse then ReadyForQuery.
     FunctionCall {
-        refusal: Option<ErrorResponse>,
+        on_error: OnError,
     },
     /// The client ended a COPY FROM STDIN (CopyDone or CopyFail).
     CopyEnd,
+    /// A simple Query the gateway sent on its own (BEGIN, COMMIT, ROLLBACK, a failure).
+    Internal {
+        forward_errors: bool,
+        forward_ready: bool,
+    },
+    /// Answered once every earlier entry has been: the server has caught up.
+    Barrier(Option<oneshot::Sender<()>>),
 }
 
 /// What the backend does with a server message.
@@ -50,6 +138,7 @@ pub enum Expect {
 pub enum Action {
     Forward,
     Replace(Message),
+    Swallow,
 }
 
 /// Attribution state on the backend side.
@@ -62,8 +151,18 @@ pub struct Attribution {
     copy_in: bool,
     /// Index of the current statement within the Query at the front.
     statement: usize,
+    /// A row limit was exceeded in the Query at the front: its remaining answers are
+    /// swallowed until ReadyForQuery.
+    swallow_rest: bool,
     /// Set after a FATAL error: the server will close.
     pub fatal: bool,
+}
+
+fn is_async(tag: u8) -> bool {
+    matches!(
+        tag,
+        backend::NOTICE_RESPONSE | backend::NOTIFICATION_RESPONSE | backend::PARAMETER_STATUS
+    )
 }
 
 impl Attribution {
@@ -77,11 +176,16 @@ impl Attribution {
         self.pending.is_empty()
     }
 
-    /// Drops what the server will never answer: entries skipped after an error, and COPY
-    /// end markers outside a copy.
+    /// Answers barriers that reached the front and drops what the server will never
+    /// answer: entries skipped after an error, and COPY end markers outside a copy.
     fn settle(&mut self) {
         loop {
-            match self.pending.front() {
+            match self.pending.front_mut() {
+                Some(Expect::Barrier(reply)) => {
+                    if let Some(tx) = reply.take() {
+                        let _ = tx.send(());
+                    }
+                }
                 Some(Expect::Sync) | None => return,
                 Some(Expect::CopyEnd) if !self.copy_in => {}
                 Some(_) if self.skipping => {}
@@ -95,9 +199,17 @@ impl Attribution {
     pub fn current_rewrite(&self) -> Option<&Arc<dyn Rewrite>> {
         match self.pending.front()? {
             Expect::Query { statements, .. } => statements.get(self.statement)?.as_ref(),
-            Expect::Execute { rewrite } | Expect::Describe { rewrite } => rewrite.as_ref(),
+            Expect::Execute { rewrite, .. } | Expect::Describe { rewrite } => rewrite.as_ref(),
             _ => None,
         }
+    }
+
+    /// Whether the message at hand may be streamed through unseen: not when it could be
+    /// rewritten or must be swallowed.
+    pub fn may_stream(&self) -> bool {
+        self.current_rewrite().is_none()
+            && !self.swallow_rest
+            && !matches!(self.pending.front(), Some(Expect::Internal { .. }))
     }
 
     fn pop(&mut self) {
@@ -121,27 +233,46 @@ impl Attribution {
 
     /// Attributes one server message.
     pub fn on_message(&mut self, msg: &Message) -> Action {
-        match msg.tag() {
-            backend::ERROR_RESPONSE => self.on_error(msg),
-            backend::READY_FOR_QUERY => {
-                while let Some(e) = self.pending.pop_front() {
-                    if matches!(
-                        e,
-                        Expect::Sync | Expect::Query { .. } | Expect::FunctionCall { .. }
-                    ) {
-                        break;
-                    }
+        let tag = msg.tag();
+        if is_async(tag) {
+            return Action::Forward;
+        }
+        if tag == backend::ERROR_RESPONSE {
+            return self.on_error(msg);
+        }
+        if tag == backend::READY_FOR_QUERY {
+            return self.on_ready();
+        }
+        match self.pending.front_mut() {
+            Some(Expect::Internal { .. }) => return Action::Swallow,
+            Some(Expect::Query { .. }) if self.swallow_rest => return Action::Swallow,
+            _ => {}
+        }
+        match tag {
+            backend::PARSE_COMPLETE => {
+                let replace = match self.pending.front_mut() {
+                    Some(Expect::Parse { on_success, .. }) => on_success.take(),
+                    _ => None,
+                };
+                self.pop();
+                match replace {
+                    // The refusal is an error: like the server after one, the client now
+                    // expects everything up to Sync to be skipped; the gateway's next
+                    // message (a failing Parse) makes the server do so.
+                    Some(e) => Action::Replace(e.to_message()),
+                    None => Action::Forward,
                 }
-                self.skipping = false;
-                self.copy_in = false;
-                self.statement = 0;
-                self.settle();
-                Action::Forward
             }
-            backend::PARSE_COMPLETE
-            | backend::BIND_COMPLETE
-            | backend::CLOSE_COMPLETE
-            | backend::NO_DATA => {
+            backend::CLOSE_COMPLETE => {
+                let swallow = matches!(self.pending.front(), Some(Expect::Close { swallow: true }));
+                self.pop();
+                if swallow {
+                    Action::Swallow
+                } else {
+                    Action::Forward
+                }
+            }
+            backend::BIND_COMPLETE | backend::NO_DATA => {
                 self.pop();
                 Action::Forward
             }
@@ -161,38 +292,108 @@ impl Attribution {
             }),
             backend::COMMAND_COMPLETE
             | backend::EMPTY_QUERY_RESPONSE
-            | backend::PORTAL_SUSPENDED => {
-                let replacement = if msg.tag() == backend::COMMAND_COMPLETE {
-                    self.rewrite_with(msg, |r, m| {
-                        let c = backend::CommandComplete::decode(m.clone()).ok()?;
-                        r.command_complete(&c)
-                    })
-                } else {
-                    Action::Forward
-                };
-                match self.pending.front() {
-                    Some(Expect::Query { .. }) => {
-                        self.statement += 1;
-                        if self.copy_in {
-                            self.end_copy_in(true);
-                        }
-                    }
-                    Some(Expect::Execute { .. }) => {
-                        self.pop();
-                        if self.copy_in {
-                            self.end_copy_in(false);
-                        }
-                    }
-                    _ => {}
-                }
-                replacement
-            }
+            | backend::PORTAL_SUSPENDED => self.on_complete(msg),
             backend::COPY_IN_RESPONSE => {
                 self.copy_in = true;
                 Action::Forward
             }
             _ => Action::Forward,
         }
+    }
+
+    fn on_complete(&mut self, msg: &Message) -> Action {
+        let tag = msg.tag();
+        let complete = (tag == backend::COMMAND_COMPLETE)
+            .then(|| CommandComplete::decode(msg.clone()).ok())
+            .flatten();
+        let mut action = match &complete {
+            Some(c) => match self.current_rewrite().and_then(|r| r.command_complete(c)) {
+                Some(m) => Action::Replace(m),
+                None => Action::Forward,
+            },
+            None => Action::Forward,
+        };
+        let rows = complete.as_ref().and_then(CommandComplete::rows);
+        let statement = self.statement;
+        match self.pending.front_mut() {
+            Some(Expect::Query { limits, .. }) => {
+                if let Some(l) = limits
+                    && let Some(Some(cap)) = l.caps.get(statement)
+                    && rows.unwrap_or(0) > cap.max
+                {
+                    l.exceeded = true;
+                    action = Action::Replace(cap.error(rows).to_message());
+                    self.swallow_rest = true;
+                }
+                self.statement += 1;
+                if self.copy_in {
+                    self.end_copy_in(true);
+                }
+            }
+            Some(Expect::Execute { limit, .. }) => {
+                if let Some((cap, report)) = limit.take() {
+                    let over = tag == backend::PORTAL_SUSPENDED || rows.unwrap_or(0) > cap.max;
+                    if over {
+                        let shown = (tag != backend::PORTAL_SUSPENDED).then_some(rows.unwrap_or(0));
+                        action = Action::Replace(cap.error(shown).to_message());
+                    }
+                    let _ = report.send(if over {
+                        LimitReport::Exceeded
+                    } else {
+                        LimitReport::Within
+                    });
+                }
+                self.pop();
+                if self.copy_in {
+                    self.end_copy_in(false);
+                }
+            }
+            _ => {}
+        }
+        action
+    }
+
+    fn on_ready(&mut self) -> Action {
+        let mut action = Action::Forward;
+        while let Some(e) = self.pending.pop_front() {
+            match e {
+                Expect::Sync | Expect::FunctionCall { .. } => break,
+                Expect::Internal { forward_ready, .. } => {
+                    if !forward_ready {
+                        action = Action::Swallow;
+                    }
+                    break;
+                }
+                Expect::Query { limits, .. } => {
+                    if let Some(mut l) = limits {
+                        let report = if l.exceeded {
+                            LimitReport::Exceeded
+                        } else if l.failed {
+                            LimitReport::Failed
+                        } else {
+                            LimitReport::Within
+                        };
+                        if l.began || l.exceeded {
+                            action = Action::Swallow;
+                        }
+                        if let Some(tx) = l.report.take() {
+                            let _ = tx.send(report);
+                        }
+                    }
+                    break;
+                }
+                Expect::Barrier(Some(tx)) => {
+                    let _ = tx.send(());
+                }
+                _ => {}
+            }
+        }
+        self.skipping = false;
+        self.copy_in = false;
+        self.swallow_rest = false;
+        self.statement = 0;
+        self.settle();
+        action
     }
 
     fn rewrite_with(
@@ -216,28 +417,57 @@ impl Attribution {
             self.fatal = true;
             return Action::Forward;
         }
-        let replace = |refusal: &mut Option<ErrorResponse>| match refusal.take() {
-            Some(r) => Action::Replace(r.to_message()),
-            None => Action::Forward,
-        };
+        let disposition =
+            |on_error: &mut OnError| match std::mem::replace(on_error, OnError::Forward) {
+                OnError::Forward => Action::Forward,
+                OnError::Replace(r) => Action::Replace(r.to_message()),
+                OnError::Swallow => Action::Swallow,
+            };
+        let swallow_rest = self.swallow_rest;
         match self.pending.front_mut() {
-            Some(Expect::Query { refusal, .. }) => {
-                let action = replace(refusal);
+            Some(Expect::Query {
+                on_error, limits, ..
+            }) => {
+                let action = if swallow_rest {
+                    Action::Swallow
+                } else {
+                    if let Some(l) = limits {
+                        l.failed = true;
+                    }
+                    disposition(on_error)
+                };
                 if self.copy_in {
                     self.end_copy_in(true);
                 }
                 action
             }
-            Some(Expect::FunctionCall { refusal }) => replace(refusal),
-            Some(Expect::Parse { refusal }) => {
-                let action = replace(refusal);
+            Some(Expect::Internal { forward_errors, .. }) => {
+                if *forward_errors {
+                    Action::Forward
+                } else {
+                    Action::Swallow
+                }
+            }
+            Some(Expect::FunctionCall { on_error }) => disposition(on_error),
+            Some(Expect::Parse { on_error, .. }) => {
+                let action = disposition(on_error);
                 self.skipping = true;
                 self.pop();
                 action
             }
-            Some(
-                Expect::Bind | Expect::Describe { .. } | Expect::Execute { .. } | Expect::Close,
-            ) => {
+            Some(Expect::Execute { limit, .. }) => {
+                if let Some((_, report)) = limit.take() {
+                    let _ = report.send(LimitReport::Failed);
+                }
+                self.skipping = true;
+                let copy = self.copy_in;
+                self.pop();
+                if copy {
+                    self.end_copy_in(false);
+                }
+                Action::Forward
+            }
+            Some(Expect::Bind | Expect::Describe { .. } | Expect::Close { .. }) => {
                 self.skipping = true;
                 let copy = self.copy_in;
                 self.pop();
@@ -247,136 +477,10 @@ impl Attribution {
                 Action::Forward
             }
             // An error at Sync (a deferred constraint at commit): ReadyForQuery follows.
-            Some(Expect::Sync) | Some(Expect::CopyEnd) | None => Action::Forward,
+            Some(Expect::Sync | Expect::CopyEnd | Expect::Barrier(_)) | None => Action::Forward,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use portcullis_wire::backend::{CommandComplete, ReadyForQuery, TransactionStatus};
-
-    fn msg(tag: u8) -> Message {
-        Message::new(tag, b"")
-    }
-
-    fn error(code: &str) -> Message {
-        ErrorResponse::new(Severity::Error, code, "boom").to_message()
-    }
-
-    fn rfq() -> Message {
-        ReadyForQuery {
-            status: TransactionStatus::Idle,
-        }
-        .to_message()
-    }
-
-    fn refusal() -> ErrorResponse {
-        ErrorResponse::new(Severity::Error, "42501", "refused")
-    }
-
-    #[test]
-    fn refused_parse_replaces_the_error_and_skips_to_sync() {
-        let mut a = Attribution::default();
-        a.push(Expect::Parse {
-            refusal: Some(refusal()),
-        });
-        a.push(Expect::Bind);
-        a.push(Expect::Execute { rewrite: None });
-        a.push(Expect::Sync);
-        let Action::Replace(m) = a.on_message(&error("42601")) else {
-            panic!("not replaced")
-        };
-        assert_eq!(ErrorResponse::decode(&m).unwrap().code(), "42501");
-        // Bind and Execute were skipped: the next answer is ReadyForQuery for the Sync.
-        assert!(matches!(a.pending.front(), Some(Expect::Sync)));
-        assert_eq!(a.on_message(&rfq()), Action::Forward);
-        assert!(a.is_idle());
-        assert!(!a.skipping);
-    }
-
-    #[test]
-    fn skipping_drops_entries_that_arrive_later() {
-        let mut a = Attribution::default();
-        a.push(Expect::Execute { rewrite: None });
-        a.on_message(&error("22012"));
-        // Pipelined messages the client sent after the failing one.
-        a.push(Expect::Parse { refusal: None });
-        a.push(Expect::Query {
-            statements: vec![],
-            refusal: None,
-        });
-        assert!(a.is_idle());
-        a.push(Expect::Sync);
-        a.on_message(&rfq());
-        a.push(Expect::Parse { refusal: None });
-        assert!(matches!(a.pending.front(), Some(Expect::Parse { .. })));
-    }
-
-    #[test]
-    fn simple_query_counts_statements() {
-        let mut a = Attribution::default();
-        a.push(Expect::Query {
-            statements: vec![None, None],
-            refusal: None,
-        });
-        a.on_message(&msg(backend::ROW_DESCRIPTION));
-        a.on_message(CommandComplete::new("SELECT 1").message());
-        assert_eq!(a.statement, 1);
-        a.on_message(CommandComplete::new("SELECT 1").message());
-        a.on_message(&rfq());
-        assert!(a.is_idle());
-    }
-
-    #[test]
-    fn extended_copy_in_swallows_the_early_sync() {
-        let mut a = Attribution::default();
-        a.push(Expect::Execute { rewrite: None });
-        a.push(Expect::Sync); // sent with Execute; the server ignores it during COPY
-        a.on_message(&msg(backend::COPY_IN_RESPONSE));
-        a.push(Expect::CopyEnd);
-        a.push(Expect::Sync);
-        a.on_message(CommandComplete::new("COPY 3").message());
-        assert_eq!(a.pending.len(), 1);
-        a.on_message(&rfq());
-        assert!(a.is_idle());
-    }
-
-    #[test]
-    fn extended_copy_in_error_waits_for_the_last_sync() {
-        let mut a = Attribution::default();
-        a.push(Expect::Execute { rewrite: None });
-        a.push(Expect::Sync);
-        a.on_message(&msg(backend::COPY_IN_RESPONSE));
-        a.on_message(&error("22P02"));
-        assert!(a.is_idle());
-        a.push(Expect::CopyEnd);
-        a.push(Expect::Sync);
-        assert_eq!(a.pending.len(), 1);
-        a.on_message(&rfq());
-        assert!(a.is_idle());
-    }
-
-    #[test]
-    fn simple_copy_in_and_error_in_query() {
-        let mut a = Attribution::default();
-        a.push(Expect::Query {
-            statements: vec![None],
-            refusal: None,
-        });
-        a.on_message(&msg(backend::COPY_IN_RESPONSE));
-        a.push(Expect::CopyEnd);
-        a.on_message(CommandComplete::new("COPY 1").message());
-        a.on_message(&rfq());
-        assert!(a.is_idle());
-    }
-
-    #[test]
-    fn fatal_is_noted() {
-        let mut a = Attribution::default();
-        let fatal = ErrorResponse::new(Severity::Fatal, "57P01", "terminating").to_message();
-        assert_eq!(a.on_message(&fatal), Action::Forward);
-        assert!(a.fatal);
-    }
-}
+mod tests;

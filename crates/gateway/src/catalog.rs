@@ -1,0 +1,221 @@
+//! What each target's catalog holds: which schemas have a relation of a given name, its
+//! columns, and function names by OID. Policies use it to resolve unqualified names and
+//! `*`, and to name the function a fast-path call invokes.
+//!
+//! A snapshot is loaded over a session's own upstream connection right after login, when
+//! there is none yet or it is stale (older than a minute, or a DDL statement went through
+//! the gateway since). Sessions decide against whatever snapshot is current; a missing one
+//! means unqualified names match every schema on the search path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use portcullis_wire::FrameReader;
+use portcullis_wire::backend::{self, DataRow, ErrorResponse};
+use portcullis_wire::frontend::Query;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// Snapshots older than this are reloaded at the next login.
+const MAX_AGE: Duration = Duration::from_secs(60);
+
+const QUERY: &str = "select n.nspname, c.relname, a.attname \
+     from pg_catalog.pg_class c \
+     join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+     left join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped \
+     where c.relkind in ('r', 'v', 'm', 'p', 'f', 'S') \
+     order by n.nspname, c.relname, a.attnum; \
+     select p.oid::text, n.nspname, p.proname from pg_catalog.pg_proc p \
+     join pg_catalog.pg_namespace n on n.oid = p.pronamespace";
+
+/// One loaded catalog.
+#[derive(Default)]
+pub struct Snapshot {
+    relations: HashMap<String, Vec<String>>,
+    columns: HashMap<(String, String), Vec<String>>,
+    functions: HashMap<u32, (String, String)>,
+    loaded: Option<Instant>,
+}
+
+impl Snapshot {
+    /// The function a fast-path call names.
+    pub fn function(&self, oid: u32) -> Option<&(String, String)> {
+        self.functions.get(&oid)
+    }
+
+    pub fn relation_count(&self) -> usize {
+        self.relations.values().map(Vec::len).sum()
+    }
+}
+
+impl portcullis_policy::Catalog for Snapshot {
+    fn schemas_with(&self, relation: &str) -> Option<Vec<String>> {
+        Some(self.relations.get(relation).cloned().unwrap_or_default())
+    }
+
+    fn columns(&self, schema: &str, relation: &str) -> Option<Vec<String>> {
+        self.columns
+            .get(&(schema.to_string(), relation.to_string()))
+            .cloned()
+    }
+}
+
+/// The catalog of one target.
+#[derive(Default)]
+pub struct TargetCatalog {
+    current: ArcSwapOption<Snapshot>,
+    stale: AtomicBool,
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl TargetCatalog {
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Marks the snapshot out of date (a DDL statement went through).
+    pub fn changed(&self) {
+        self.stale.store(true, Ordering::Relaxed);
+    }
+
+    fn needs_load(&self) -> bool {
+        match self.current.load().as_ref() {
+            None => true,
+            Some(s) => {
+                self.stale.load(Ordering::Relaxed) || s.loaded.is_none_or(|t| t.elapsed() > MAX_AGE)
+            }
+        }
+    }
+
+    /// Loads a fresh snapshot over `upstream` (a logged-in, idle connection) if needed.
+    /// Failures are logged: the session goes on with the snapshot it has, or none.
+    pub async fn refresh<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        target: &str,
+        upstream: &mut FrameReader<S>,
+    ) {
+        if !self.needs_load() {
+            return;
+        }
+        let Ok(_guard) = self.loading.try_lock() else {
+            // Another session is loading it right now.
+            return;
+        };
+        self.stale.store(false, Ordering::Relaxed);
+        match load(upstream).await {
+            Ok(s) => {
+                tracing::debug!(target, relations = s.relation_count(), "catalog loaded");
+                self.current.store(Some(Arc::new(s)));
+            }
+            Err(e) => {
+                self.stale.store(true, Ordering::Relaxed);
+                tracing::warn!(target, error = %e, "cannot load the catalog; unqualified names will match every schema on the search path");
+            }
+        }
+    }
+}
+
+/// All targets' catalogs.
+#[derive(Default)]
+pub struct Catalogs {
+    map: ArcSwap<HashMap<String, Arc<TargetCatalog>>>,
+    insert: std::sync::Mutex<()>,
+}
+
+impl Catalogs {
+    pub fn get(&self, target: &str) -> Arc<TargetCatalog> {
+        if let Some(c) = self.map.load().get(target) {
+            return c.clone();
+        }
+        let _guard = self.insert.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.map.load();
+        if let Some(c) = current.get(target) {
+            return c.clone();
+        }
+        let mut next = HashMap::clone(&current);
+        let c = Arc::new(TargetCatalog::default());
+        next.insert(target.to_string(), c.clone());
+        self.map.store(Arc::new(next));
+        c
+    }
+
+    /// The current snapshot of `target`, if loaded.
+    pub fn snapshot(&self, target: &str) -> Option<Arc<Snapshot>> {
+        self.map.load().get(target).and_then(|c| c.snapshot())
+    }
+}
+
+/// Runs the catalog query and reads its rows.
+async fn load<S: AsyncRead + AsyncWrite + Unpin>(
+    upstream: &mut FrameReader<S>,
+) -> Result<Snapshot, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let stream = upstream.get_mut();
+    stream
+        .write_all(Query::new(QUERY.as_bytes()).message().as_bytes())
+        .await
+        .map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    let mut snapshot = Snapshot::default();
+    let mut statement = 0;
+    let mut error = None;
+    loop {
+        let msg = upstream
+            .next_message()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the target closed the connection")?;
+        match msg.tag() {
+            backend::DATA_ROW => {
+                let row = DataRow::decode(msg).map_err(|e| e.to_string())?;
+                let v: Vec<Option<String>> = row
+                    .values()
+                    .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
+                    .collect();
+                match (statement, v.as_slice()) {
+                    (0, [Some(schema), Some(rel), column]) => {
+                        let key = (schema.clone(), rel.clone());
+                        if !snapshot.columns.contains_key(&key) {
+                            snapshot
+                                .relations
+                                .entry(rel.clone())
+                                .or_default()
+                                .push(schema.clone());
+                        }
+                        let cols = snapshot.columns.entry(key).or_default();
+                        if let Some(c) = column {
+                            cols.push(c.clone());
+                        }
+                    }
+                    (1, [Some(oid), Some(schema), Some(name)]) => {
+                        if let Ok(oid) = oid.parse() {
+                            snapshot
+                                .functions
+                                .insert(oid, (schema.clone(), name.clone()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            backend::COMMAND_COMPLETE => statement += 1,
+            backend::ERROR_RESPONSE => {
+                error = Some(
+                    ErrorResponse::decode(&msg)
+                        .map(|e| e.message().to_string())
+                        .unwrap_or_default(),
+                );
+            }
+            backend::READY_FOR_QUERY => break,
+            _ => {}
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => {
+            snapshot.loaded = Some(Instant::now());
+            Ok(snapshot)
+        }
+    }
+}

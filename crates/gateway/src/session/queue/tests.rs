@@ -1,0 +1,284 @@
+//! The queue against hand-written server answers.
+
+use super::*;
+use portcullis_wire::backend::{ReadyForQuery, TransactionStatus};
+
+fn msg(tag: u8) -> Message {
+    Message::new(tag, b"")
+}
+
+fn error(code: &str) -> Message {
+    ErrorResponse::new(Severity::Error, code, "boom").to_message()
+}
+
+fn rfq() -> Message {
+    ReadyForQuery {
+        status: TransactionStatus::Idle,
+    }
+    .to_message()
+}
+
+fn refusal() -> ErrorResponse {
+    ErrorResponse::new(Severity::Error, "42501", "refused")
+}
+
+fn query(n: usize) -> Expect {
+    Expect::Query {
+        statements: (0..n).map(|_| None).collect(),
+        on_error: OnError::Forward,
+        limits: None,
+    }
+}
+
+fn parse() -> Expect {
+    Expect::Parse {
+        on_error: OnError::Forward,
+        on_success: None,
+    }
+}
+
+fn execute() -> Expect {
+    Expect::Execute {
+        rewrite: None,
+        limit: None,
+    }
+}
+
+fn code(action: Action) -> String {
+    match action {
+        Action::Replace(m) => ErrorResponse::decode(&m).unwrap().code().to_string(),
+        other => panic!("not replaced: {other:?}"),
+    }
+}
+
+#[test]
+fn refused_parse_replaces_the_error_and_skips_to_sync() {
+    let mut a = Attribution::default();
+    a.push(Expect::Parse {
+        on_error: OnError::Replace(refusal()),
+        on_success: None,
+    });
+    a.push(Expect::Bind);
+    a.push(execute());
+    a.push(Expect::Sync);
+    assert_eq!(code(a.on_message(&error("42601"))), "42501");
+    // Bind and Execute were skipped: the next answer is ReadyForQuery for the Sync.
+    assert!(matches!(a.pending.front(), Some(Expect::Sync)));
+    assert_eq!(a.on_message(&rfq()), Action::Forward);
+    assert!(a.is_idle());
+    assert!(!a.skipping);
+}
+
+#[test]
+fn skipping_drops_entries_that_arrive_later() {
+    let mut a = Attribution::default();
+    a.push(execute());
+    a.on_message(&error("22012"));
+    // Pipelined messages the client sent after the failing one.
+    a.push(parse());
+    a.push(query(0));
+    assert!(a.is_idle());
+    a.push(Expect::Sync);
+    a.on_message(&rfq());
+    a.push(parse());
+    assert!(matches!(a.pending.front(), Some(Expect::Parse { .. })));
+}
+
+#[test]
+fn simple_query_counts_statements() {
+    let mut a = Attribution::default();
+    a.push(query(2));
+    a.on_message(&msg(backend::ROW_DESCRIPTION));
+    a.on_message(CommandComplete::new("SELECT 1").message());
+    assert_eq!(a.statement, 1);
+    a.on_message(CommandComplete::new("SELECT 1").message());
+    a.on_message(&rfq());
+    assert!(a.is_idle());
+}
+
+#[test]
+fn extended_copy_in_swallows_the_early_sync() {
+    let mut a = Attribution::default();
+    a.push(execute());
+    a.push(Expect::Sync); // sent with Execute; the server ignores it during COPY
+    a.on_message(&msg(backend::COPY_IN_RESPONSE));
+    a.push(Expect::CopyEnd);
+    a.push(Expect::Sync);
+    a.on_message(CommandComplete::new("COPY 3").message());
+    assert_eq!(a.pending.len(), 1);
+    a.on_message(&rfq());
+    assert!(a.is_idle());
+}
+
+#[test]
+fn extended_copy_in_error_waits_for_the_last_sync() {
+    let mut a = Attribution::default();
+    a.push(execute());
+    a.push(Expect::Sync);
+    a.on_message(&msg(backend::COPY_IN_RESPONSE));
+    a.on_message(&error("22P02"));
+    assert!(a.is_idle());
+    a.push(Expect::CopyEnd);
+    a.push(Expect::Sync);
+    assert_eq!(a.pending.len(), 1);
+    a.on_message(&rfq());
+    assert!(a.is_idle());
+}
+
+#[test]
+fn simple_copy_in() {
+    let mut a = Attribution::default();
+    a.push(query(1));
+    a.on_message(&msg(backend::COPY_IN_RESPONSE));
+    a.push(Expect::CopyEnd);
+    a.on_message(CommandComplete::new("COPY 1").message());
+    a.on_message(&rfq());
+    assert!(a.is_idle());
+}
+
+#[test]
+fn fatal_is_noted() {
+    let mut a = Attribution::default();
+    let fatal = ErrorResponse::new(Severity::Fatal, "57P01", "terminating").to_message();
+    assert_eq!(a.on_message(&fatal), Action::Forward);
+    assert!(a.fatal);
+}
+
+#[test]
+fn a_probe_the_server_rejects_forwards_its_error() {
+    let mut a = Attribution::default();
+    a.push(Expect::Parse {
+        on_error: OnError::Forward,
+        on_success: Some(refusal()),
+    });
+    a.push(Expect::Close { swallow: true });
+    a.push(Expect::Parse {
+        on_error: OnError::Swallow,
+        on_success: None,
+    });
+    a.push(Expect::Sync);
+    assert_eq!(a.on_message(&error("42601")), Action::Forward);
+    assert_eq!(a.on_message(&rfq()), Action::Forward);
+    assert!(a.is_idle());
+}
+
+#[test]
+fn a_probe_the_server_accepts_is_refused() {
+    let mut a = Attribution::default();
+    a.push(Expect::Parse {
+        on_error: OnError::Forward,
+        on_success: Some(refusal()),
+    });
+    a.push(Expect::Close { swallow: true });
+    a.push(Expect::Parse {
+        on_error: OnError::Swallow,
+        on_success: None,
+    });
+    a.push(Expect::Sync);
+    assert_eq!(code(a.on_message(&msg(backend::PARSE_COMPLETE))), "42501");
+    assert_eq!(a.on_message(&msg(backend::CLOSE_COMPLETE)), Action::Swallow);
+    assert_eq!(a.on_message(&error("42601")), Action::Swallow);
+    assert_eq!(a.on_message(&rfq()), Action::Forward);
+    assert!(a.is_idle());
+}
+
+fn cap(max: u64) -> RowCap {
+    RowCap {
+        max,
+        policy: "cap".into(),
+    }
+}
+
+#[test]
+fn a_query_over_its_row_limit_is_refused_and_reported() {
+    let mut a = Attribution::default();
+    a.push(Expect::Internal {
+        forward_errors: false,
+        forward_ready: false,
+    });
+    let (tx, mut rx) = oneshot::channel();
+    a.push(Expect::Query {
+        statements: vec![None],
+        on_error: OnError::Forward,
+        limits: Some(QueryLimits::new(vec![Some(cap(10))], true, tx)),
+    });
+    // BEGIN's answers are the gateway's.
+    assert_eq!(
+        a.on_message(CommandComplete::new("BEGIN").message()),
+        Action::Swallow
+    );
+    assert_eq!(a.on_message(&rfq()), Action::Swallow);
+    assert_eq!(
+        code(a.on_message(CommandComplete::new("UPDATE 11").message())),
+        "54000"
+    );
+    assert_eq!(a.on_message(&rfq()), Action::Swallow);
+    assert_eq!(rx.try_recv().unwrap(), LimitReport::Exceeded);
+    // The ROLLBACK the frontend sends next answers the client's ReadyForQuery.
+    a.push(Expect::Internal {
+        forward_errors: false,
+        forward_ready: true,
+    });
+    assert_eq!(
+        a.on_message(CommandComplete::new("ROLLBACK").message()),
+        Action::Swallow
+    );
+    assert_eq!(a.on_message(&rfq()), Action::Forward);
+    assert!(a.is_idle());
+}
+
+#[test]
+fn a_query_within_its_row_limit_passes() {
+    let mut a = Attribution::default();
+    let (tx, mut rx) = oneshot::channel();
+    a.push(Expect::Query {
+        statements: vec![None],
+        on_error: OnError::Forward,
+        limits: Some(QueryLimits::new(vec![Some(cap(10))], false, tx)),
+    });
+    assert_eq!(
+        a.on_message(CommandComplete::new("DELETE 10").message()),
+        Action::Forward
+    );
+    assert_eq!(a.on_message(&rfq()), Action::Forward);
+    assert_eq!(rx.try_recv().unwrap(), LimitReport::Within);
+}
+
+#[test]
+fn an_execute_over_its_row_limit_is_reported() {
+    let mut a = Attribution::default();
+    let (tx, mut rx) = oneshot::channel();
+    a.push(Expect::Execute {
+        rewrite: None,
+        limit: Some((cap(5), tx)),
+    });
+    assert_eq!(
+        code(a.on_message(CommandComplete::new("UPDATE 6").message())),
+        "54000"
+    );
+    assert_eq!(rx.try_recv().unwrap(), LimitReport::Exceeded);
+    // The frontend then sends a failing Parse, whose error is swallowed and starts the skip.
+    a.push(Expect::Parse {
+        on_error: OnError::Swallow,
+        on_success: None,
+    });
+    a.push(Expect::Bind);
+    assert_eq!(a.on_message(&error("42601")), Action::Swallow);
+    assert!(a.is_idle());
+}
+
+#[test]
+fn barriers_answer_when_the_server_caught_up() {
+    let mut a = Attribution::default();
+    a.push(query(1));
+    let (tx, mut rx) = oneshot::channel();
+    a.push(Expect::Barrier(Some(tx)));
+    assert!(rx.try_recv().is_err());
+    a.on_message(CommandComplete::new("SELECT 1").message());
+    a.on_message(&rfq());
+    assert!(rx.try_recv().is_ok());
+    let (tx, mut rx) = oneshot::channel();
+    a.push(Expect::Barrier(Some(tx)));
+    assert!(rx.try_recv().is_ok());
+    assert!(a.is_idle());
+}
