@@ -55,6 +55,47 @@ pub struct Setup {
     pub policy_settings: String,
 }
 
+/// The example policies shipped in the repository's `policies/` directory.
+pub fn example_policies() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("policies/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).expect("policy file"),
+            )
+        })
+        .collect()
+}
+
+/// The demo's tables in the `app` database, owned by `gw_app` so that the database itself
+/// would allow everything: whatever is refused, the gateway refused.
+pub const SAMPLE_SCHEMA: &str = "
+create schema reporting authorization gw_app;
+create table public.customers (id int primary key, name text, email text, card_number text, country text);
+insert into public.customers select g, 'name ' || g, 'c' || g || '@example.com', '41110000000000' || lpad(g::text, 2, '0'), 'DE' from generate_series(1, 20) g;
+create table public.orders (id int primary key, customer_id int, amount numeric, status text);
+insert into public.orders select g, 1 + g % 20, g * 10, 'paid' from generate_series(1, 50) g;
+create table reporting.daily_revenue (day date primary key, orders int, revenue numeric);
+insert into reporting.daily_revenue select date '2025-06-01' + g, g, g * 100 from generate_series(0, 29) g;
+alter table public.customers owner to gw_app;
+alter table public.orders owner to gw_app;
+alter table reporting.daily_revenue owner to gw_app;
+";
+
+/// A checksum of every sample table's contents, to prove refused statements changed nothing.
+pub const SAMPLE_CHECKSUM: &str = "select md5(string_agg(t, '|' order by t)) from (
+  select 'c' || c::text as t from public.customers c
+  union all select 'o' || o::text from public.orders o
+  union all select 'd' || d::text from reporting.daily_revenue d) x";
+
 /// A policy that permits every statement: the relay with authentication as its only gate.
 pub const PERMIT_ALL: &str = "permit(principal, action, resource);\n";
 
@@ -170,7 +211,7 @@ impl Harness {
         // The bootstrap superuser, which owns the catalogs: the regression suite's expected
         // output assumes it.
         let bootstrap = "\n[[target.role]]\nname = \"postgres\"\nsecret = \"file:secrets/postgres\"\ngroups = [\"dba\"]\n";
-        let app = "\n[[target.role]]\nname = \"gw_app\"\nsecret = \"file:secrets/gw_app\"\ngroups = [\"engineering\", \"data-science\"]\n";
+        let app = "\n[[target.role]]\nname = \"gw_app\"\nsecret = \"file:secrets/gw_app\"\ngroups = [\"engineering\", \"data-science\", \"managers\"]\n";
         let config = format!(
             r#"[listen]
 address = "127.0.0.1:0"

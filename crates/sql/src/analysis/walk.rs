@@ -119,8 +119,16 @@ fn is_func_call(map: &Obj) -> bool {
 
 fn relation_name(rv: &Obj) -> RelationName {
     let schema = rv.get("schemaname").and_then(Value::as_str).unwrap_or("");
+    // CREATE TEMP TABLE puts an unqualified name in the session's temporary schema.
+    let temporary = rv.get("relpersistence").and_then(Value::as_str) == Some("t");
     RelationName {
-        schema: (!schema.is_empty()).then(|| schema.to_string()),
+        schema: if !schema.is_empty() {
+            Some(schema.to_string())
+        } else if temporary {
+            Some("pg_temp".to_string())
+        } else {
+            None
+        },
         name: rv
             .get("relname")
             .and_then(Value::as_str)
