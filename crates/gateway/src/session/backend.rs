@@ -106,12 +106,19 @@ impl<'s> Backend<'s> {
                 }
             }
             self.flush(client).await?;
-            if !server.fill().await? {
-                return Ok(if self.attribution.fatal {
-                    BackendEnd::ClosedAfterFatal
-                } else {
-                    BackendEnd::Closed
-                });
+            // Wait for the server, or for the frontend: a barrier queued while the server
+            // has nothing to say must still be answered.
+            tokio::select! {
+                more = server.fill() => {
+                    if !more? {
+                        return Ok(if self.attribution.fatal {
+                            BackendEnd::ClosedAfterFatal
+                        } else {
+                            BackendEnd::Closed
+                        });
+                    }
+                }
+                Some(expect) = self.queue.recv(), if !self.queue.is_closed() => self.attribution.push(expect),
             }
         }
     }
