@@ -8,7 +8,7 @@
 //! rewriting). `runtime` is the resolved configuration, swapped atomically on reload.
 
 pub mod cancel;
-mod catalog;
+pub mod catalog;
 pub mod config;
 pub mod decision;
 mod error;
@@ -34,7 +34,7 @@ pub use config::{Config, ConfigError};
 pub use decision::{Decider, PermitAll};
 pub use error::StartupError;
 pub use portcullis_policy::{Clock, FixedClock, SystemClock};
-pub use runtime::Runtime;
+pub use runtime::{Policies, Runtime};
 pub use upstream::UpstreamError;
 
 use cancel::CancelRegistry;
@@ -171,6 +171,37 @@ impl Gateway {
         });
         Ok(())
     }
+}
+
+/// Logs in to `target` as the role its configuration maps to `groups` (or its first role)
+/// and reads the catalog, for tools such as `portcullis policy explain`.
+pub async fn fetch_catalog(
+    runtime: &Runtime,
+    target: &str,
+    groups: &[String],
+) -> Result<Arc<catalog::Snapshot>, String> {
+    let t = runtime
+        .targets
+        .get(target)
+        .ok_or_else(|| format!("target \"{target}\" is not configured"))?;
+    let role = t
+        .role_for(groups)
+        .or_else(|| t.roles.first())
+        .ok_or_else(|| format!("target \"{target}\" has no roles"))?;
+    let startup = portcullis_wire::startup::StartupMessage {
+        version: portcullis_wire::startup::PROTOCOL_3_0,
+        params: vec![(
+            "application_name".into(),
+            bytes::Bytes::from_static(b"portcullis catalog"),
+        )],
+    };
+    let mut upstream = upstream::connect(t, role, &startup, portcullis_wire::Limits::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let cat = catalog::TargetCatalog::default();
+    cat.refresh(target, &mut upstream.reader).await;
+    cat.snapshot()
+        .ok_or_else(|| format!("cannot read the catalog of target \"{target}\""))
 }
 
 impl Drop for Gateway {
