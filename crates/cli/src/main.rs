@@ -76,48 +76,7 @@ enum PolicyCommand {
     },
     /// Show a statement's facts, the decision, and which policies permitted or forbade it.
     /// Exits 2 when the statement would be refused.
-    Explain {
-        /// The SQL to explain (several statements are explained one by one).
-        sql: String,
-        /// The caller's subject.
-        #[arg(long, default_value = "someone")]
-        user: String,
-        /// The caller's groups, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        groups: Vec<String>,
-        /// When, e.g. 2026-11-24T10:00 (in the policy time zone) or 2026-11-24T10:00:00Z.
-        #[arg(long)]
-        at: Option<String>,
-        /// The target (database name clients use); defaults to the first configured.
-        #[arg(long)]
-        target: Option<String>,
-        /// The upstream role, if not the one the target maps the groups to.
-        #[arg(long)]
-        role: Option<String>,
-        /// Gateway configuration to take policies, time zone and catalog from; defaults to
-        /// PORTCULLIS_CONFIG or the running demo's.
-        #[arg(long, env = "PORTCULLIS_CONFIG")]
-        config: Option<PathBuf>,
-        /// Policy files or directories, instead of a configuration (no catalog).
-        #[arg(long)]
-        policies: Vec<PathBuf>,
-        /// Time zone for --policies (default UTC) or to override the configuration's.
-        #[arg(long)]
-        timezone: Option<String>,
-        #[arg(long, default_value = "127.0.0.1")]
-        client_address: std::net::IpAddr,
-        #[arg(long, default_value = "")]
-        application_name: String,
-        /// The search path unqualified names resolve through when the catalog does not know them.
-        #[arg(long, value_delimiter = ',', default_value = "$user,public")]
-        search_path: Vec<String>,
-        /// Do not connect to the target to read its catalog.
-        #[arg(long)]
-        no_catalog: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Explain(Box<policy_cmd::ExplainArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -135,42 +94,8 @@ fn main() -> anyhow::Result<()> {
                 command: PolicyCommand::Check { paths },
             } => policy_cmd::check(&paths),
             Command::Policy {
-                command:
-                    PolicyCommand::Explain {
-                        sql,
-                        user,
-                        groups,
-                        at,
-                        target,
-                        role,
-                        config,
-                        policies,
-                        timezone,
-                        client_address,
-                        application_name,
-                        search_path,
-                        no_catalog,
-                        json,
-                    },
-            } => {
-                policy_cmd::explain(policy_cmd::ExplainArgs {
-                    config,
-                    policies,
-                    timezone,
-                    user,
-                    groups,
-                    at,
-                    target,
-                    role,
-                    client_address,
-                    application_name,
-                    search_path,
-                    no_catalog,
-                    json,
-                    sql,
-                })
-                .await
-            }
+                command: PolicyCommand::Explain(args),
+            } => policy_cmd::explain(*args).await,
             Command::DevToken {
                 user,
                 groups,

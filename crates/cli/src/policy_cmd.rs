@@ -34,22 +34,49 @@ pub fn check(paths: &[PathBuf]) -> anyhow::Result<()> {
     }
 }
 
-/// Where `explain` takes its policies from.
+/// `policy explain`'s arguments.
+#[derive(clap::Args)]
 pub struct ExplainArgs {
-    pub config: Option<PathBuf>,
-    pub policies: Vec<PathBuf>,
-    pub timezone: Option<String>,
-    pub user: String,
-    pub groups: Vec<String>,
-    pub at: Option<String>,
-    pub target: Option<String>,
-    pub role: Option<String>,
-    pub client_address: IpAddr,
-    pub application_name: String,
-    pub search_path: Vec<String>,
-    pub no_catalog: bool,
-    pub json: bool,
+    /// The SQL to explain (several statements are explained one by one).
     pub sql: String,
+    /// The caller's subject.
+    #[arg(long, default_value = "someone")]
+    pub user: String,
+    /// The caller's groups, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// When, e.g. 2026-11-24T10:00 (in the policy time zone) or 2026-11-24T10:00:00Z.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// The target (database name clients use); defaults to the first configured.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The upstream role, if not the one the target maps the groups to.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Gateway configuration to take policies, time zone and catalog from; defaults to
+    /// PORTCULLIS_CONFIG or the running demo's.
+    #[arg(long, env = "PORTCULLIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Policy files or directories, instead of a configuration (no catalog).
+    #[arg(long)]
+    pub policies: Vec<PathBuf>,
+    /// Time zone for --policies (default UTC) or to override the configuration's.
+    #[arg(long)]
+    pub timezone: Option<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub client_address: IpAddr,
+    #[arg(long, default_value = "")]
+    pub application_name: String,
+    /// The search path unqualified names resolve through when the catalog does not know them.
+    #[arg(long, value_delimiter = ',', default_value = "$user,public")]
+    pub search_path: Vec<String>,
+    /// Do not connect to the target to read its catalog.
+    #[arg(long)]
+    pub no_catalog: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The configuration explain reads: `--config`, `PORTCULLIS_CONFIG`, or the running demo's.
