@@ -96,3 +96,46 @@ async fn targets_can_be_added_by_reload() {
         "app"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_changes_apply_to_live_sessions_and_bad_ones_are_refused() {
+    let h = portcullis_tests::Harness::with(portcullis_tests::Setup {
+        policies: vec![("p.cedar".into(), portcullis_tests::PERMIT_ALL.into())],
+        ..portcullis_tests::Setup::default()
+    })
+    .await;
+    let c = h.client().await;
+    c.batch_execute("create table notes (id int)")
+        .await
+        .unwrap();
+    let policy = h.dir().join("policies/p.cedar");
+
+    // Tighten: a forbid for the table. The live session is refused at its next statement.
+    std::fs::write(
+        &policy,
+        "permit(principal, action, resource);\n@id(\"no-notes\")\nforbid(principal, action, resource == Table::\"public.notes\");\n",
+    )
+    .unwrap();
+    h.gateway.reload().unwrap();
+    let err = c.batch_execute("select * from notes").await.unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("no-notes"));
+
+    // A policy that does not validate: the reload fails, says where, and the running
+    // policies stay in force.
+    std::fs::write(
+        &policy,
+        "permit(principal, action == Action::\"selekt\", resource);\n",
+    )
+    .unwrap();
+    let err = h.gateway.reload().unwrap_err().to_string();
+    assert!(
+        err.contains("p.cedar:1:") && err.contains("selekt"),
+        "{err}"
+    );
+    let err = c.batch_execute("select * from notes").await.unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("no-notes"));
+    assert_eq!(
+        c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+}

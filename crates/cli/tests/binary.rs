@@ -360,3 +360,32 @@ async fn policy_explain_shows_facts_checks_and_decision() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_policies_that_do_not_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/bad.cedar"),
+        "permit(principal, action, resource)\nwhen { context.hour == \"nine\" };\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("secret"), "x").unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &path,
+        "[listen]\naddress = \"127.0.0.1:0\"\nrequire_tls = false\n\n[identity]\nissuer = \"https://idp.example.com\"\n\n\
+         [policy]\npaths = [\"policies\"]\n\n[[target]]\nname = \"t\"\nhost = \"127.0.0.1\"\ndatabase = \"t\"\ntls = \"disable\"\n\
+         [[target.role]]\nname = \"r\"\nsecret = \"file:secret\"\ngroups = [\"g\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.cedar:2:"), "{stderr}");
+}
