@@ -1,6 +1,7 @@
 //! The policy decider: every statement is decided by the current Cedar policies against
 //! its facts, the caller, the time and the target's catalog.
 
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,10 +19,55 @@ use crate::runtime::Runtime;
 
 /// Decides with the policies of the current configuration generation, so a reload takes
 /// effect for live sessions at their next statement.
+///
+/// Decisions are cached. The key holds everything the decision depends on: the policy
+/// generation, the catalog snapshot, the caller and session, the statement's facts and
+/// search path, and, only when some policy reads them, its text, the minute of the clock,
+/// the client's address and application. Keys are two independently keyed SipHash values,
+/// so no statement can be crafted to collide with another's.
 pub struct PolicyDecider {
     runtime: Arc<ArcSwap<Runtime>>,
     catalogs: Arc<Catalogs>,
     clock: Arc<dyn Clock>,
+    cache: quick_cache::sync::Cache<(u64, u64), Decided>,
+    hashers: (RandomState, RandomState),
+}
+
+/// A decision and, in observe mode, what would have been decided.
+type Decided = (Cached, Option<Arc<str>>);
+
+/// A cached decision.
+#[derive(Clone)]
+enum Cached {
+    Allow,
+    Limited(u64, String),
+    Refuse(ErrorResponse),
+}
+
+impl Cached {
+    fn verdict(self) -> Verdict {
+        match self {
+            Cached::Allow => Verdict::allow(),
+            Cached::Limited(max_rows, policy) => Verdict::ForwardLimited {
+                rewrite: None,
+                max_rows,
+                policy,
+            },
+            Cached::Refuse(e) => Verdict::Refuse(e),
+        }
+    }
+}
+
+/// What a decision depends on, for the cache key.
+struct KeyParts<'a> {
+    generation: usize,
+    catalog: usize,
+    session: &'a SessionInfo,
+    facts: &'a Facts,
+    text: &'a str,
+    search_path: &'a [String],
+    minute: i64,
+    sensitivity: portcullis_policy::Sensitivity,
 }
 
 impl PolicyDecider {
@@ -34,7 +80,31 @@ impl PolicyDecider {
             runtime,
             catalogs,
             clock,
+            cache: quick_cache::sync::Cache::new(16_384),
+            hashers: (RandomState::new(), RandomState::new()),
         }
+    }
+
+    fn key(&self, k: &KeyParts<'_>) -> (u64, u64) {
+        let hash = |state: &RandomState| {
+            let mut h = state.build_hasher();
+            (k.generation, k.catalog).hash(&mut h);
+            let s = k.session;
+            (&s.subject, &s.groups, &s.target, &s.upstream_role).hash(&mut h);
+            k.facts.hash(&mut h);
+            k.search_path.hash(&mut h);
+            if k.sensitivity.text {
+                k.text.hash(&mut h);
+            }
+            if k.sensitivity.time {
+                k.minute.hash(&mut h);
+            }
+            if k.sensitivity.client {
+                (s.client_addr.ip(), &s.application_name).hash(&mut h);
+            }
+            h.finish()
+        };
+        (hash(&self.hashers.0), hash(&self.hashers.1))
     }
 }
 
@@ -92,9 +162,9 @@ impl Decider for PolicyDecider {
                 }
                 f.absorb(&prepared.facts);
                 owned = f;
-                (&owned, &parsed.text)
+                (&owned, statement.text.unwrap_or(&parsed.text))
             }
-            (_, Ok(parsed)) => (&parsed.facts, &parsed.text),
+            (_, Ok(parsed)) => (&parsed.facts, statement.text.unwrap_or(&parsed.text)),
             (_, Err(reason)) => {
                 return refuse(
                     "42601",
@@ -105,12 +175,59 @@ impl Decider for PolicyDecider {
             }
         };
         let policies = &runtime.policies;
+        let now = self.clock.now();
+        let generation = Arc::as_ptr(policies) as usize;
+        let catalog_id = snapshot.as_ref().map_or(0, |s| Arc::as_ptr(s) as usize);
+        let key = self.key(&KeyParts {
+            generation,
+            catalog: catalog_id,
+            session,
+            facts,
+            text,
+            search_path: statement.search_path,
+            minute: now.as_second().div_euclid(60),
+            sensitivity: policies.store.sensitivity(),
+        });
+        let (verdict, observed) = match self.cache.get(&key) {
+            Some(hit) => hit,
+            None => {
+                let decided =
+                    self.evaluate(session, facts, text, statement, policies, catalog, now);
+                self.cache.insert(key, decided.clone());
+                decided
+            }
+        };
+        if let Some(would) = observed {
+            tracing::warn!(
+                session = %session.id,
+                subject = %session.subject,
+                kind = %facts.kind,
+                %would,
+                "observe: a policy would have refused this statement"
+            );
+        }
+        verdict.verdict()
+    }
+}
+
+impl PolicyDecider {
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &self,
+        session: &SessionInfo,
+        facts: &Facts,
+        text: &str,
+        statement: &Statement<'_>,
+        policies: &crate::runtime::Policies,
+        catalog: &dyn Catalog,
+        now: jiff::Timestamp,
+    ) -> Decided {
         let env = Environment {
             target: &session.target,
             role: &session.upstream_role,
             client_addr: session.client_addr.ip(),
             application_name: session.application_name.as_deref().unwrap_or(""),
-            now: self.clock.now(),
+            now,
             timezone: &policies.timezone,
         };
         let decision = policies.store.decide(
@@ -126,42 +243,30 @@ impl Decider for PolicyDecider {
             },
             catalog,
         );
-        if let Some(observed) = &decision.observed {
-            tracing::warn!(
-                session = %session.id,
-                subject = %session.subject,
-                kind = %facts.kind,
-                would = %observed.summary(),
-                "observe: a policy would have refused this statement"
-            );
-        }
-        match decision.outcome {
+        let observed = decision.observed.as_ref().map(|o| Arc::from(o.summary()));
+        let verdict = match decision.outcome {
             Outcome::Allow {
                 max_rows: Some((max_rows, policy)),
             } if matches!(facts.kind, Kind::Update | Kind::Delete | Kind::Merge) => {
-                Verdict::ForwardLimited {
-                    rewrite: None,
-                    max_rows,
-                    policy,
-                }
+                Cached::Limited(max_rows, policy)
             }
-            Outcome::Allow { .. } => Verdict::allow(),
-            Outcome::Deny { message } => {
+            Outcome::Allow { .. } => Cached::Allow,
+            Outcome::Deny { message } | Outcome::Mask { message, .. } => {
                 tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, %message, "statement refused");
-                refuse("42501", message)
+                Cached::Refuse(ErrorResponse::new(Severity::Error, "42501", message))
             }
             Outcome::NeedsApproval {
                 message, groups, ..
             } => {
                 tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, %message, "statement needs approval");
-                Verdict::Refuse(ErrorResponse::new(Severity::Error, "42501", message).hint(
-                    format!("a member of {} must approve it", groups.join(" or ")),
-                ))
+                Cached::Refuse(
+                    ErrorResponse::new(Severity::Error, "42501", message).hint(format!(
+                        "a member of {} must approve it",
+                        groups.join(" or ")
+                    )),
+                )
             }
-            Outcome::Mask { message, .. } => {
-                tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, %message, "statement refused: masking needed");
-                refuse("42501", message)
-            }
-        }
+        };
+        (verdict, observed)
     }
 }

@@ -21,7 +21,9 @@ mod store;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use decide::{Check, Decision, Outcome, StatementInput};
 pub use environment::{Catalog, Environment, NoCatalog, Principal};
-pub use store::{LoadError, MASK_STRATEGIES, Mode, PolicyStore, SourceError, policy_files};
+pub use store::{
+    LoadError, MASK_STRATEGIES, Mode, PolicyStore, Sensitivity, SourceError, policy_files,
+};
 
 /// The Cedar schema policies are validated against (documented in the file itself).
 pub const SCHEMA: &str = include_str!("schema.cedarschema");

@@ -58,6 +58,18 @@ pub(crate) struct Meta {
     pub max_rows: Option<u64>,
 }
 
+/// Which parts of the request context any policy reads: decisions that do not depend on
+/// a part may be reused across its values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sensitivity {
+    /// `context.statement.text`.
+    pub text: bool,
+    /// `hour`, `minute`, `weekday`, `date`.
+    pub time: bool,
+    /// `client_address`, `application_name`.
+    pub client: bool,
+}
+
 /// A validated policy set, ready to decide.
 pub struct PolicyStore {
     /// Policies that are enforced.
@@ -72,6 +84,7 @@ pub struct PolicyStore {
     files: Vec<String>,
     count: usize,
     fingerprint: u64,
+    sensitivity: Sensitivity,
 }
 
 /// Masking strategies a `@mask` annotation may name.
@@ -297,6 +310,18 @@ impl PolicyStore {
             !observe_ids.contains(id) && meta.get(id).is_none_or(|m: &Meta| m.approval.is_none())
         });
         let shadow = (mode == Mode::Observe || !observe_ids.is_empty()).then(|| all.clone());
+        // A textual scan errs towards "sensitive": a policy that mentions `hour` in a
+        // string makes decisions time-dependent, which only costs cache hits.
+        let mut sensitivity = Sensitivity::default();
+        for p in all.policies() {
+            let src = p.to_string();
+            sensitivity.text |= src.contains(".text") || src.contains("[\"text\"]");
+            sensitivity.time |= ["hour", "minute", "weekday", "date"]
+                .iter()
+                .any(|w| src.contains(w));
+            sensitivity.client |=
+                src.contains("client_address") || src.contains("application_name");
+        }
         let mut fingerprint: u64 = 0xcbf29ce484222325;
         for (name, text) in sources {
             for b in name.bytes().chain(text.bytes()) {
@@ -312,6 +337,7 @@ impl PolicyStore {
             mode,
             files: sources.iter().map(|(n, _)| n.clone()).collect(),
             fingerprint,
+            sensitivity,
         })
     }
 
@@ -330,6 +356,11 @@ impl PolicyStore {
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Which parts of the context the policies read.
+    pub fn sensitivity(&self) -> Sensitivity {
+        self.sensitivity
     }
 
     /// A hash of the files' names and contents, to tell policy versions apart in logs.

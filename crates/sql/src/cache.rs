@@ -53,6 +53,49 @@ impl Equivalent<Key> for KeyRef<'_> {
 /// Shared parse cache.
 pub struct ParseCache {
     cache: Cache<Key, Arc<ParsedQuery>>,
+    /// Single statements by their token sequence with constants blanked out: simple-protocol
+    /// queries that differ only in literals share one analysis.
+    normalized: Cache<Box<[u8]>, Arc<ParsedQuery>>,
+}
+
+/// A parse found for a query string.
+pub struct Lookup {
+    pub parsed: Arc<ParsedQuery>,
+    /// The parse belongs to a text that differs from this one in constants only: its
+    /// facts hold, but its statement text is the other one's.
+    pub shared: bool,
+}
+
+/// The statement's tokens (PostgreSQL's own lexer) with constants reduced to their kind
+/// and comments dropped. Two texts with the same key parse to the same tree but for the
+/// constants' values. `None` when the text does not lex.
+pub fn normalized_key(sql: &str) -> Option<Vec<u8>> {
+    use pg_query::protobuf::Token;
+    let scan = pg_query::scan(sql).ok()?;
+    let mut key = Vec::with_capacity(sql.len());
+    for t in scan.tokens {
+        let kind = Token::try_from(t.token).unwrap_or(Token::Nul);
+        match kind {
+            Token::SqlComment | Token::CComment => continue,
+            _ => {}
+        }
+        key.extend_from_slice(&t.token.to_le_bytes());
+        let constant = matches!(
+            kind,
+            Token::Sconst
+                | Token::Usconst
+                | Token::Bconst
+                | Token::Xconst
+                | Token::Iconst
+                | Token::Fconst
+        );
+        if !constant {
+            let text = sql.get(t.start.max(0) as usize..t.end.max(0) as usize)?;
+            key.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            key.extend_from_slice(text.as_bytes());
+        }
+    }
+    Some(key)
 }
 
 impl ParseCache {
@@ -60,6 +103,54 @@ impl ParseCache {
     pub fn new(capacity: usize) -> Self {
         ParseCache {
             cache: Cache::new(capacity.max(1)),
+            normalized: Cache::new(capacity.max(1)),
+        }
+    }
+
+    /// The parse of a simple-protocol query string: by exact text, else by normalised text
+    /// (PostgreSQL's lexer, constants blanked), else parsed afresh. Only single statements
+    /// whose facts do not depend on their literals are shared, and only under
+    /// `standard_conforming_strings`, the lexer setting the scanner uses.
+    pub fn get_query(&self, sql: &str, options: LexerOptions) -> Lookup {
+        if let Some(hit) = self.cache.get(&KeyRef { options, text: sql }) {
+            return Lookup {
+                parsed: hit,
+                shared: false,
+            };
+        }
+        let key = if options.standard_conforming_strings && sql.len() <= MAX_CACHED_TEXT {
+            normalized_key(sql)
+        } else {
+            None
+        };
+        if let Some(k) = &key
+            && let Some(hit) = self.normalized.get(k.as_slice())
+        {
+            return Lookup {
+                parsed: hit,
+                shared: true,
+            };
+        }
+        let parsed = Arc::new(parse(sql, options));
+        let shareable =
+            matches!(&parsed.result, Ok(s) if s.len() == 1 && !s[0].facts.literal_sensitive);
+        match key {
+            Some(k) if shareable => self.normalized.insert(k.into_boxed_slice(), parsed.clone()),
+            _ => {
+                if sql.len() <= MAX_CACHED_TEXT {
+                    self.cache.insert(
+                        Key {
+                            options,
+                            text: sql.into(),
+                        },
+                        parsed.clone(),
+                    );
+                }
+            }
+        }
+        Lookup {
+            parsed,
+            shared: false,
         }
     }
 
@@ -92,6 +183,56 @@ impl ParseCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries_differing_in_constants_share_an_analysis() {
+        let c = ParseCache::new(10);
+        let a = c.get_query(
+            "select * from t where id = 1 and name = 'x'",
+            LexerOptions::default(),
+        );
+        assert!(!a.shared);
+        let b = c.get_query(
+            "SELECT * from t /* hi */ where id = 42 and name = 'yy'",
+            LexerOptions::default(),
+        );
+        // Keywords keep their spelling in the key, so a different case is a different key.
+        assert!(!b.shared);
+        let b = c.get_query(
+            "select * from t where id = 42 and name = $$yy$$",
+            LexerOptions::default(),
+        );
+        assert!(b.shared && Arc::ptr_eq(&a.parsed, &b.parsed));
+        // A different constant kind, identifier or structure is a different key.
+        for other in [
+            "select * from t where id = 1.5 and name = 'x'",
+            "select * from u where id = 1 and name = 'x'",
+            "select * from t where id = 1 or name = 'x'",
+            "select * from t where id = 1 and name = 'x'; select 1",
+        ] {
+            assert!(
+                !c.get_query(other, LexerOptions::default()).shared,
+                "{other}"
+            );
+        }
+        // Literal-sensitive statements are never shared.
+        c.get_query(
+            "select pg_read_file('/etc/hostname')",
+            LexerOptions::default(),
+        );
+        assert!(
+            !c.get_query(
+                "select pg_read_file('/etc/passwd')",
+                LexerOptions::default()
+            )
+            .shared
+        );
+        assert_eq!(
+            normalized_key("select 1 -- c"),
+            normalized_key("select 2 /* d */")
+        );
+        assert_ne!(normalized_key("select 1"), normalized_key("select '1'"));
+    }
 
     #[test]
     fn hits_share_results_and_options_separate_entries() {

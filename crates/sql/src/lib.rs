@@ -10,6 +10,6 @@ mod cache;
 mod encoding;
 mod parse;
 
-pub use cache::ParseCache;
+pub use cache::{Lookup, ParseCache, normalized_key};
 pub use encoding::ClientEncoding;
 pub use parse::{LexerOptions, ParsedQuery, ParsedStatement, PreparedOp, parse};

@@ -266,18 +266,29 @@ impl<'s> Frontend<'s> {
     }
 
     /// Decodes and parses statement text in the session's encoding and lexer settings.
-    fn analyse<'b>(&self, bytes: &'b [u8]) -> (Option<Cow<'b, str>>, Arc<ParsedQuery>) {
+    /// For a simple query, `query` lets statements that differ only in constants share an
+    /// analysis; the returned flag says the parse's statement texts belong to another text.
+    fn analyse<'b>(
+        &self,
+        bytes: &'b [u8],
+        query: bool,
+    ) -> (Option<Cow<'b, str>>, Arc<ParsedQuery>, bool) {
         let encoding = self.shared.encoding();
         match encoding.decode(bytes) {
+            Some(text) if query => {
+                let found = self.ctx.cache.get_query(&text, self.shared.lexer());
+                (Some(text), found.parsed, found.shared)
+            }
             Some(text) => {
                 let parsed = self.ctx.cache.get(&text, self.shared.lexer());
-                (Some(text), parsed)
+                (Some(text), parsed, false)
             }
             None => (
                 None,
                 Arc::new(ParsedQuery {
                     result: Err("the text is not valid in the client encoding".into()),
                 }),
+                false,
             ),
         }
     }
@@ -321,7 +332,7 @@ impl<'s> Frontend<'s> {
         query: Query,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        let (_, parsed) = self.analyse(query.sql());
+        let (text, parsed, shared) = self.analyse(query.sql(), true);
         let statements = match &parsed.result {
             Ok(s) => s,
             Err(reason) => {
@@ -352,9 +363,14 @@ impl<'s> Frontend<'s> {
             }
             let prepared = earlier.or_else(|| registered.as_ref().and_then(|p| p.statement()));
             let search_path = self.search_path.clone();
+            // A shared analysis is of a single statement: this query's whole text.
+            let own_text = match (&text, shared) {
+                (Some(t), true) => t.as_ref(),
+                _ => s.text.as_str(),
+            };
             let statement = Statement {
                 origin: Origin::Query { index, count },
-                text: Some(&s.text),
+                text: Some(own_text),
                 parsed: Ok(s),
                 prepared,
                 transaction,
@@ -554,7 +570,7 @@ impl<'s> Frontend<'s> {
         parse: Parse,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        let (_, parsed) = self.analyse(parse.sql());
+        let (_, parsed, _) = self.analyse(parse.sql(), false);
         let name = parse.name().to_string();
         let statements = match &parsed.result {
             Ok(s) => s,

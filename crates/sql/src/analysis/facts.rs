@@ -106,7 +106,7 @@ impl std::fmt::Display for RelationName {
 }
 
 /// Which columns of a relation a statement touches.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum Columns {
     /// Named columns (possibly none).
     #[default]
@@ -142,7 +142,7 @@ impl Columns {
 
 /// One access to a relation: the action policies see (`select` for reads, the statement's
 /// kind for its targets) and the columns involved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Access {
     pub relation: RelationName,
     pub action: Kind,
@@ -212,7 +212,7 @@ pub enum SessionChange {
 }
 
 /// COPY details.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct CopyFacts {
     pub from: bool,
     /// `COPY … PROGRAM 'command'`.
@@ -222,7 +222,7 @@ pub struct CopyFacts {
 }
 
 /// Everything the analyser found out about one statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Facts {
     pub kind: Kind,
     /// The parse tree's root node type, e.g. `SelectStmt`.
