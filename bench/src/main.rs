@@ -56,9 +56,19 @@ fn tps(output: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("no tps in pgbench output:\n{output}"))
 }
 
+/// Stops pgbouncer when dropped, also when the benchmark fails half-way.
+struct Bouncer(std::process::Child);
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts pgbouncer in session mode in front of the cluster, as the postgres OS user
 /// (pgbouncer refuses to run as root).
-fn start_pgbouncer(dir: &Path, cluster: &PgCluster) -> anyhow::Result<(std::process::Child, u16)> {
+fn start_pgbouncer(dir: &Path, cluster: &PgCluster) -> anyhow::Result<(Bouncer, u16)> {
     let port = free_port()?;
     let ini = dir.join("pgbouncer.ini");
     let users = dir.join("userlist.txt");
@@ -78,21 +88,26 @@ fn start_pgbouncer(dir: &Path, cluster: &PgCluster) -> anyhow::Result<(std::proc
         ),
     )?;
     let as_root = Command::new("id").arg("-u").output()?.stdout == b"0\n";
-    let mut cmd = if as_root {
+    let mut cmd = Command::new("pgbouncer");
+    if as_root {
+        use std::os::unix::process::CommandExt;
         Command::new("chown")
             .args(["-R", "postgres:postgres"])
             .arg(dir)
             .status()?;
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", "pgbouncer"]);
-        c
-    } else {
-        Command::new("pgbouncer")
-    };
-    let child = cmd
-        .arg(&ini)
-        .spawn()
-        .context("start pgbouncer (scripts/install-deps installs it)")?;
+        let id = |flag: &str| -> anyhow::Result<u32> {
+            let out = Command::new("id").args([flag, "postgres"]).output()?;
+            Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+        };
+        // Run pgbouncer itself as postgres (not under runuser), so killing the child
+        // stops it.
+        cmd.uid(id("-u")?).gid(id("-g")?);
+    }
+    let child = Bouncer(
+        cmd.arg(&ini)
+            .spawn()
+            .context("start pgbouncer (scripts/install-deps installs it)")?,
+    );
     // Wait until it accepts connections.
     for _ in 0..500 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -155,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
         user: "bench".into(),
         password: issuer.token("bench", &["bench"]),
     };
-    let (mut bouncer, bouncer_port) = start_pgbouncer(dir.path(), &cluster)?;
+    let (_bouncer, bouncer_port) = start_pgbouncer(dir.path(), &cluster)?;
     let through_bouncer = Endpoint {
         name: "pgbouncer",
         port: bouncer_port,
@@ -213,8 +228,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     print!("{report}");
-    let _ = bouncer.kill();
-    let _ = bouncer.wait();
     drop(gateway);
     Ok(())
 }
