@@ -701,3 +701,74 @@ async fn an_observe_only_policy_does_not_refuse() {
             .contains("no-customers")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_name_is_tied_to_what_the_server_holds() {
+    let clock = Arc::new(FixedClock::new(business_hours()));
+    let h = harness(clock.clone()).await;
+    let alice = h
+        .connect_as("alice", &["data-science"], "app")
+        .await
+        .unwrap();
+    alice
+        .batch_execute("prepare p as select * from reporting.daily_revenue")
+        .await
+        .unwrap();
+    // The name is taken: the server refuses this PREPARE and keeps the first statement.
+    let err = alice
+        .batch_execute("prepare p as select 1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42P05");
+    // After hours, EXECUTE p is decided on the statement the server will actually run.
+    clock.set("2026-11-24T20:00:00Z".parse().unwrap());
+    let err = alice.batch_execute("execute p").await.unwrap_err();
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("reporting.daily_revenue")
+    );
+    // A DEALLOCATE that never ran (an earlier statement in its query failed) leaves the
+    // statement in place, and the gateway knows it.
+    clock.set(business_hours());
+    assert!(
+        alice
+            .batch_execute("select 1/0; deallocate p")
+            .await
+            .is_err()
+    );
+    let err = alice
+        .batch_execute("prepare p as select 1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42P05");
+    alice.batch_execute("execute p").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_prepared_statements_are_decided_again_when_bound() {
+    let clock = Arc::new(FixedClock::new(business_hours()));
+    let h = harness(clock.clone()).await;
+    let alice = h
+        .connect_as("alice", &["data-science"], "app")
+        .await
+        .unwrap();
+    let stmt = alice
+        .prepare("select count(*) from reporting.daily_revenue")
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.query_one(&stmt, &[]).await.unwrap().get::<_, i64>(0),
+        30
+    );
+    clock.set("2026-11-24T20:00:00Z".parse().unwrap());
+    let err = alice.query_one(&stmt, &[]).await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501");
+    // The session is fine, and back in hours the statement runs again.
+    clock.set(business_hours());
+    assert_eq!(
+        alice.query_one(&stmt, &[]).await.unwrap().get::<_, i64>(0),
+        30
+    );
+}

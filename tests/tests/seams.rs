@@ -64,7 +64,8 @@ impl Decider for Markers {
                 "statement refused by marker",
             ));
         }
-        if text.contains("/*hold*/") {
+        // Held once, when prepared; the re-decision at Bind goes through.
+        if text.contains("/*hold*/") && !matches!(s.origin, Origin::Bind { .. }) {
             let release = self.release.clone();
             return Verdict::Hold(Box::pin(async move {
                 release.notified().await;

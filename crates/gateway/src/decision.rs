@@ -50,6 +50,9 @@ pub enum Origin<'a> {
     Query { index: usize, count: usize },
     /// A Parse creating the prepared statement `name` (empty: unnamed).
     Parse { name: &'a str },
+    /// A Bind of a prepared statement, decided again: policies (and the clock) may have
+    /// changed since it was prepared.
+    Bind { statement: &'a str },
     /// A fast-path FunctionCall of the function with this OID; there is no SQL text.
     FunctionCall { oid: u32 },
     /// A setting in the startup packet that changes the session's identity (`role`,

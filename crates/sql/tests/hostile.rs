@@ -95,7 +95,7 @@ fn random_statements_never_panic() {
             sql.push(' ');
         }
         // Mutate a byte now and then.
-        if rng.next() % 4 == 0 && !sql.is_empty() {
+        if rng.next().is_multiple_of(4) && !sql.is_empty() {
             let mut bytes = sql.into_bytes();
             let i = (rng.next() % bytes.len() as u64) as usize;
             bytes[i] = (rng.next() % 128) as u8;

@@ -185,12 +185,7 @@ impl<'s> Frontend<'s> {
         match msg.tag() {
             frontend::QUERY => self.on_query(Query::decode(msg)?, upstream).await,
             frontend::PARSE => self.on_parse(Parse::decode(msg)?, upstream).await,
-            frontend::BIND => {
-                let bind = Bind::decode(msg)?;
-                self.registry.bind(bind.portal(), bind.statement());
-                self.send(Expect::Bind, bind.message());
-                Ok(())
-            }
+            frontend::BIND => self.on_bind(Bind::decode(msg)?, upstream).await,
             frontend::DESCRIBE => {
                 let d = Describe::decode(msg)?;
                 let rewrite = match d.target() {
@@ -206,11 +201,35 @@ impl<'s> Frontend<'s> {
             frontend::EXECUTE => self.on_execute(Execute::decode(msg)?, upstream).await,
             frontend::CLOSE => {
                 let c = Close::decode(msg)?;
+                if c.target() == Target::Statement && !c.name().is_empty() {
+                    // Forget a named statement only once the server has (a Close after
+                    // an error is skipped, and the statement stays).
+                    let (tx, rx) = oneshot::channel();
+                    self.send(
+                        Expect::Close {
+                            swallow: false,
+                            report: Some(tx),
+                        },
+                        c.message(),
+                    );
+                    self.out.push(&Message::new(frontend::FLUSH, b""));
+                    self.flush(upstream).await?;
+                    if rx.await.unwrap_or(false) {
+                        self.registry.deallocate(c.name());
+                    }
+                    return Ok(());
+                }
                 match c.target() {
                     Target::Statement => self.registry.deallocate(c.name()),
                     Target::Portal => self.registry.close_portal(c.name()),
                 }
-                self.send(Expect::Close { swallow: false }, c.message());
+                self.send(
+                    Expect::Close {
+                        swallow: false,
+                        report: None,
+                    },
+                    c.message(),
+                );
                 Ok(())
             }
             frontend::SYNC => {
@@ -301,11 +320,15 @@ impl<'s> Frontend<'s> {
             Expect::Parse {
                 on_error: OnError::Forward,
                 on_success: Some(unanalysable(reason)),
+                report: None,
             },
             Parse::new(PROBE, bytes, &[]).message(),
         );
         self.send(
-            Expect::Close { swallow: true },
+            Expect::Close {
+                swallow: true,
+                report: None,
+            },
             Close::new(Target::Statement, PROBE).message(),
         );
         // Fails whenever the probe parsed, so that the server skips to Sync and fails an
@@ -319,6 +342,7 @@ impl<'s> Frontend<'s> {
             Expect::Parse {
                 on_error: OnError::Swallow,
                 on_success: None,
+                report: None,
             },
             Parse::new(failing, REFUSED_SQL, &[]).message(),
         );
@@ -401,38 +425,67 @@ impl<'s> Frontend<'s> {
                     statements: Vec::new(),
                     on_error: OnError::Replace(refusal),
                     limits: None,
+                    completed: None,
                 },
                 Query::new(REFUSED_SQL).message(),
             );
             return Ok(());
         }
-        self.track(&parsed, &treatments);
+        self.track(&parsed);
+        // Prepared statements change only when the server says so: a PREPARE can fail (a
+        // duplicate name, an error earlier in the query) and a DEALLOCATE can be skipped.
+        // Wait for the outcome so the registry never ties a name to text the server does
+        // not hold under it.
+        let changes_prepared = statements.iter().any(|s| {
+            matches!(
+                s.prepared_op(),
+                Some(PreparedOp::Prepare(_) | PreparedOp::Deallocate(_))
+            )
+        });
+        let (completed_tx, completed_rx) = if changes_prepared {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let rewrites: Vec<_> = treatments.iter().map(|t| t.rewrite.clone()).collect();
         if treatments.iter().any(|t| t.cap.is_some()) {
             let caps = treatments
-                .into_iter()
-                .map(|t| t.cap.map(|(max, policy)| RowCap { max, policy }))
+                .iter()
+                .map(|t| t.cap.clone().map(|(max, policy)| RowCap { max, policy }))
                 .collect();
-            return self.limited_query(query, rewrites, caps, upstream).await;
+            self.limited_query(query, rewrites, caps, completed_tx, upstream)
+                .await?;
+        } else {
+            self.send(
+                Expect::Query {
+                    statements: rewrites,
+                    on_error: OnError::Forward,
+                    limits: None,
+                    completed: completed_tx,
+                },
+                query.message(),
+            );
         }
-        self.send(
-            Expect::Query {
-                statements: rewrites,
-                on_error: OnError::Forward,
-                limits: None,
-            },
-            query.message(),
-        );
+        if let Some(rx) = completed_rx {
+            self.flush(upstream).await?;
+            let completed = rx.await.unwrap_or(0);
+            self.apply_prepared(&parsed, &treatments, completed);
+        }
         Ok(())
     }
 
-    /// Mirrors what a forwarded query does to the session: prepared statements, the search
-    /// path, and whether the catalog just changed.
-    fn track(&mut self, parsed: &Arc<ParsedQuery>, treatments: &[Treatment]) {
+    /// Applies the PREPAREs and DEALLOCATEs among the first `completed` statements.
+    fn apply_prepared(
+        &mut self,
+        parsed: &Arc<ParsedQuery>,
+        treatments: &[Treatment],
+        completed: usize,
+    ) {
         let Ok(statements) = &parsed.result else {
             return;
         };
-        for (index, s) in statements.iter().enumerate() {
+        for (index, s) in statements.iter().enumerate().take(completed) {
             match s.prepared_op() {
                 Some(PreparedOp::Prepare(name)) => self.registry.prepare(
                     &name,
@@ -446,6 +499,16 @@ impl<'s> Frontend<'s> {
                 Some(PreparedOp::Deallocate(None)) => self.registry.deallocate_all(),
                 _ => {}
             }
+        }
+    }
+
+    /// Mirrors what a forwarded query does to the session's search path and whether the
+    /// catalog just changed.
+    fn track(&mut self, parsed: &Arc<ParsedQuery>) {
+        let Ok(statements) = &parsed.result else {
+            return;
+        };
+        for s in statements {
             for change in &s.facts.session {
                 match change {
                     SessionChange::SearchPath(Some(path)) if !path.is_empty() => {
@@ -471,6 +534,7 @@ impl<'s> Frontend<'s> {
         query: Query,
         rewrites: Vec<Option<Arc<dyn crate::decision::Rewrite>>>,
         caps: Vec<Option<RowCap>>,
+        completed: Option<oneshot::Sender<usize>>,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
         let status = self.catch_up(upstream).await?;
@@ -481,6 +545,7 @@ impl<'s> Frontend<'s> {
                     statements: rewrites,
                     on_error: OnError::Forward,
                     limits: None,
+                    completed,
                 },
                 query.message(),
             );
@@ -502,6 +567,7 @@ impl<'s> Frontend<'s> {
                 statements: rewrites,
                 on_error: OnError::Forward,
                 limits: Some(QueryLimits::new(caps, began, tx)),
+                completed,
             },
             query.message(),
         );
@@ -521,6 +587,72 @@ impl<'s> Frontend<'s> {
                 },
                 Query::new(sql).message(),
             );
+        }
+        Ok(())
+    }
+
+    /// A Bind runs a prepared statement: it is decided again, so that policy changes and
+    /// time-of-day rules reach statements prepared earlier.
+    async fn on_bind<W: AsyncWrite + Unpin>(
+        &mut self,
+        bind: Bind,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        let Some(prepared) = self.registry.statement(bind.statement()).cloned() else {
+            // Unknown to the gateway, so unknown to the server: it answers with its error.
+            self.registry.bind(bind.portal(), bind.statement());
+            self.send(
+                Expect::Bind {
+                    on_error: OnError::Forward,
+                },
+                bind.message(),
+            );
+            return Ok(());
+        };
+        let Some(stmt) = prepared.statement() else {
+            // An empty query string: nothing to decide.
+            self.registry.bind(bind.portal(), bind.statement());
+            self.send(
+                Expect::Bind {
+                    on_error: OnError::Forward,
+                },
+                bind.message(),
+            );
+            return Ok(());
+        };
+        let registered = executes(stmt).and_then(|n| self.registry.statement(n).cloned());
+        let search_path = self.search_path.clone();
+        let statement = Statement {
+            origin: Origin::Bind {
+                statement: bind.statement(),
+            },
+            text: Some(&stmt.text),
+            parsed: Ok(stmt),
+            prepared: registered.as_ref().and_then(|p| p.statement()),
+            transaction: self.shared.transaction(),
+            search_path: &search_path,
+        };
+        match self.decide(&statement, upstream).await? {
+            Ok(treatment) => {
+                self.registry.bind_treated(bind.portal(), treatment);
+                self.send(
+                    Expect::Bind {
+                        on_error: OnError::Forward,
+                    },
+                    bind.message(),
+                );
+            }
+            Err(refusal) => {
+                self.registry.close_portal(bind.portal());
+                // Binding a statement that does not exist fails on the server, which then
+                // skips to Sync as after any error.
+                self.send(
+                    Expect::Bind {
+                        on_error: OnError::Replace(refusal),
+                    },
+                    Bind::new(bind.portal(), REFUSED).message(),
+                );
+            }
         }
         Ok(())
     }
@@ -558,6 +690,7 @@ impl<'s> Frontend<'s> {
                 Expect::Parse {
                     on_error: OnError::Swallow,
                     on_success: None,
+                    report: None,
                 },
                 Parse::new(REFUSED, REFUSED_SQL, &[]).message(),
             );
@@ -611,28 +744,51 @@ impl<'s> Frontend<'s> {
                 {
                     (self.ctx.catalog_changed)();
                 }
-                self.registry.prepare(
-                    &name,
-                    Prepared {
-                        parsed: parsed.clone(),
-                        index: 0,
-                        treatment,
-                    },
-                );
-                self.send(
-                    Expect::Parse {
-                        on_error: OnError::Forward,
-                        on_success: None,
-                    },
-                    parse.message(),
-                );
+                let prepared = Prepared {
+                    parsed: parsed.clone(),
+                    index: 0,
+                    treatment,
+                };
+                if name.is_empty() {
+                    // A Parse of the unnamed statement drops the old one first, so if it
+                    // fails there is none, and a later Bind fails on the server too.
+                    self.registry.prepare(&name, prepared);
+                    self.send(
+                        Expect::Parse {
+                            on_error: OnError::Forward,
+                            on_success: None,
+                            report: None,
+                        },
+                        parse.message(),
+                    );
+                } else {
+                    // A named statement exists only if the server creates it (not, say,
+                    // when the name is taken): wait for its answer.
+                    let (tx, rx) = oneshot::channel();
+                    self.send(
+                        Expect::Parse {
+                            on_error: OnError::Forward,
+                            on_success: None,
+                            report: Some(tx),
+                        },
+                        parse.message(),
+                    );
+                    self.out.push(&Message::new(frontend::FLUSH, b""));
+                    self.flush(upstream).await?;
+                    if rx.await.unwrap_or(false) {
+                        self.registry.prepare(&name, prepared);
+                    }
+                }
             }
             Err(refusal) => {
-                self.registry.deallocate(&name);
+                if name.is_empty() {
+                    self.registry.deallocate(&name);
+                }
                 self.send(
                     Expect::Parse {
                         on_error: OnError::Replace(refusal),
                         on_success: None,
+                        report: None,
                     },
                     Parse::new(&name, REFUSED_SQL, &[]).message(),
                 );

@@ -65,6 +65,11 @@ impl Registry {
         self.portals.insert(portal.to_string(), treatment);
     }
 
+    /// A portal with a treatment decided at Bind.
+    pub fn bind_treated(&mut self, portal: &str, treatment: Treatment) {
+        self.portals.insert(portal.to_string(), treatment);
+    }
+
     pub fn portal(&self, portal: &str) -> Treatment {
         self.portals.get(portal).cloned().unwrap_or_default()
     }

@@ -97,14 +97,21 @@ pub enum Expect {
         statements: Vec<Option<Arc<dyn Rewrite>>>,
         on_error: OnError,
         limits: Option<QueryLimits>,
+        /// Told, at ReadyForQuery, how many statements completed.
+        completed: Option<oneshot::Sender<usize>>,
     },
     /// ParseComplete or an error. `on_success` replaces ParseComplete with an error: a
-    /// probe of text the gateway could not parse, which the server could.
+    /// probe of text the gateway could not parse, which the server could. `report` is
+    /// told whether the statement was created (dropped unsent when skipped).
     Parse {
         on_error: OnError,
         on_success: Option<ErrorResponse>,
+        report: Option<oneshot::Sender<bool>>,
     },
-    Bind,
+    /// BindComplete, or the refusal standing in for the server's error.
+    Bind {
+        on_error: OnError,
+    },
     /// ParameterDescription (statements), then RowDescription or NoData.
     Describe {
         rewrite: Option<Arc<dyn Rewrite>>,
@@ -116,6 +123,7 @@ pub enum Expect {
     },
     Close {
         swallow: bool,
+        report: Option<oneshot::Sender<bool>>,
     },
     Sync,
     /// FunctionCallResponse then ReadyForQuery.
@@ -251,7 +259,14 @@ impl Attribution {
         match tag {
             backend::PARSE_COMPLETE => {
                 let replace = match self.pending.front_mut() {
-                    Some(Expect::Parse { on_success, .. }) => on_success.take(),
+                    Some(Expect::Parse {
+                        on_success, report, ..
+                    }) => {
+                        if let Some(tx) = report.take() {
+                            let _ = tx.send(true);
+                        }
+                        on_success.take()
+                    }
                     _ => None,
                 };
                 self.pop();
@@ -264,7 +279,15 @@ impl Attribution {
                 }
             }
             backend::CLOSE_COMPLETE => {
-                let swallow = matches!(self.pending.front(), Some(Expect::Close { swallow: true }));
+                let swallow = match self.pending.front_mut() {
+                    Some(Expect::Close { swallow, report }) => {
+                        if let Some(tx) = report.take() {
+                            let _ = tx.send(true);
+                        }
+                        *swallow
+                    }
+                    _ => false,
+                };
                 self.pop();
                 if swallow {
                     Action::Swallow
@@ -355,6 +378,7 @@ impl Attribution {
 
     fn on_ready(&mut self) -> Action {
         let mut action = Action::Forward;
+        let completed_statements = self.statement;
         while let Some(e) = self.pending.pop_front() {
             match e {
                 Expect::Sync | Expect::FunctionCall { .. } => break,
@@ -364,7 +388,12 @@ impl Attribution {
                     }
                     break;
                 }
-                Expect::Query { limits, .. } => {
+                Expect::Query {
+                    limits, completed, ..
+                } => {
+                    if let Some(tx) = completed {
+                        let _ = tx.send(completed_statements);
+                    }
                     if let Some(mut l) = limits {
                         let report = if l.exceeded {
                             LimitReport::Exceeded
@@ -467,7 +496,13 @@ impl Attribution {
                 }
                 Action::Forward
             }
-            Some(Expect::Bind | Expect::Describe { .. } | Expect::Close { .. }) => {
+            Some(Expect::Bind { on_error }) => {
+                let action = disposition(on_error);
+                self.skipping = true;
+                self.pop();
+                action
+            }
+            Some(Expect::Describe { .. } | Expect::Close { .. }) => {
                 self.skipping = true;
                 let copy = self.copy_in;
                 self.pop();

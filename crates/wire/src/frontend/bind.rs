@@ -33,6 +33,20 @@ impl Bind {
         })
     }
 
+    /// A Bind without parameters or result formats.
+    pub fn new(portal: &str, statement: &str) -> Self {
+        let msg = Message::build(super::BIND, |b| {
+            crate::put_cstr(b, portal.as_bytes());
+            crate::put_cstr(b, statement.as_bytes());
+            b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        });
+        Bind {
+            msg,
+            portal_end: portal.len(),
+            statement_end: portal.len() + 1 + statement.len(),
+        }
+    }
+
     /// The portal name; empty for the unnamed portal.
     pub fn portal(&self) -> &str {
         std::str::from_utf8(&self.msg.body()[..self.portal_end]).unwrap_or_default()
@@ -75,5 +89,8 @@ mod tests {
         // A value length running past the end, and a negative count.
         assert!(Bind::decode(Message::new(BIND, b"\0\0\0\0\0\x01\0\0\0\x09ab\0\0")).is_err());
         assert!(Bind::decode(Message::new(BIND, b"\0\0\xff\xfe")).is_err());
+        let made = Bind::new("p", "s");
+        let again = Bind::decode(made.message().clone()).unwrap();
+        assert_eq!((again.portal(), again.statement()), ("p", "s"));
     }
 }

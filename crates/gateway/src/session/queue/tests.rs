@@ -27,6 +27,7 @@ fn query(n: usize) -> Expect {
         statements: (0..n).map(|_| None).collect(),
         on_error: OnError::Forward,
         limits: None,
+        completed: None,
     }
 }
 
@@ -34,6 +35,7 @@ fn parse() -> Expect {
     Expect::Parse {
         on_error: OnError::Forward,
         on_success: None,
+        report: None,
     }
 }
 
@@ -57,8 +59,11 @@ fn refused_parse_replaces_the_error_and_skips_to_sync() {
     a.push(Expect::Parse {
         on_error: OnError::Replace(refusal()),
         on_success: None,
+        report: None,
     });
-    a.push(Expect::Bind);
+    a.push(Expect::Bind {
+        on_error: OnError::Forward,
+    });
     a.push(execute());
     a.push(Expect::Sync);
     assert_eq!(code(a.on_message(&error("42601"))), "42501");
@@ -150,11 +155,16 @@ fn a_probe_the_server_rejects_forwards_its_error() {
     a.push(Expect::Parse {
         on_error: OnError::Forward,
         on_success: Some(refusal()),
+        report: None,
     });
-    a.push(Expect::Close { swallow: true });
+    a.push(Expect::Close {
+        swallow: true,
+        report: None,
+    });
     a.push(Expect::Parse {
         on_error: OnError::Swallow,
         on_success: None,
+        report: None,
     });
     a.push(Expect::Sync);
     assert_eq!(a.on_message(&error("42601")), Action::Forward);
@@ -168,11 +178,16 @@ fn a_probe_the_server_accepts_is_refused() {
     a.push(Expect::Parse {
         on_error: OnError::Forward,
         on_success: Some(refusal()),
+        report: None,
     });
-    a.push(Expect::Close { swallow: true });
+    a.push(Expect::Close {
+        swallow: true,
+        report: None,
+    });
     a.push(Expect::Parse {
         on_error: OnError::Swallow,
         on_success: None,
+        report: None,
     });
     a.push(Expect::Sync);
     assert_eq!(code(a.on_message(&msg(backend::PARSE_COMPLETE))), "42501");
@@ -201,6 +216,7 @@ fn a_query_over_its_row_limit_is_refused_and_reported() {
         statements: vec![None],
         on_error: OnError::Forward,
         limits: Some(QueryLimits::new(vec![Some(cap(10))], true, tx)),
+        completed: None,
     });
     // BEGIN's answers are the gateway's.
     assert_eq!(
@@ -235,6 +251,7 @@ fn a_query_within_its_row_limit_passes() {
         statements: vec![None],
         on_error: OnError::Forward,
         limits: Some(QueryLimits::new(vec![Some(cap(10))], false, tx)),
+        completed: None,
     });
     assert_eq!(
         a.on_message(CommandComplete::new("DELETE 10").message()),
@@ -261,8 +278,11 @@ fn an_execute_over_its_row_limit_is_reported() {
     a.push(Expect::Parse {
         on_error: OnError::Swallow,
         on_success: None,
+        report: None,
     });
-    a.push(Expect::Bind);
+    a.push(Expect::Bind {
+        on_error: OnError::Forward,
+    });
     assert_eq!(a.on_message(&error("42601")), Action::Swallow);
     assert!(a.is_idle());
 }
