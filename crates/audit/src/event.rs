@@ -1,0 +1,220 @@
+//! What the audit trail records: session, statement, result and admin events, and the
+//! columns a store indexes them by.
+//!
+//! An event is serialised once, to JSON, when it is appended; that text is what the hash
+//! chain covers. The indexed columns are derived from it, so `audit verify` can re-derive
+//! them and notice an edit to a column the chain does not cover directly.
+
+use serde::{Deserialize, Serialize};
+
+/// One audit event. Built once and moved to the writer, so the variants' sizes differ
+/// without cost.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    SessionStart(SessionStart),
+    SessionEnd(SessionEnd),
+    AuthFailure(AuthFailure),
+    Statement(StatementEvent),
+    Result(ResultEvent),
+    Admin(AdminEvent),
+}
+
+/// A client logged in and was connected to its target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStart {
+    pub session: String,
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub client_addr: String,
+    pub tls: bool,
+    pub application_name: Option<String>,
+    pub target: String,
+    pub upstream_role: String,
+    pub issuer: String,
+    /// When the caller's token expires (RFC 3339).
+    pub token_expires: Option<String>,
+}
+
+/// A session ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    pub session: String,
+    pub subject: String,
+    pub target: String,
+    /// Why: `terminated`, `client closed`, `server closed`, or an error.
+    pub reason: String,
+    pub duration_ms: u64,
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+    pub statements: u64,
+}
+
+/// A connection was refused before a session began. Never holds the token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthFailure {
+    pub client_addr: String,
+    pub target: Option<String>,
+    /// The subject, when the token was readable enough to name one.
+    pub subject: Option<String>,
+    pub sqlstate: String,
+    pub reason: String,
+}
+
+/// A statement and its decision, recorded before it is forwarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatementEvent {
+    pub session: String,
+    /// Position within the session, from 1.
+    pub seq: u64,
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub target: String,
+    pub upstream_role: String,
+    /// `query`, `parse`, `bind` or `function_call`.
+    pub origin: String,
+    pub text: String,
+    /// Bound parameters: text as sent, binary as `\x…` hex, masked ones as `***`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<Option<String>>,
+    pub statement_kind: String,
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub functions: Vec<String>,
+    /// `allow`, `deny`, `needs_approval` or `mask`.
+    pub decision: String,
+    /// The policies that decided.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// The refusal's SQLSTATE and message, when refused.
+    pub sqlstate: Option<String>,
+    pub message: Option<String>,
+    /// What observe-only policies would have decided, when stricter than the decision.
+    pub observed: Option<String>,
+    /// The row limit the statement ran under.
+    pub max_rows: Option<u64>,
+    pub approval: Option<Approval>,
+}
+
+/// Who approved a held statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub request: String,
+    pub approver: Option<String>,
+    pub outcome: String,
+}
+
+/// How a forwarded statement ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultEvent {
+    pub session: String,
+    pub seq: u64,
+    /// The CommandComplete tag (`SELECT 3`), when it completed.
+    pub command: Option<String>,
+    /// Rows returned or affected.
+    pub rows: Option<u64>,
+    pub sqlstate: Option<String>,
+    pub message: Option<String>,
+    pub duration_us: u64,
+    /// The rows themselves, when the session is recorded.
+    pub recording: Option<Recording>,
+}
+
+/// Result rows as the client received them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    pub columns: Vec<String>,
+    /// Text values; binary ones as `\x…` hex; `None` is NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The size cap cut the recording short.
+    pub truncated: bool,
+}
+
+/// A change to the gateway itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminEvent {
+    /// `config_reload`, `reload_failed`, `secret_rotation`, `gateway_start`, …
+    pub action: String,
+    pub detail: String,
+    /// SHA-256 of the policy set in force after the change.
+    pub policy_hash: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// The columns a store indexes an event by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Indexed<'a> {
+    pub kind: &'static str,
+    pub session: Option<&'a str>,
+    pub statement_seq: Option<u64>,
+    pub subject: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub decision: Option<&'a str>,
+    pub statement_kind: Option<&'a str>,
+    pub sqlstate: Option<&'a str>,
+    /// Text for full-text search.
+    pub text: Option<&'a str>,
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::SessionStart(_) => "session_start",
+            Event::SessionEnd(_) => "session_end",
+            Event::AuthFailure(_) => "auth_failure",
+            Event::Statement(_) => "statement",
+            Event::Result(_) => "result",
+            Event::Admin(_) => "admin",
+        }
+    }
+
+    /// The session this event belongs to, if any.
+    pub fn session(&self) -> Option<&str> {
+        self.indexed().session
+    }
+
+    pub fn indexed(&self) -> Indexed<'_> {
+        let mut i = Indexed {
+            kind: self.kind(),
+            ..Indexed::default()
+        };
+        match self {
+            Event::SessionStart(e) => {
+                i.session = Some(&e.session);
+                i.subject = Some(&e.subject);
+                i.target = Some(&e.target);
+            }
+            Event::SessionEnd(e) => {
+                i.session = Some(&e.session);
+                i.subject = Some(&e.subject);
+                i.target = Some(&e.target);
+            }
+            Event::AuthFailure(e) => {
+                i.subject = e.subject.as_deref();
+                i.target = e.target.as_deref();
+                i.sqlstate = Some(&e.sqlstate);
+            }
+            Event::Statement(e) => {
+                i.session = Some(&e.session);
+                i.statement_seq = Some(e.seq);
+                i.subject = Some(&e.subject);
+                i.target = Some(&e.target);
+                i.decision = Some(&e.decision);
+                i.statement_kind = Some(&e.statement_kind);
+                i.sqlstate = e.sqlstate.as_deref();
+                i.text = Some(&e.text);
+            }
+            Event::Result(e) => {
+                i.session = Some(&e.session);
+                i.statement_seq = Some(e.seq);
+                i.sqlstate = e.sqlstate.as_deref();
+            }
+            Event::Admin(e) => {
+                i.subject = e.actor.as_deref();
+            }
+        }
+        i
+    }
+}

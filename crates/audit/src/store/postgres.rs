@@ -1,0 +1,358 @@
+//! The shared store: a PostgreSQL control database (never a target) that several gateways
+//! append to. A row lock on the chain's head serialises their batches, so there is one
+//! chain per store. A lost connection is re-opened at the next call.
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row};
+
+use super::{Columns, Hit, Pending, StoreError, Stored, chain_batch, hash32, hit, sig64, words};
+use crate::chain::{Checkpoint, Record};
+use crate::search::Filter;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq bigint PRIMARY KEY,
+    time_us bigint NOT NULL,
+    kind text NOT NULL,
+    session text,
+    statement_seq bigint,
+    subject text,
+    target text,
+    decision text,
+    statement_kind text,
+    sqlstate text,
+    body text NOT NULL,
+    prev_hash bytea NOT NULL,
+    hash bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time_us);
+CREATE INDEX IF NOT EXISTS audit_events_session ON audit_events (session, statement_seq);
+CREATE INDEX IF NOT EXISTS audit_events_subject ON audit_events (subject, time_us);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id int PRIMARY KEY CHECK (id = 1),
+    seq bigint NOT NULL,
+    hash bytea NOT NULL
+);
+INSERT INTO audit_head VALUES (1, 0, '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq bigint PRIMARY KEY,
+    hash bytea NOT NULL,
+    time_us bigint NOT NULL,
+    key_id text NOT NULL,
+    signature bytea NOT NULL
+);
+";
+
+const COLUMNS: &str = "seq, time_us, body, prev_hash, hash, kind, session, statement_seq, subject, target, decision, statement_kind, sqlstate";
+
+pub struct PgStore {
+    config: tokio_postgres::Config,
+    client: Option<Client>,
+}
+
+fn stored(row: &Row) -> Stored {
+    Stored {
+        record: Record {
+            seq: row.get::<_, i64>(0) as u64,
+            time_us: row.get(1),
+            body: row.get(2),
+            prev_hash: hash32(row.get::<_, &[u8]>(3)),
+            hash: hash32(row.get::<_, &[u8]>(4)),
+        },
+        columns: Columns {
+            kind: row.get(5),
+            session: row.get(6),
+            statement_seq: row.get::<_, Option<i64>>(7).map(|n| n as u64),
+            subject: row.get(8),
+            target: row.get(9),
+            decision: row.get(10),
+            statement_kind: row.get(11),
+            sqlstate: row.get(12),
+        },
+    }
+}
+
+/// A batch as column arrays, for one `INSERT … SELECT * FROM unnest(…)`.
+#[derive(Default)]
+struct Batch<'a> {
+    seq: Vec<i64>,
+    time: Vec<i64>,
+    body: Vec<&'a str>,
+    prev: Vec<&'a [u8]>,
+    hash: Vec<&'a [u8]>,
+    kind: Vec<&'a str>,
+    session: Vec<Option<&'a str>>,
+    statement_seq: Vec<Option<i64>>,
+    subject: Vec<Option<&'a str>>,
+    target: Vec<Option<&'a str>>,
+    decision: Vec<Option<&'a str>>,
+    statement_kind: Vec<Option<&'a str>>,
+    sqlstate: Vec<Option<&'a str>>,
+}
+
+impl<'a> Batch<'a> {
+    fn push(&mut self, s: &'a Stored) {
+        let (r, c) = (&s.record, &s.columns);
+        self.seq.push(r.seq as i64);
+        self.time.push(r.time_us);
+        self.body.push(&r.body);
+        self.prev.push(&r.prev_hash);
+        self.hash.push(&r.hash);
+        self.kind.push(&c.kind);
+        self.session.push(c.session.as_deref());
+        self.statement_seq.push(c.statement_seq.map(|n| n as i64));
+        self.subject.push(c.subject.as_deref());
+        self.target.push(c.target.as_deref());
+        self.decision.push(c.decision.as_deref());
+        self.statement_kind.push(c.statement_kind.as_deref());
+        self.sqlstate.push(c.sqlstate.as_deref());
+    }
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, password: Option<String>) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Other(format!("bad URL: {e}")))?;
+        if let Some(p) = password {
+            config.password(p);
+        }
+        config.application_name("portcullis audit");
+        let mut store = PgStore {
+            config,
+            client: None,
+        };
+        store.client().await?.batch_execute(SCHEMA).await?;
+        Ok(store)
+    }
+
+    async fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) = self.config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "audit store connection ended");
+                }
+            });
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::Other("not connected".into()))
+    }
+
+    pub async fn append(&mut self, batch: &[Pending]) -> Result<Vec<Record>, StoreError> {
+        let client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one(
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await?;
+        let head = match row.get::<_, i64>(0) {
+            0 => None,
+            seq => Some((seq as u64, hash32(row.get::<_, &[u8]>(1)))),
+        };
+        let rows = chain_batch(head, batch);
+        let mut b = Batch::default();
+        for s in &rows {
+            b.push(s);
+        }
+        tx.execute(
+            "INSERT INTO audit_events (seq, time_us, body, prev_hash, hash, kind, session, statement_seq, subject, target, decision, statement_kind, sqlstate)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])",
+            &[&b.seq, &b.time, &b.body, &b.prev, &b.hash, &b.kind, &b.session, &b.statement_seq, &b.subject, &b.target, &b.decision, &b.statement_kind, &b.sqlstate],
+        )
+        .await?;
+        if let Some(last) = rows.last() {
+            tx.execute(
+                "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+                &[&(last.record.seq as i64), &&last.record.hash[..]],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|s| s.record).collect())
+    }
+
+    pub async fn head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
+            .await?;
+        Ok(match row.get::<_, i64>(0) {
+            0 => None,
+            seq => Some((seq as u64, hash32(row.get::<_, &[u8]>(1)))),
+        })
+    }
+
+    pub async fn records(&mut self, from_seq: u64, limit: u32) -> Result<Vec<Stored>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2"
+                ),
+                &[&(from_seq as i64), &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows.iter().map(stored).collect())
+    }
+
+    pub async fn extent(&mut self) -> Result<(u64, u64, u64), StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT count(*), min(seq), max(seq) FROM audit_events", &[])
+            .await?;
+        Ok((
+            row.get::<_, i64>(0) as u64,
+            row.get::<_, Option<i64>>(1).unwrap_or(0) as u64,
+            row.get::<_, Option<i64>>(2).unwrap_or(0) as u64,
+        ))
+    }
+
+    pub async fn add_checkpoint(&mut self, c: &Checkpoint) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO audit_checkpoints (seq, hash, time_us, key_id, signature) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (seq) DO UPDATE SET hash = excluded.hash, time_us = excluded.time_us, key_id = excluded.key_id, signature = excluded.signature",
+                &[&(c.seq as i64), &&c.hash[..], &c.time_us, &c.key_id, &&c.signature[..]],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT seq, hash, time_us, key_id, signature FROM audit_checkpoints ORDER BY seq",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Checkpoint {
+                seq: r.get::<_, i64>(0) as u64,
+                hash: hash32(r.get::<_, &[u8]>(1)),
+                time_us: r.get(2),
+                key_id: r.get(3),
+                signature: sig64(r.get::<_, &[u8]>(4)),
+            })
+            .collect())
+    }
+
+    pub async fn session(&mut self, session: &str) -> Result<Vec<Stored>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!("SELECT {COLUMNS} FROM audit_events WHERE session = $1 ORDER BY seq"),
+                &[&session],
+            )
+            .await?;
+        Ok(rows.iter().map(stored).collect())
+    }
+
+    pub async fn search(&mut self, f: &Filter) -> Result<Vec<Hit>, StoreError> {
+        let mut sql = String::from(
+            "SELECT e.seq, e.time_us, e.body, (SELECT r.body FROM audit_events r WHERE r.kind = 'result' AND r.session = e.session AND r.statement_seq = e.statement_seq ORDER BY r.seq DESC LIMIT 1)
+             FROM audit_events e WHERE e.kind = $1",
+        );
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> =
+            vec![Box::new(f.event_kind().to_string())];
+        let mut param = |v: Box<dyn ToSql + Sync + Send>| {
+            args.push(v);
+            format!("${}", args.len())
+        };
+        for (col, v) in [
+            ("subject", &f.subject),
+            ("target", &f.target),
+            ("decision", &f.decision),
+            ("statement_kind", &f.statement_kind),
+            ("session", &f.session),
+        ] {
+            if let Some(v) = v {
+                let p = param(Box::new(v.clone()));
+                sql.push_str(&format!(" AND e.{col} = {p}"));
+            }
+        }
+        if let Some(s) = &f.sqlstate {
+            let p = param(Box::new(s.clone()));
+            sql.push_str(&format!(" AND (e.sqlstate = {p} OR EXISTS (SELECT 1 FROM audit_events r WHERE r.kind = 'result' AND r.session = e.session AND r.statement_seq = e.statement_seq AND r.sqlstate = {p}))"));
+        }
+        if let Some(g) = &f.group {
+            let p = param(Box::new(g.clone()));
+            sql.push_str(&format!(" AND (e.body::jsonb -> 'groups') ? {p}"));
+        }
+        if let Some((exact, suffix)) = f.table_patterns() {
+            let (a, b) = (param(Box::new(exact)), param(Box::new(suffix)));
+            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(e.body::jsonb -> 'tables') t WHERE t = {a} OR t LIKE {b})"));
+        }
+        if let Some(t) = f.since_us {
+            let p = param(Box::new(t));
+            sql.push_str(&format!(" AND e.time_us >= {p}"));
+        }
+        if let Some(t) = f.until_us {
+            let p = param(Box::new(t));
+            sql.push_str(&format!(" AND e.time_us < {p}"));
+        }
+        if let Some(text) = &f.text {
+            let words = words(text);
+            if !words.is_empty() {
+                let p = param(Box::new(words));
+                sql.push_str(&format!(" AND regexp_split_to_array(lower(e.body::jsonb ->> 'text'), '[^[:alnum:]]+') @> {p}::text[]"));
+            }
+        }
+        let p = param(Box::new(i64::from(f.limit())));
+        sql.push_str(&format!(" ORDER BY e.seq DESC LIMIT {p}"));
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = self.client().await?.query(&sql, &params).await?;
+        rows.iter()
+            .map(|r| {
+                hit(
+                    r.get::<_, i64>(0) as u64,
+                    r.get(1),
+                    r.get::<_, &str>(2),
+                    r.get::<_, Option<&str>>(3),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn prune(&mut self, before_us: i64) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let tx = client.transaction().await?;
+        let upto: Option<i64> = tx
+            .query_one(
+                "SELECT max(seq) FROM audit_checkpoints WHERE time_us < $1",
+                &[&before_us],
+            )
+            .await?
+            .get(0);
+        let Some(upto) = upto else {
+            return Ok(0);
+        };
+        let n = tx
+            .execute("DELETE FROM audit_events WHERE seq <= $1", &[&upto])
+            .await?;
+        tx.execute("DELETE FROM audit_checkpoints WHERE seq < $1", &[&upto])
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// The client, for tests that tamper with the store.
+    pub async fn raw(&mut self) -> Result<&mut Client, StoreError> {
+        self.client().await
+    }
+}

@@ -1,0 +1,349 @@
+//! The gateway's handle on the audit trail: events go to one writer thread that commits
+//! whatever has queued up in a single transaction (group commit), so many sessions share
+//! one fsync.
+//!
+//! [`AuditLog::durable`] resolves once its event is committed: the gateway forwards a
+//! statement only after that. [`AuditLog::record`] does not wait (results, session ends);
+//! if the store is failing, such events are kept in memory and written when it recovers.
+//! Every interval (and at shutdown) the writer signs a checkpoint of the chain's head.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::CheckpointKey;
+use crate::event::Event;
+use crate::store::{Pending, Store, StoreError};
+
+/// Events committed per transaction at most.
+const MAX_BATCH: usize = 1024;
+/// Events kept for a failing store before the oldest are dropped (and logged).
+const MAX_RETRY: usize = 1_000_000;
+/// A write that takes longer is abandoned and the connection re-opened.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How soon a failed write is retried when nothing new arrives.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// Why an event could not be made durable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit store cannot write: {0}")]
+    Unavailable(String),
+    #[error("the audit log is shut down")]
+    Closed,
+}
+
+/// How the writer behaves.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Sign a checkpoint at least this often while events arrive.
+    pub checkpoint_interval: Duration,
+    /// …and after this many events.
+    pub checkpoint_events: u64,
+    /// Delete events older than this (down to a checkpoint), checked hourly.
+    pub retention: Option<Duration>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            checkpoint_interval: Duration::from_secs(60),
+            checkpoint_events: 10_000,
+            retention: None,
+        }
+    }
+}
+
+struct Request {
+    pending: Pending,
+    reply: Option<oneshot::Sender<Result<u64, AuditError>>>,
+}
+
+enum Command {
+    Append(Box<Request>),
+    /// Answered once everything sent before it was attempted, after a checkpoint.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A handle on the writer; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::UnboundedSender<Command>,
+    healthy: Arc<AtomicBool>,
+}
+
+/// Resolves when an event is committed.
+pub struct Durable(Option<oneshot::Receiver<Result<u64, AuditError>>>);
+
+impl Future for Durable {
+    type Output = Result<u64, AuditError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.0.as_mut() {
+            None => Poll::Ready(Err(AuditError::Closed)),
+            Some(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(AuditError::Closed))),
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
+
+impl AuditLog {
+    /// Opens the store and starts the writer thread. Fails if the store cannot be opened
+    /// now; once running, outages are reported per event and recovered from by itself.
+    pub fn start(
+        location: &str,
+        password: Option<String>,
+        key: CheckpointKey,
+        options: LogOptions,
+    ) -> Result<AuditLog, StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (opened_tx, opened) = std::sync::mpsc::channel();
+        let location = location.to_string();
+        let flag = healthy.clone();
+        // The store is opened on the writer's own thread and runtime: callers may be
+        // inside a runtime already, where blocking on another is not allowed.
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(StoreError::Other(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let store = match Store::open(&location, password.as_deref()).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = opened_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = opened_tx.send(Ok(()));
+                    let writer = Writer {
+                        store,
+                        key,
+                        options,
+                        healthy: flag,
+                        retry: VecDeque::new(),
+                        unsigned: 0,
+                        last_checkpoint: Instant::now(),
+                        last_prune: None,
+                    };
+                    writer.run(rx).await
+                })
+            })
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        opened
+            .recv()
+            .map_err(|_| StoreError::Other("the audit writer did not start".into()))??;
+        Ok(AuditLog { tx, healthy })
+    }
+
+    /// Appends an event; the future resolves once it is committed.
+    pub fn durable(&self, event: Event) -> Durable {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(Command::Append(Box::new(Request {
+            pending: Pending {
+                time_us: now_us(),
+                event,
+            },
+            reply: Some(reply),
+        })));
+        Durable(sent.ok().map(|_| rx))
+    }
+
+    /// Appends an event without waiting; kept and retried while the store is failing.
+    pub fn record(&self, event: Event) {
+        let _ = self.tx.send(Command::Append(Box::new(Request {
+            pending: Pending {
+                time_us: now_us(),
+                event,
+            },
+            reply: None,
+        })));
+    }
+
+    /// Waits until every event sent before has been attempted and a checkpoint signed.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Whether the last write succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+struct Writer {
+    store: Store,
+    key: CheckpointKey,
+    options: LogOptions,
+    healthy: Arc<AtomicBool>,
+    retry: VecDeque<Request>,
+    /// Events committed since the last checkpoint.
+    unsigned: u64,
+    last_checkpoint: Instant,
+    last_prune: Option<Instant>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut open = true;
+        while open || !self.retry.is_empty() {
+            let wait = if self.retry.is_empty() {
+                self.options.checkpoint_interval
+            } else {
+                RETRY_AFTER
+            };
+            let mut batch: Vec<Request> = self.retry.drain(..).collect();
+            let mut flushes = Vec::new();
+            let first = if open {
+                tokio::time::timeout(wait, rx.recv()).await.ok()
+            } else {
+                tokio::time::sleep(wait).await;
+                None
+            };
+            match first {
+                Some(Some(c)) => self.take(c, &mut batch, &mut flushes),
+                Some(None) => open = false,
+                None => {}
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(c) => self.take(c, &mut batch, &mut flushes),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                self.write(batch).await;
+            }
+            let due = self.last_checkpoint.elapsed() >= self.options.checkpoint_interval
+                || self.unsigned >= self.options.checkpoint_events;
+            if self.unsigned > 0 && (due || !flushes.is_empty() || !open) {
+                self.checkpoint().await;
+            }
+            self.prune_if_due().await;
+            for f in flushes {
+                let _ = f.send(());
+            }
+            if !open && self.retry.is_empty() {
+                break;
+            }
+            if !open && !self.healthy.load(Ordering::Relaxed) {
+                // Shutting down with a store that does not come back: say what is lost.
+                tracing::error!(
+                    events = self.retry.len(),
+                    "audit log shut down with events the store would not take"
+                );
+                break;
+            }
+        }
+    }
+
+    fn take(&self, c: Command, batch: &mut Vec<Request>, flushes: &mut Vec<oneshot::Sender<()>>) {
+        match c {
+            Command::Append(r) => batch.push(*r),
+            Command::Flush(f) => flushes.push(f),
+        }
+    }
+
+    async fn write(&mut self, batch: Vec<Request>) {
+        let pending: Vec<Pending> = batch.iter().map(|r| r.pending.clone()).collect();
+        let result = match tokio::time::timeout(WRITE_TIMEOUT, self.store.append(&pending)).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Other("write timed out".into())),
+        };
+        match result {
+            Ok(records) => {
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("audit store writable again");
+                }
+                self.unsigned += records.len() as u64;
+                for (r, rec) in batch.into_iter().zip(records) {
+                    if let Some(reply) = r.reply {
+                        let _ = reply.send(Ok(rec.seq));
+                    }
+                }
+            }
+            Err(e) => {
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "audit store cannot write; statements are refused until it can");
+                }
+                let error = AuditError::Unavailable(e.to_string());
+                for r in batch {
+                    match r.reply {
+                        Some(reply) => {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                        None => self.retry.push_back(r),
+                    }
+                }
+                while self.retry.len() > MAX_RETRY {
+                    self.retry.pop_front();
+                    tracing::error!("audit event dropped: the store has been failing too long");
+                }
+            }
+        }
+    }
+
+    async fn checkpoint(&mut self) {
+        let head = match self.store.head().await {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the audit chain's head to sign it");
+                return;
+            }
+        };
+        let c = self.key.sign(head.0, head.1, now_us());
+        match self.store.add_checkpoint(&c).await {
+            Ok(()) => {
+                self.unsigned = 0;
+                self.last_checkpoint = Instant::now();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot store an audit checkpoint"),
+        }
+    }
+
+    async fn prune_if_due(&mut self) {
+        let Some(retention) = self.options.retention else {
+            return;
+        };
+        if self
+            .last_prune
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(3600))
+        {
+            return;
+        }
+        self.last_prune = Some(Instant::now());
+        let before = now_us() - retention.as_micros() as i64;
+        match self.store.prune(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "audit retention: old events deleted"),
+            Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+        }
+    }
+}
