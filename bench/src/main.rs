@@ -155,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let config = format!(
         "[listen]\naddress = \"127.0.0.1:0\"\nrequire_tls = false\n\n[identity]\nissuer = \"{}\"\n\n[policy]\npaths = [\"bench.cedar\"]\n\n\
+         [audit]\nstore = \"audit.db\"\nsigning_key = \"file:audit.key\"\n\n\
          [[target]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"bench\"\ntls = \"disable\"\n\
          [[target.role]]\nname = \"{}\"\nsecret = \"file:superuser\"\ngroups = [\"bench\"]\n",
         issuer.url(),
@@ -163,6 +164,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let config_path = dir.path().join("portcullis.toml");
     std::fs::write(&config_path, config)?;
+    std::fs::write(
+        dir.path().join("audit.key"),
+        portcullis_audit::CheckpointKey::generate_pem(),
+    )?;
     let gateway = portcullis_gateway::Gateway::start(&config_path, Default::default()).await?;
     let through_gateway = Endpoint {
         name: "gateway",

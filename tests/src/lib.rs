@@ -53,6 +53,10 @@ pub struct Setup {
     pub clock: Option<Arc<dyn portcullis_gateway::Clock>>,
     /// Extra settings for the `[policy]` section, e.g. `mode = "observe"`.
     pub policy_settings: String,
+    /// Where audit events go; by default a SQLite file in the harness directory.
+    pub audit_store: Option<String>,
+    /// Extra settings for the `[audit]` section, e.g. `record_results = true`.
+    pub audit_settings: String,
 }
 
 /// The example policies shipped in the repository's `policies/` directory.
@@ -113,6 +117,8 @@ impl Default for Setup {
             policies: vec![("permit-all.cedar".into(), PERMIT_ALL.into())],
             clock: None,
             policy_settings: String::new(),
+            audit_store: None,
+            audit_settings: String::new(),
         }
     }
 }
@@ -235,9 +241,16 @@ watch_interval = "200ms"
 paths = ["policies"]
 timezone = "UTC"
 {policy_settings}
+
+[audit]
+store = "{audit_store}"
+signing_key = "file:audit.key"
+{audit_settings}
 {app_target}{postgres_target}{regression_target}
 {extra}"#,
             policy_settings = setup.policy_settings,
+            audit_store = setup.audit_store.as_deref().unwrap_or("sqlite:audit.db"),
+            audit_settings = setup.audit_settings,
             require_tls = setup.require_tls,
             max = setup.max_connections,
             timeout = setup.startup_timeout.as_millis(),
@@ -254,6 +267,11 @@ timezone = "UTC"
         for (name, contents) in &setup.files {
             std::fs::write(dir.path().join(name), contents).expect("harness file");
         }
+        std::fs::write(
+            dir.path().join("audit.key"),
+            portcullis_audit::CheckpointKey::generate_pem(),
+        )
+        .expect("audit key");
         std::fs::create_dir(dir.path().join("policies")).expect("policy dir");
         for (name, contents) in &setup.policies {
             std::fs::write(dir.path().join("policies").join(name), contents).expect("policy file");
@@ -282,6 +300,23 @@ timezone = "UTC"
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Waits until every audit event so far is written, then opens the default store.
+    pub async fn audit(&self) -> portcullis_audit::Store {
+        self.gateway.flush_audit().await;
+        let location = format!("sqlite:{}", self.dir.path().join("audit.db").display());
+        portcullis_audit::Store::open(&location, None)
+            .await
+            .expect("audit store")
+    }
+
+    /// The key that verifies the audit trail's checkpoints.
+    pub fn audit_key(&self) -> portcullis_audit::PublicKey {
+        let pem = std::fs::read_to_string(self.dir.path().join("audit.key")).expect("audit key");
+        portcullis_audit::CheckpointKey::from_pem(&pem)
+            .expect("audit key")
+            .public()
     }
 
     pub fn port(&self) -> u16 {

@@ -38,9 +38,12 @@ impl Filter {
         self.limit.unwrap_or(100)
     }
 
-    /// The table filter as `(exact, suffix)`: a bare name matches `any.name`.
-    pub fn table_patterns(&self) -> Option<(String, String)> {
+    /// The table filter as `(exact, like, bare)`: a bare name matches `any.name`; a
+    /// qualified one also matches the bare name, as written by a statement that relied on
+    /// its search path (over-matching rather than missing an access).
+    pub fn table_patterns(&self) -> Option<(String, String, String)> {
         let t = self.table.as_ref()?;
-        Some((t.clone(), format!("%.{t}")))
+        let bare = t.rsplit_once('.').map_or(t.as_str(), |(_, n)| n);
+        Some((t.clone(), format!("%.{t}"), bare.to_string()))
     }
 }

@@ -138,6 +138,12 @@ audience = "portcullis"
 paths = ["policies"]
 timezone = "{timezone}"
 
+# Every session and statement, durable before it runs; results recorded for replay.
+[audit]
+store = "audit.db"
+signing_key = "file:audit.key"
+record_results = true
+
 [[target]]
 name = "analytics"
 host = "127.0.0.1"
@@ -152,6 +158,10 @@ tls = "disable"
     );
     let config_path = dir.join("portcullis.toml");
     std::fs::write(&config_path, config)?;
+    let key_path = dir.join("audit.key");
+    if !key_path.exists() {
+        std::fs::write(&key_path, portcullis_audit::CheckpointKey::generate_pem())?;
+    }
 
     let gateway = portcullis_gateway::Gateway::start(&config_path, Default::default()).await?;
     gateway.reload_on_sighup()?;

@@ -375,7 +375,7 @@ async fn serve_refuses_policies_that_do_not_validate() {
     std::fs::write(
         &path,
         "[listen]\naddress = \"127.0.0.1:0\"\nrequire_tls = false\n\n[identity]\nissuer = \"https://idp.example.com\"\n\n\
-         [policy]\npaths = [\"policies\"]\n\n[[target]]\nname = \"t\"\nhost = \"127.0.0.1\"\ndatabase = \"t\"\ntls = \"disable\"\n\
+         [policy]\npaths = [\"policies\"]\n\n[audit]\nstore = \"audit.db\"\nsigning_key = \"file:audit.key\"\n\n[[target]]\nname = \"t\"\nhost = \"127.0.0.1\"\ndatabase = \"t\"\ntls = \"disable\"\n\
          [[target.role]]\nname = \"r\"\nsecret = \"file:secret\"\ngroups = [\"g\"]\n",
     )
     .unwrap();

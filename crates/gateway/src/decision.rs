@@ -133,10 +133,51 @@ pub trait Rewrite: Send + Sync {
     }
 }
 
+/// Why a statement was decided as it was, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Reasons {
+    /// `allow`, `deny`, `needs_approval` or `mask`.
+    pub decision: &'static str,
+    /// The policies that decided.
+    pub policies: Arc<[String]>,
+    /// What observe-only policies would have decided, when stricter.
+    pub observed: Option<Arc<str>>,
+    /// The facts decided on, when not the statement's own (an `EXECUTE` decided on what
+    /// it runs, a fast-path function call).
+    pub facts: Option<Arc<portcullis_sql::analysis::Facts>>,
+}
+
+impl Reasons {
+    /// Reasons read off a bare verdict: deciders that do not explain themselves.
+    pub fn of(verdict: &Verdict) -> Reasons {
+        Reasons {
+            decision: match verdict {
+                Verdict::Refuse(_) => "deny",
+                Verdict::Hold(_) => "needs_approval",
+                _ => "allow",
+            },
+            policies: Arc::from(Vec::new()),
+            observed: None,
+            facts: None,
+        }
+    }
+}
+
 /// Decides about statements. Called on the session's task for every statement, so it must
 /// be quick; slow work belongs in a [`Verdict::Hold`] future.
 pub trait Decider: Send + Sync {
     fn decide(&self, session: &SessionInfo, statement: &Statement<'_>) -> Verdict;
+
+    /// Decides and says why; the audit trail records the reasons.
+    fn decide_with_reasons(
+        &self,
+        session: &SessionInfo,
+        statement: &Statement<'_>,
+    ) -> (Verdict, Reasons) {
+        let verdict = self.decide(session, statement);
+        let reasons = Reasons::of(&verdict);
+        (verdict, reasons)
+    }
 }
 
 /// Forwards everything: the relay with authentication as its only gate.

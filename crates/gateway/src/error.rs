@@ -38,6 +38,8 @@ pub enum StartupError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("{0}")]
     Refused(String),
+    #[error("the audit store cannot record this session ({0}); the gateway admits nobody it cannot audit")]
+    Audit(String),
 }
 
 impl StartupError {
@@ -53,7 +55,21 @@ impl StartupError {
             StartupError::TooManyConnections(_) => "53300",
             StartupError::Upstream(u) => u.sqlstate(),
             StartupError::Refused(_) => "42501",
+            StartupError::Audit(_) => "58030",
         }
+    }
+
+    /// Whether the refusal belongs in the audit trail: everything past the transport
+    /// (a port scan or a dropped connection is not an authentication failure).
+    pub fn is_audited(&self) -> bool {
+        !matches!(
+            self,
+            StartupError::Timeout(_)
+                | StartupError::Closed
+                | StartupError::Tls(_)
+                | StartupError::Wire(_)
+                | StartupError::Audit(_)
+        )
     }
 
     /// The FATAL ErrorResponse the client receives.

@@ -7,6 +7,7 @@
 //! a frontend pump (decisions, expected responses) and a backend pump (attribution,
 //! rewriting). `runtime` is the resolved configuration, swapped atomically on reload.
 
+pub mod audit;
 pub mod cancel;
 pub mod catalog;
 pub mod config;
@@ -50,6 +51,8 @@ pub enum StartError {
         address: String,
         source: std::io::Error,
     },
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 /// What the embedding program chooses.
@@ -101,6 +104,12 @@ impl Gateway {
         let addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { address, source })?;
+        let audit = audit::open_log(&runtime).map_err(StartError::Audit)?;
+        audit.record(admin_event(
+            "gateway_start",
+            format!("listening on {addr}"),
+            &runtime,
+        ));
         let verifier = runtime.verifier.clone();
         let cache_entries = runtime.config.limits.parse_cache_entries;
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
@@ -117,6 +126,7 @@ impl Gateway {
             config_path: config_path.to_path_buf(),
             services: Arc::new(Services {
                 decider,
+                audit,
                 cache: Arc::new(ParseCache::new(cache_entries)),
                 cancels: Arc::new(CancelRegistry::default()),
                 active: Arc::new(AtomicUsize::new(0)),
@@ -124,7 +134,8 @@ impl Gateway {
             }),
             generation: tokio::sync::watch::channel(0).0,
             reload_lock: std::sync::Mutex::new(()),
-            next_session: AtomicU64::new(rand::random::<u32>() as u64),
+            // Session ids must not repeat across restarts or gateways sharing a store.
+            next_session: AtomicU64::new(rand::random::<u64>() >> 1),
         });
         // Fetch the issuer's keys now so the first login does not wait; failures are
         // logged and retried at login.
@@ -151,6 +162,17 @@ impl Gateway {
     /// Reload generations: incremented by every successful reload.
     pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.generation.subscribe()
+    }
+
+    /// Waits until every audit event recorded so far has been written (or failed) and a
+    /// checkpoint signed.
+    pub async fn flush_audit(&self) {
+        self.inner.services.audit.flush().await;
+    }
+
+    /// Whether the audit store took the last write.
+    pub fn audit_healthy(&self) -> bool {
+        self.inner.services.audit.is_healthy()
     }
 
     /// Sessions currently open.
@@ -220,8 +242,26 @@ impl Inner {
             }
             Runtime::build(config, Some(&current))
         });
+        let audit = &self.services.audit;
         match result {
             Ok(runtime) => {
+                let current = self.runtime.load();
+                for (target, role) in rotated_secrets(&current, &runtime) {
+                    audit.record(admin_event(
+                        "secret_rotation",
+                        format!("target \"{target}\": role \"{role}\" has a new secret"),
+                        &runtime,
+                    ));
+                }
+                if current.config.audit != runtime.config.audit {
+                    tracing::warn!("audit settings changed; the store and key change at restart");
+                }
+                let detail = format!(
+                    "{} policies from {} files",
+                    runtime.policies.store.len(),
+                    runtime.policies.store.files().len()
+                );
+                audit.record(admin_event("config_reload", detail, &runtime));
                 self.runtime.store(Arc::new(runtime));
                 let mut generation = 0;
                 self.generation.send_modify(|g| {
@@ -233,10 +273,46 @@ impl Inner {
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                audit.record(admin_event(
+                    "reload_failed",
+                    e.to_string(),
+                    &self.runtime.load(),
+                ));
                 Err(e)
             }
         }
     }
+}
+
+/// An admin event, naming the policy set in force.
+fn admin_event(action: &str, detail: String, runtime: &Runtime) -> portcullis_audit::Event {
+    portcullis_audit::Event::Admin(portcullis_audit::AdminEvent {
+        action: action.to_string(),
+        detail,
+        policy_hash: Some(runtime.policies.store.sha256().to_string()),
+        actor: None,
+    })
+}
+
+/// Roles whose secret differs between two generations (never the secrets themselves).
+fn rotated_secrets(old: &Runtime, new: &Runtime) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, t) in &new.targets {
+        let Some(before) = old.targets.get(name) else {
+            continue;
+        };
+        for r in &t.roles {
+            if before
+                .roles
+                .iter()
+                .any(|b| b.name == r.name && b.secret.expose() != r.secret.expose())
+            {
+                out.push((name.clone(), r.name.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 async fn accept_loop(

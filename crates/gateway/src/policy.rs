@@ -14,7 +14,7 @@ use portcullis_sql::analysis::{
 use portcullis_wire::backend::{ErrorResponse, Severity};
 
 use crate::catalog::{Catalogs, Snapshot};
-use crate::decision::{Decider, Origin, SessionInfo, Statement, Verdict};
+use crate::decision::{Decider, Origin, Reasons, SessionInfo, Statement, Verdict};
 use crate::runtime::Runtime;
 
 /// Decides with the policies of the current configuration generation, so a reload takes
@@ -33,8 +33,16 @@ pub struct PolicyDecider {
     hashers: (RandomState, RandomState),
 }
 
-/// A decision and, in observe mode, what would have been decided.
-type Decided = (Cached, Option<Arc<str>>);
+/// A decision and why.
+type Decided = (Cached, Why);
+
+/// The cached part of [`Reasons`].
+#[derive(Clone)]
+struct Why {
+    decision: &'static str,
+    policies: Arc<[String]>,
+    observed: Option<Arc<str>>,
+}
 
 /// A cached decision.
 #[derive(Clone)]
@@ -108,8 +116,10 @@ impl PolicyDecider {
     }
 }
 
-fn refuse(code: &str, message: impl Into<String>) -> Verdict {
-    Verdict::Refuse(ErrorResponse::new(Severity::Error, code, message))
+fn refuse(code: &str, message: impl Into<String>) -> (Verdict, Reasons) {
+    let v = Verdict::Refuse(ErrorResponse::new(Severity::Error, code, message));
+    let r = Reasons::of(&v);
+    (v, r)
 }
 
 /// Facts for a fast-path FunctionCall: the function the OID names in the catalog (or in
@@ -134,16 +144,26 @@ fn function_call_facts(oid: u32, snapshot: Option<&Snapshot>) -> Facts {
 
 impl Decider for PolicyDecider {
     fn decide(&self, session: &SessionInfo, statement: &Statement<'_>) -> Verdict {
+        self.decide_with_reasons(session, statement).0
+    }
+
+    fn decide_with_reasons(
+        &self,
+        session: &SessionInfo,
+        statement: &Statement<'_>,
+    ) -> (Verdict, Reasons) {
         let runtime = self.runtime.load();
         let snapshot = self.catalogs.snapshot(&session.target);
         let catalog: &dyn Catalog = match &snapshot {
             Some(s) => s.as_ref(),
             None => &NoCatalog,
         };
-        let owned;
+        let owned: Arc<Facts>;
+        let mut own_facts: Option<&Arc<Facts>> = None;
         let (facts, text): (&Facts, &str) = match (statement.origin, statement.parsed) {
             (Origin::FunctionCall { oid }, _) => {
-                owned = function_call_facts(oid, snapshot.as_deref());
+                owned = Arc::new(function_call_facts(oid, snapshot.as_deref()));
+                own_facts = Some(&owned);
                 (&owned, "")
             }
             (_, Ok(parsed)) if parsed.facts.tags.contains("execute") => {
@@ -161,7 +181,8 @@ impl Decider for PolicyDecider {
                     f.kind = prepared.facts.kind;
                 }
                 f.absorb(&prepared.facts);
-                owned = f;
+                owned = Arc::new(f);
+                own_facts = Some(&owned);
                 (&owned, statement.text.unwrap_or(&parsed.text))
             }
             (_, Ok(parsed)) => (&parsed.facts, statement.text.unwrap_or(&parsed.text)),
@@ -188,7 +209,7 @@ impl Decider for PolicyDecider {
             minute: now.as_second().div_euclid(60),
             sensitivity: policies.store.sensitivity(),
         });
-        let (verdict, observed) = match self.cache.get(&key) {
+        let (verdict, why) = match self.cache.get(&key) {
             Some(hit) => hit,
             None => {
                 let decided =
@@ -197,7 +218,7 @@ impl Decider for PolicyDecider {
                 decided
             }
         };
-        if let Some(would) = observed {
+        if let Some(would) = &why.observed {
             tracing::warn!(
                 session = %session.id,
                 subject = %session.subject,
@@ -206,7 +227,13 @@ impl Decider for PolicyDecider {
                 "observe: a policy would have refused this statement"
             );
         }
-        verdict.verdict()
+        let reasons = Reasons {
+            decision: why.decision,
+            policies: why.policies,
+            observed: why.observed,
+            facts: own_facts.cloned(),
+        };
+        (verdict.verdict(), reasons)
     }
 }
 
@@ -244,6 +271,25 @@ impl PolicyDecider {
             catalog,
         );
         let observed = decision.observed.as_ref().map(|o| Arc::from(o.summary()));
+        let allowed = decision.outcome.is_allow();
+        let mut policies: Vec<String> = decision
+            .checks
+            .iter()
+            .filter(|c| c.allowed == allowed)
+            .flat_map(|c| c.policies.iter().cloned())
+            .collect();
+        policies.sort();
+        policies.dedup();
+        let why = Why {
+            decision: match &decision.outcome {
+                Outcome::Allow { .. } => "allow",
+                Outcome::Deny { .. } => "deny",
+                Outcome::NeedsApproval { .. } => "needs_approval",
+                Outcome::Mask { .. } => "mask",
+            },
+            policies: Arc::from(policies),
+            observed,
+        };
         let verdict = match decision.outcome {
             Outcome::Allow {
                 max_rows: Some((max_rows, policy)),
@@ -267,6 +313,6 @@ impl PolicyDecider {
                 )
             }
         };
-        (verdict, observed)
+        (verdict, why)
     }
 }

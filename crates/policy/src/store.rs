@@ -84,6 +84,7 @@ pub struct PolicyStore {
     files: Vec<String>,
     count: usize,
     fingerprint: u64,
+    sha256: String,
     sensitivity: Sensitivity,
 }
 
@@ -322,6 +323,13 @@ impl PolicyStore {
             sensitivity.client |=
                 src.contains("client_address") || src.contains("application_name");
         }
+        let mut digest = <sha2::Sha256 as sha2::Digest>::new();
+        for (name, text) in sources {
+            for part in [name.as_bytes(), b"\0", text.as_bytes(), b"\0"] {
+                sha2::Digest::update(&mut digest, part);
+            }
+        }
+        let sha256 = hex::encode(sha2::Digest::finalize(digest));
         let mut fingerprint: u64 = 0xcbf29ce484222325;
         for (name, text) in sources {
             for b in name.bytes().chain(text.bytes()) {
@@ -337,6 +345,7 @@ impl PolicyStore {
             mode,
             files: sources.iter().map(|(n, _)| n.clone()).collect(),
             fingerprint,
+            sha256,
             sensitivity,
         })
     }
@@ -366,6 +375,12 @@ impl PolicyStore {
     /// A hash of the files' names and contents, to tell policy versions apart in logs.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
+    }
+
+    /// SHA-256 over every file's name and text, in load order: names the policy set in
+    /// the audit trail.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     pub(crate) fn meta(&self, id: &PolicyId) -> Option<&Meta> {

@@ -291,9 +291,13 @@ impl PgStore {
             let p = param(Box::new(g.clone()));
             sql.push_str(&format!(" AND (e.body::jsonb -> 'groups') ? {p}"));
         }
-        if let Some((exact, suffix)) = f.table_patterns() {
-            let (a, b) = (param(Box::new(exact)), param(Box::new(suffix)));
-            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(e.body::jsonb -> 'tables') t WHERE t = {a} OR t LIKE {b})"));
+        if let Some((exact, like, bare)) = f.table_patterns() {
+            let (a, b, c) = (
+                param(Box::new(exact)),
+                param(Box::new(like)),
+                param(Box::new(bare)),
+            );
+            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(e.body::jsonb -> 'tables') t WHERE t = {a} OR t LIKE {b} OR t = {c})"));
         }
         if let Some(t) = f.since_us {
             let p = param(Box::new(t));

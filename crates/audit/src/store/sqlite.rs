@@ -205,10 +205,11 @@ impl SqliteStore {
             );
             args.push(g.clone().into());
         }
-        if let Some((exact, suffix)) = f.table_patterns() {
-            sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(e.body, '$.tables') WHERE value = ? OR value LIKE ?)");
+        if let Some((exact, like, bare)) = f.table_patterns() {
+            sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(e.body, '$.tables') WHERE value = ? OR value LIKE ? OR value = ?)");
             args.push(exact.into());
-            args.push(suffix.into());
+            args.push(like.into());
+            args.push(bare.into());
         }
         if let Some(t) = f.since_us {
             sql.push_str(" AND e.time_us >= ?");

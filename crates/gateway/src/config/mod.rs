@@ -41,6 +41,48 @@ pub struct Config {
     pub reload: ReloadConfig,
     #[serde(default)]
     pub policy: Option<PolicySection>,
+    #[serde(default)]
+    pub audit: Option<AuditSection>,
+}
+
+/// `[audit]`: where events go and how they are signed. Required: no audit, no access.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// `sqlite:PATH` (or a bare path) for the embedded store; `postgresql://user@host/db`
+    /// for a store several gateways share (a control database, never a target).
+    pub store: String,
+    /// The PostgreSQL store's password: `env:NAME` or `file:PATH`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `file:PATH` (or `env:NAME`) of the Ed25519 private key, PKCS#8 PEM, that signs
+    /// checkpoints (`openssl genpkey -algorithm ed25519`, or `portcullis audit keygen`).
+    pub signing_key: String,
+    /// How often the chain's head is signed while events arrive.
+    #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// Delete events older than this (down to a checkpoint); unset keeps everything.
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
+    /// Record the result rows of every session (targets may override).
+    #[serde(default)]
+    pub record_results: bool,
+    /// Most bytes of result values recorded per statement.
+    #[serde(default = "default_record_statement_bytes")]
+    pub record_statement_bytes: usize,
+    /// Most bytes of result values recorded per session.
+    #[serde(default = "default_record_session_bytes")]
+    pub record_session_bytes: usize,
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_record_statement_bytes() -> usize {
+    64 * 1024
+}
+fn default_record_session_bytes() -> usize {
+    4 * 1024 * 1024
 }
 
 /// `[policy]`: the Cedar policies every statement is decided by.
@@ -194,6 +236,9 @@ pub struct TargetConfig {
     /// Upstream roles in order of preference: the first whose groups match the caller wins.
     #[serde(rename = "role")]
     pub roles: Vec<RoleConfig>,
+    /// Record result rows of sessions on this target (overrides `audit.record_results`).
+    #[serde(default)]
+    pub record_results: Option<bool>,
 }
 
 /// `[[target.role]]`: a database role the gateway logs in as, and who may use it.
@@ -288,6 +333,26 @@ impl Config {
                 fix(path);
             }
         }
+        let fix_ref = |r: &mut String| {
+            if let Some(rest) = r.strip_prefix("file:") {
+                let p = Path::new(rest);
+                if p.is_relative() {
+                    *r = format!("file:{}", dir.join(p).display());
+                }
+            }
+        };
+        if let Some(a) = &mut self.audit {
+            fix_ref(&mut a.signing_key);
+            if let Some(p) = &mut a.password {
+                fix_ref(p);
+            }
+            if !a.store.starts_with("postgres://") && !a.store.starts_with("postgresql://") {
+                let path = a.store.strip_prefix("sqlite:").unwrap_or(&a.store);
+                if Path::new(path).is_relative() {
+                    a.store = format!("sqlite:{}", dir.join(path).display());
+                }
+            }
+        }
         for t in &mut self.targets {
             if let Some(ca) = &mut t.ca_file {
                 fix(ca);
@@ -335,6 +400,35 @@ impl Config {
                 return Err(invalid("policy.paths names no policy files".into()));
             }
             Some(_) => {}
+        }
+        match &self.audit {
+            None => {
+                return Err(invalid(
+                    "no [audit] section: every session and statement is audited before it runs \
+                     (set audit.store and audit.signing_key)"
+                        .into(),
+                ));
+            }
+            Some(a) => {
+                SecretRef::parse(&a.signing_key)
+                    .map_err(|m| invalid(format!("audit.signing_key: {m}")))?;
+                if let Some(p) = &a.password {
+                    SecretRef::parse(p).map_err(|m| invalid(format!("audit.password: {m}")))?;
+                }
+                let userinfo = a
+                    .store
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split_once('@'))
+                    .map(|(u, _)| u);
+                if userinfo.is_some_and(|u| u.contains(':')) {
+                    return Err(invalid(
+                        "audit.store: put the password in audit.password (env:NAME or file:PATH), not in the URL".into(),
+                    ));
+                }
+                if a.checkpoint_interval.is_zero() {
+                    return Err(invalid("audit.checkpoint_interval must be more than 0s".into()));
+                }
+            }
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.targets {
@@ -441,6 +535,10 @@ groups = ["data-science"]
 
 [policy]
 paths = ["policies"]
+
+[audit]
+store = "audit.db"
+signing_key = "file:audit.key"
 "#;
 
     #[test]
@@ -506,6 +604,9 @@ paths = ["policies"]
                 PathBuf::from("/etc/portcullis/secrets/reader")
             ]
         );
+        let a = c.audit.clone().unwrap();
+        assert_eq!(a.store, "sqlite:/etc/portcullis/audit.db");
+        assert_eq!(a.signing_key, "file:/etc/portcullis/audit.key");
         assert_eq!(
             c.policy.unwrap().paths,
             vec![PathBuf::from("/etc/portcullis/policies")]

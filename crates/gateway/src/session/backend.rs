@@ -7,7 +7,7 @@ use portcullis_wire::{Frame, FrameReader, StreamError, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::Shared;
+use super::{Context, Shared};
 use super::outbox::Outbox;
 use super::queue::{Action, Attribution, Expect};
 
@@ -30,15 +30,17 @@ pub enum BackendError {
 }
 
 pub struct Backend<'s> {
+    ctx: &'s Context,
     shared: &'s Shared,
     queue: UnboundedReceiver<Expect>,
     attribution: Attribution,
-    out: Outbox,
+    pub out: Outbox,
 }
 
 impl<'s> Backend<'s> {
-    pub fn new(shared: &'s Shared, queue: UnboundedReceiver<Expect>) -> Self {
+    pub fn new(ctx: &'s Context, shared: &'s Shared, queue: UnboundedReceiver<Expect>) -> Self {
         Backend {
+            ctx,
             shared,
             queue,
             attribution: Attribution::default(),
@@ -98,6 +100,9 @@ impl<'s> Backend<'s> {
                             Action::Forward => self.out.push(&msg),
                             Action::Replace(m) => self.out.push(&m),
                             Action::Swallow => {}
+                        }
+                        for f in self.attribution.finished.drain(..) {
+                            self.ctx.audit.log.record(f.into_event(&self.ctx.info));
                         }
                     }
                 }

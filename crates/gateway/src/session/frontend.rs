@@ -32,7 +32,8 @@ use super::outbox::Outbox;
 use super::prepared::{Prepared, Registry, Treatment};
 use super::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
 use super::{Context, Shared};
-use crate::decision::{Origin, Statement, Verdict};
+use crate::audit::{Described, Tracker, statement_event, unavailable};
+use crate::decision::{Origin, Reasons, Statement, Verdict};
 
 /// Text the server is certain to reject at parse time, with no side effects; stands in
 /// for a refused statement.
@@ -65,7 +66,9 @@ pub struct Frontend<'s> {
     queue: UnboundedSender<Expect>,
     registry: Registry,
     search_path: Vec<String>,
-    out: Outbox,
+    pub out: Outbox,
+    /// Statements audited so far in this session.
+    pub seq: u64,
 }
 
 /// The prepared statement an `EXECUTE` runs, wherever it sits (`EXPLAIN EXECUTE`,
@@ -102,6 +105,7 @@ impl<'s> Frontend<'s> {
             registry: Registry::default(),
             search_path: ctx.search_path.clone(),
             out: Outbox::new(),
+            seq: 0,
         }
     }
 
@@ -161,6 +165,72 @@ impl<'s> Frontend<'s> {
         // when the session is already ending.
         let _ = self.queue.send(expect);
         self.out.push(msg);
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Records a statement that is not forwarded (refused); nothing waits for it.
+    fn record_refusal(
+        &mut self,
+        origin: &'static str,
+        text: &str,
+        facts: Option<&portcullis_sql::analysis::Facts>,
+        reasons: &Reasons,
+        refusal: &ErrorResponse,
+    ) {
+        let seq = self.next_seq();
+        let event = statement_event(
+            &self.ctx.info,
+            Described {
+                seq,
+                origin,
+                text,
+                parameters: Vec::new(),
+                facts,
+                reasons,
+                refusal: Some(refusal),
+                max_rows: None,
+            },
+        );
+        self.ctx.audit.log.record(event);
+    }
+
+    /// Records text the gateway cannot analyse: it never runs as sent (the server either
+    /// rejects it too, or the gateway refuses it).
+    fn record_unanalysable(
+        &mut self,
+        origin: &'static str,
+        text: Option<&str>,
+        bytes: &[u8],
+        reason: &str,
+    ) {
+        let e = unanalysable(reason);
+        let why = Reasons::of(&Verdict::Refuse(e.clone()));
+        let text = text.map_or_else(|| String::from_utf8_lossy(bytes), Cow::Borrowed);
+        self.record_refusal(origin, &text, None, &why, &e);
+    }
+
+    /// Makes the events of statements about to be forwarded durable. Output already
+    /// batched goes out first, so earlier pipelined work proceeds during the wait.
+    async fn audit_durable<W: AsyncWrite + Unpin>(
+        &mut self,
+        events: Vec<portcullis_audit::Event>,
+        upstream: &mut W,
+    ) -> Result<Result<(), ErrorResponse>, FrontendError> {
+        let waits: Vec<_> = events
+            .into_iter()
+            .map(|e| self.ctx.audit.log.durable(e))
+            .collect();
+        self.flush(upstream).await?;
+        for w in waits {
+            if let Err(e) = w.await {
+                return Ok(Err(unavailable(&e)));
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Asks the server to send what it has buffered, and waits until every earlier answer
@@ -257,22 +327,37 @@ impl<'s> Frontend<'s> {
         &mut self,
         statement: &Statement<'_>,
         upstream: &mut W,
-    ) -> Result<Result<Treatment, ErrorResponse>, FrontendError> {
-        let mut verdict = self.ctx.decider.decide(&self.ctx.info, statement);
+    ) -> Result<(Result<Treatment, ErrorResponse>, Reasons), FrontendError> {
+        let (mut verdict, reasons) = self
+            .ctx
+            .decider
+            .decide_with_reasons(&self.ctx.info, statement);
         loop {
             match verdict {
-                Verdict::Forward(rewrite) => return Ok(Ok(Treatment { rewrite, cap: None })),
+                Verdict::Forward(rewrite) => {
+                    return Ok((
+                        Ok(Treatment {
+                            rewrite,
+                            ..Treatment::default()
+                        }),
+                        reasons,
+                    ));
+                }
                 Verdict::ForwardLimited {
                     rewrite,
                     max_rows,
                     policy,
                 } => {
-                    return Ok(Ok(Treatment {
-                        rewrite,
-                        cap: Some((max_rows, policy)),
-                    }));
+                    return Ok((
+                        Ok(Treatment {
+                            rewrite,
+                            cap: Some((max_rows, policy)),
+                            ..Treatment::default()
+                        }),
+                        reasons,
+                    ));
                 }
-                Verdict::Refuse(error) => return Ok(Err(error)),
+                Verdict::Refuse(error) => return Ok((Err(error), reasons)),
                 Verdict::Hold(future) => {
                     self.flush(upstream).await?;
                     verdict = tokio::select! {
@@ -362,6 +447,7 @@ impl<'s> Frontend<'s> {
             Err(reason) => {
                 let reason = reason.clone();
                 tracing::debug!(%reason, "probing text the gateway cannot parse");
+                self.record_unanalysable("query", text.as_deref(), query.sql(), &reason);
                 self.probe(query.sql(), &reason, None);
                 return Ok(());
             }
@@ -369,6 +455,7 @@ impl<'s> Frontend<'s> {
         let transaction = self.shared.transaction();
         let count = statements.len();
         let mut treatments = Vec::with_capacity(count);
+        let mut reasons = Vec::with_capacity(count);
         let mut refusal = None;
         // Statements prepared earlier in this same query are visible to later EXECUTEs in
         // it, as they will be on the server.
@@ -400,9 +487,14 @@ impl<'s> Frontend<'s> {
                 transaction,
                 search_path: &search_path,
             };
-            match self.decide(&statement, upstream).await? {
-                Ok(t) => treatments.push(t),
+            let (outcome, why) = self.decide(&statement, upstream).await?;
+            match outcome {
+                Ok(t) => {
+                    treatments.push(t);
+                    reasons.push(why);
+                }
                 Err(e) => {
+                    self.record_refusal("query", own_text, Some(&s.facts), &why, &e);
                     refusal = Some(e);
                     break;
                 }
@@ -413,11 +505,49 @@ impl<'s> Frontend<'s> {
             && treatments.iter().any(|t| t.cap.is_some())
             && statements.iter().any(|s| s.facts.kind == Kind::Transaction)
         {
-            refusal = Some(ErrorResponse::new(
+            let e = ErrorResponse::new(
                 Severity::Error,
                 "0A000",
                 "a statement with a row limit cannot share a query string with transaction control; send it on its own",
-            ));
+            );
+            let whole = text.as_deref().unwrap_or_default().to_string();
+            if let Some(first) = reasons.first().cloned() {
+                self.record_refusal("query", &whole, None, &first, &e);
+            }
+            refusal = Some(e);
+        }
+        if refusal.is_none() {
+            // Durable before anything runs.
+            let own_text = |s: &portcullis_sql::ParsedStatement| match (&text, shared) {
+                (Some(t), true) => t.to_string(),
+                _ => s.text.clone(),
+            };
+            let first = self.seq + 1;
+            let events: Vec<_> = statements
+                .iter()
+                .zip(&reasons)
+                .zip(&treatments)
+                .enumerate()
+                .map(|(i, ((s, why), t))| {
+                    statement_event(
+                        &self.ctx.info,
+                        Described {
+                            seq: first + i as u64,
+                            origin: "query",
+                            text: &own_text(s),
+                            parameters: Vec::new(),
+                            facts: Some(&s.facts),
+                            reasons: why,
+                            refusal: None,
+                            max_rows: t.cap.as_ref().map(|c| c.0),
+                        },
+                    )
+                })
+                .collect();
+            self.seq += count as u64;
+            if let Err(e) = self.audit_durable(events, upstream).await? {
+                refusal = Some(e);
+            }
         }
         if let Some(refusal) = refusal {
             self.send(
@@ -426,11 +556,17 @@ impl<'s> Frontend<'s> {
                     on_error: OnError::Replace(refusal),
                     limits: None,
                     completed: None,
+                    audit: Vec::new(),
                 },
                 Query::new(REFUSED_SQL).message(),
             );
             return Ok(());
         }
+        let first = self.seq + 1 - count as u64;
+        let recording = self.ctx.audit.recording.as_ref();
+        let trackers: Vec<Option<Tracker>> = (0..count)
+            .map(|i| Some(Tracker::new(first + i as u64, recording, Arc::from(Vec::new()))))
+            .collect();
         self.track(&parsed);
         // Prepared statements change only when the server says so: a PREPARE can fail (a
         // duplicate name, an error earlier in the query) and a DEALLOCATE can be skipped.
@@ -454,7 +590,7 @@ impl<'s> Frontend<'s> {
                 .iter()
                 .map(|t| t.cap.clone().map(|(max, policy)| RowCap { max, policy }))
                 .collect();
-            self.limited_query(query, rewrites, caps, completed_tx, upstream)
+            self.limited_query(query, rewrites, caps, completed_tx, trackers, upstream)
                 .await?;
         } else {
             self.send(
@@ -463,6 +599,7 @@ impl<'s> Frontend<'s> {
                     on_error: OnError::Forward,
                     limits: None,
                     completed: completed_tx,
+                    audit: trackers,
                 },
                 query.message(),
             );
@@ -535,6 +672,7 @@ impl<'s> Frontend<'s> {
         rewrites: Vec<Option<Arc<dyn crate::decision::Rewrite>>>,
         caps: Vec<Option<RowCap>>,
         completed: Option<oneshot::Sender<usize>>,
+        audit: Vec<Option<Tracker>>,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
         let status = self.catch_up(upstream).await?;
@@ -546,6 +684,7 @@ impl<'s> Frontend<'s> {
                     on_error: OnError::Forward,
                     limits: None,
                     completed,
+                    audit,
                 },
                 query.message(),
             );
@@ -568,6 +707,7 @@ impl<'s> Frontend<'s> {
                 on_error: OnError::Forward,
                 limits: Some(QueryLimits::new(caps, began, tx)),
                 completed,
+                audit,
             },
             query.message(),
         );
@@ -604,6 +744,7 @@ impl<'s> Frontend<'s> {
             self.send(
                 Expect::Bind {
                     on_error: OnError::Forward,
+                    audit: None,
                 },
                 bind.message(),
             );
@@ -615,6 +756,7 @@ impl<'s> Frontend<'s> {
             self.send(
                 Expect::Bind {
                     on_error: OnError::Forward,
+                    audit: None,
                 },
                 bind.message(),
             );
@@ -632,12 +774,42 @@ impl<'s> Frontend<'s> {
             transaction: self.shared.transaction(),
             search_path: &search_path,
         };
-        match self.decide(&statement, upstream).await? {
-            Ok(treatment) => {
+        let (outcome, why) = self.decide(&statement, upstream).await?;
+        let outcome = match outcome {
+            Ok(mut treatment) => {
+                let seq = self.next_seq();
+                let event = statement_event(
+                    &self.ctx.info,
+                    Described {
+                        seq,
+                        origin: "bind",
+                        text: &stmt.text,
+                        parameters: crate::audit::parameters(&bind),
+                        facts: Some(&stmt.facts),
+                        reasons: &why,
+                        refusal: None,
+                        max_rows: treatment.cap.as_ref().map(|c| c.0),
+                    },
+                );
+                treatment.audit = Some((seq, Arc::from(bind.result_formats())));
+                self.audit_durable(vec![event], upstream)
+                    .await?
+                    .map(|()| (treatment, seq))
+            }
+            Err(refusal) => {
+                let text = stmt.text.clone();
+                let facts = stmt.facts.clone();
+                self.record_refusal("bind", &text, Some(&facts), &why, &refusal);
+                Err(refusal)
+            }
+        };
+        match outcome {
+            Ok((treatment, seq)) => {
                 self.registry.bind_treated(bind.portal(), treatment);
                 self.send(
                     Expect::Bind {
                         on_error: OnError::Forward,
+                        audit: Some(Tracker::new(seq, None, Arc::from(Vec::new()))),
                     },
                     bind.message(),
                 );
@@ -649,6 +821,7 @@ impl<'s> Frontend<'s> {
                 self.send(
                     Expect::Bind {
                         on_error: OnError::Replace(refusal),
+                        audit: None,
                     },
                     Bind::new(bind.portal(), REFUSED).message(),
                 );
@@ -663,11 +836,16 @@ impl<'s> Frontend<'s> {
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
         let treatment = self.registry.portal(execute.portal());
+        let recording = self.ctx.audit.recording.as_ref();
+        let audit = treatment
+            .audit
+            .map(|(seq, formats)| Tracker::new(seq, recording, formats));
         let Some((max, policy)) = treatment.cap else {
             self.send(
                 Expect::Execute {
                     rewrite: treatment.rewrite,
                     limit: None,
+                    audit,
                 },
                 execute.message(),
             );
@@ -680,6 +858,7 @@ impl<'s> Frontend<'s> {
             Expect::Execute {
                 rewrite: treatment.rewrite,
                 limit: Some((RowCap { max, policy }, tx)),
+                audit,
             },
             execute.message(),
         );
@@ -710,6 +889,7 @@ impl<'s> Frontend<'s> {
             Err(reason) => {
                 let reason = reason.clone();
                 self.registry.deallocate(&name);
+                self.record_unanalysable("parse", None, parse.sql(), &reason);
                 self.probe(parse.sql(), &reason, Some(&name));
                 return Ok(());
             }
@@ -728,9 +908,11 @@ impl<'s> Frontend<'s> {
                 search_path: &search_path,
             };
             match self.decide(&statement, upstream).await? {
-                Ok(t) if i == 0 => outcome = Ok(t),
-                Ok(_) => {}
-                Err(e) => {
+                (Ok(t), _) if i == 0 => outcome = Ok(t),
+                (Ok(_), _) => {}
+                (Err(e), why) => {
+                    let (text, facts) = (s.text.clone(), s.facts.clone());
+                    self.record_refusal("parse", &text, Some(&facts), &why, &e);
                     outcome = Err(e);
                     break;
                 }
@@ -812,10 +994,36 @@ impl<'s> Frontend<'s> {
             transaction: self.shared.transaction(),
             search_path: &search_path,
         };
-        match self.decide(&statement, upstream).await? {
-            Ok(_) => self.send(
+        let (outcome, why) = self.decide(&statement, upstream).await?;
+        let text = format!("/* fast-path function call */ function oid {oid}");
+        let outcome = match outcome {
+            Ok(_) => {
+                let seq = self.next_seq();
+                let event = statement_event(
+                    &self.ctx.info,
+                    Described {
+                        seq,
+                        origin: "function_call",
+                        text: &text,
+                        parameters: Vec::new(),
+                        facts: None,
+                        reasons: &why,
+                        refusal: None,
+                        max_rows: None,
+                    },
+                );
+                self.audit_durable(vec![event], upstream).await?.map(|()| seq)
+            }
+            Err(refusal) => {
+                self.record_refusal("function_call", &text, None, &why, &refusal);
+                Err(refusal)
+            }
+        };
+        match outcome {
+            Ok(seq) => self.send(
                 Expect::FunctionCall {
                     on_error: OnError::Forward,
+                    audit: Some(Tracker::new(seq, None, Arc::from(Vec::new()))),
                 },
                 &msg,
             ),
@@ -824,6 +1032,7 @@ impl<'s> Frontend<'s> {
             Err(refusal) => self.send(
                 Expect::FunctionCall {
                     on_error: OnError::Replace(refusal),
+                    audit: None,
                 },
                 Query::new(REFUSED_SQL).message(),
             ),

@@ -39,6 +39,7 @@ pub use frontend::{FrontendEnd, FrontendError};
 /// What a session needs from the gateway.
 pub struct Services {
     pub decider: Arc<dyn Decider>,
+    pub audit: portcullis_audit::AuditLog,
     pub cache: Arc<ParseCache>,
     pub cancels: Arc<CancelRegistry>,
     pub active: Arc<std::sync::atomic::AtomicUsize>,
@@ -55,6 +56,7 @@ pub struct Context {
     pub search_path: Vec<String>,
     /// Called when a statement that changes the catalog is forwarded.
     pub catalog_changed: Box<dyn Fn() + Send + Sync>,
+    pub audit: crate::audit::SessionAudit,
 }
 
 /// Session settings the server reports and the frontend needs.
@@ -144,17 +146,42 @@ pub async fn serve(
             }
         };
         let mut greeted = greeted;
-        match login(&mut greeted, peer, &runtime, &services, id).await {
+        // Who the caller is, once the token says so: refusals after that name them.
+        let mut subject = None;
+        match login(&mut greeted, peer, &runtime, &services, id, &mut subject).await {
             Ok(session) => {
                 let started = Instant::now();
-                relay(greeted, session).await;
-                tracing::info!(
-                    duration_ms = started.elapsed().as_millis() as u64,
-                    "session ended"
-                );
+                let audit = session.ctx.audit.log.clone();
+                let info = session.ctx.info.clone();
+                let ended = relay(greeted, session).await;
+                let duration_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(duration_ms, "session ended");
+                audit.record(portcullis_audit::Event::SessionEnd(
+                    portcullis_audit::SessionEnd {
+                        session: info.id.to_string(),
+                        subject: info.subject,
+                        target: info.target,
+                        reason: ended.reason,
+                        duration_ms,
+                        bytes_from_client: ended.bytes_from_client,
+                        bytes_to_client: ended.bytes_to_client,
+                        statements: ended.statements,
+                    },
+                ));
             }
             Err(e) => {
                 tracing::info!(code = e.sqlstate(), error = %e, "connection refused");
+                if e.is_audited() {
+                    services.audit.record(portcullis_audit::Event::AuthFailure(
+                        portcullis_audit::AuthFailure {
+                            client_addr: peer.to_string(),
+                            target: greeted.startup.get("database").map(str::to_owned),
+                            subject,
+                            sqlstate: e.sqlstate().to_string(),
+                            reason: e.to_string(),
+                        },
+                    ));
+                }
                 if e.can_reply() {
                     let stream = greeted.reader.get_mut();
                     let _ = stream
@@ -188,6 +215,7 @@ async fn login(
     runtime: &Runtime,
     services: &Arc<Services>,
     id: SessionId,
+    subject: &mut Option<String>,
 ) -> Result<LoggedIn, StartupError> {
     let max = runtime.config.listen.max_connections;
     if services.active.fetch_add(1, Ordering::AcqRel) >= max {
@@ -198,6 +226,7 @@ async fn login(
 
     let target = startup::choose_target(greeted, runtime)?;
     let principal = startup::authenticate(greeted, runtime).await?;
+    *subject = Some(principal.subject.clone());
     let span = tracing::Span::current();
     span.record("subject", principal.subject.as_str());
     span.record("target", target.name.as_str());
@@ -252,6 +281,41 @@ async fn login(
         },
         hold: hold.clone(),
     });
+    // The session exists only once the trail says so.
+    let start = portcullis_audit::Event::SessionStart(portcullis_audit::SessionStart {
+        session: info.id.to_string(),
+        subject: info.subject.clone(),
+        groups: info.groups.clone(),
+        client_addr: peer.to_string(),
+        tls: info.tls,
+        application_name: info.application_name.clone(),
+        target: info.target.clone(),
+        upstream_role: info.upstream_role.clone(),
+        issuer: principal.issuer.clone(),
+        token_expires: jiff::Timestamp::try_from(principal.expires_at)
+            .ok()
+            .map(|t| t.to_string()),
+    });
+    services
+        .audit
+        .durable(start)
+        .await
+        .map_err(|e| StartupError::Audit(e.to_string()))?;
+    let recording = runtime.config.audit.as_ref().and_then(|a| {
+        let on = runtime
+            .config
+            .targets
+            .iter()
+            .find(|t| t.name == target.name)
+            .and_then(|t| t.record_results)
+            .unwrap_or(a.record_results);
+        on.then(|| crate::audit::RecordLimits {
+            statement_bytes: a.record_statement_bytes,
+            session_left: Arc::new(std::sync::atomic::AtomicI64::new(
+                a.record_session_bytes as i64,
+            )),
+        })
+    });
     tracing::info!(
         role = %role.name,
         groups = ?principal.groups,
@@ -293,6 +357,10 @@ async fn login(
         hold,
         search_path,
         catalog_changed: Box::new(move || catalog.changed()),
+        audit: crate::audit::SessionAudit {
+            log: services.audit.clone(),
+            recording,
+        },
     };
     Ok(LoggedIn {
         upstream,
@@ -304,7 +372,15 @@ async fn login(
     })
 }
 
-async fn relay(greeted: startup::Greeted, session: LoggedIn) {
+/// How a relayed session ended, for its audit record.
+struct Ended {
+    reason: String,
+    statements: u64,
+    bytes_from_client: u64,
+    bytes_to_client: u64,
+}
+
+async fn relay(greeted: startup::Greeted, session: LoggedIn) -> Ended {
     let LoggedIn {
         upstream,
         ctx,
@@ -324,7 +400,7 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) {
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut front = frontend::Frontend::new(ctx, shared, tx);
-    let mut back = backend::Backend::new(shared, rx);
+    let mut back = backend::Backend::new(ctx, shared, rx);
 
     enum End {
         Front(Result<FrontendEnd, FrontendError>),
@@ -336,6 +412,14 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) {
     };
     let fatal = |code: &str, message: String| {
         ErrorResponse::new(Severity::Fatal, code, message).to_message()
+    };
+    let reason = match &end {
+        End::Front(Ok(FrontendEnd::Terminated)) => "terminated".to_string(),
+        End::Front(Ok(FrontendEnd::ClientClosed)) => "client closed the connection".to_string(),
+        End::Front(Err(e)) => e.to_string(),
+        End::Back(Ok(BackendEnd::ClosedAfterFatal)) => "the server ended the session".to_string(),
+        End::Back(Ok(BackendEnd::Closed)) => "lost the connection to the target".to_string(),
+        End::Back(Err(e)) => e.to_string(),
     };
     match end {
         End::Front(Ok(reason)) => tracing::info!(?reason, "client left"),
@@ -378,6 +462,12 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) {
     let _ = server_write.shutdown().await;
     let _ = client_write.flush().await;
     let _ = client_write.shutdown().await;
+    Ended {
+        reason,
+        statements: front.seq,
+        bytes_from_client: front.out.written,
+        bytes_to_client: back.out.written,
+    }
 }
 
 /// Run-time settings a startup packet asks for: its parameters (other than the protocol's

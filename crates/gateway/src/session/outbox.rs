@@ -10,12 +10,15 @@ const BATCH: usize = 64 * 1024;
 
 pub struct Outbox {
     buf: BytesMut,
+    /// Bytes written so far, for the session's audit record.
+    pub written: u64,
 }
 
 impl Outbox {
     pub fn new() -> Self {
         Outbox {
             buf: BytesMut::with_capacity(16 * 1024),
+            written: 0,
         }
     }
 
@@ -31,6 +34,7 @@ impl Outbox {
     pub async fn flush<W: AsyncWrite + Unpin>(&mut self, out: &mut W) -> std::io::Result<()> {
         if !self.buf.is_empty() {
             out.write_all(&self.buf).await?;
+            self.written += self.buf.len() as u64;
             self.buf.clear();
         }
         out.flush().await
@@ -50,6 +54,7 @@ impl Outbox {
     {
         self.flush(out).await.map_err(StreamError::Write)?;
         out.write_all(&header).await.map_err(StreamError::Write)?;
+        self.written += (header.len() + remaining) as u64;
         reader.stream_to(remaining, out).await
     }
 }

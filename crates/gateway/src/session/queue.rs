@@ -16,6 +16,7 @@ use portcullis_wire::Message;
 use portcullis_wire::backend::{self, CommandComplete, ErrorResponse, Severity};
 use tokio::sync::oneshot;
 
+use crate::audit::{Finished, Tracker};
 use crate::decision::Rewrite;
 
 /// What to do with an ErrorResponse answering an entry.
@@ -99,6 +100,8 @@ pub enum Expect {
         limits: Option<QueryLimits>,
         /// Told, at ReadyForQuery, how many statements completed.
         completed: Option<oneshot::Sender<usize>>,
+        /// Per statement, followed for the audit trail.
+        audit: Vec<Option<Tracker>>,
     },
     /// ParseComplete or an error. `on_success` replaces ParseComplete with an error: a
     /// probe of text the gateway could not parse, which the server could. `report` is
@@ -108,9 +111,11 @@ pub enum Expect {
         on_success: Option<ErrorResponse>,
         report: Option<oneshot::Sender<bool>>,
     },
-    /// BindComplete, or the refusal standing in for the server's error.
+    /// BindComplete, or the refusal standing in for the server's error. A server error
+    /// ends the statement `audit` follows.
     Bind {
         on_error: OnError,
+        audit: Option<Tracker>,
     },
     /// ParameterDescription (statements), then RowDescription or NoData.
     Describe {
@@ -120,6 +125,7 @@ pub enum Expect {
     Execute {
         rewrite: Option<Arc<dyn Rewrite>>,
         limit: Option<(RowCap, oneshot::Sender<LimitReport>)>,
+        audit: Option<Tracker>,
     },
     Close {
         swallow: bool,
@@ -129,6 +135,7 @@ pub enum Expect {
     /// FunctionCallResponse then ReadyForQuery.
     FunctionCall {
         on_error: OnError,
+        audit: Option<Tracker>,
     },
     /// The client ended a COPY FROM STDIN (CopyDone or CopyFail).
     CopyEnd,
@@ -164,6 +171,11 @@ pub struct Attribution {
     swallow_rest: bool,
     /// Set after a FATAL error: the server will close.
     pub fatal: bool,
+    /// Statements that ended, for the audit trail; drained by the backend.
+    pub finished: Vec<Finished>,
+    /// Column names of the last portal or statement Describe, for recordings of the
+    /// Execute that usually follows (its own answer has no RowDescription).
+    described: Option<Vec<String>>,
 }
 
 fn is_async(tag: u8) -> bool {
@@ -212,10 +224,52 @@ impl Attribution {
         }
     }
 
+    /// The tracker of the statement whose answers arrive now, if any.
+    fn current_tracker(&mut self) -> Option<&mut Tracker> {
+        let statement = self.statement;
+        match self.pending.front_mut()? {
+            Expect::Query { audit, .. } => audit.get_mut(statement)?.as_mut(),
+            Expect::Execute { audit, .. } => audit.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Ends the current statement's tracker, if any.
+    fn finish_current(
+        &mut self,
+        command: Option<&str>,
+        rows: Option<u64>,
+        error: Option<&ErrorResponse>,
+    ) {
+        let statement = self.statement;
+        let tracker = match self.pending.front_mut() {
+            Some(Expect::Query { audit, .. }) => audit.get_mut(statement).and_then(Option::take),
+            Some(
+                Expect::Execute { audit, .. }
+                | Expect::Bind { audit, .. }
+                | Expect::FunctionCall { audit, .. },
+            ) => audit.take(),
+            _ => None,
+        };
+        if let Some(t) = tracker {
+            self.finished.push(t.finish(command, rows, error));
+        }
+    }
+
     /// Whether the message at hand may be streamed through unseen: not when it could be
-    /// rewritten or must be swallowed.
+    /// rewritten, recorded or must be swallowed.
     pub fn may_stream(&self) -> bool {
+        let statement = self.statement;
+        let recording = match self.pending.front() {
+            Some(Expect::Query { audit, .. }) => audit
+                .get(statement)
+                .and_then(Option::as_ref)
+                .is_some_and(Tracker::wants_rows),
+            Some(Expect::Execute { audit, .. }) => audit.as_ref().is_some_and(Tracker::wants_rows),
+            _ => false,
+        };
         self.current_rewrite().is_none()
+            && !recording
             && !self.swallow_rest
             && !matches!(self.pending.front(), Some(Expect::Internal { .. }))
     }
@@ -305,14 +359,38 @@ impl Attribution {
                     r.row_description(&d)
                 });
                 if matches!(self.pending.front(), Some(Expect::Describe { .. })) {
+                    self.described = backend::RowDescription::decode(msg.clone())
+                        .ok()
+                        .map(|d| d.fields().iter().map(|f| f.name.clone()).collect());
                     self.pop();
+                } else if let Some(rec) = self.current_tracker().and_then(|t| t.recorder.as_mut())
+                    && let Ok(d) = backend::RowDescription::decode(msg.clone())
+                {
+                    rec.columns(&d);
                 }
                 replacement
             }
-            backend::DATA_ROW => self.rewrite_with(msg, |r, m| {
-                let row = backend::DataRow::decode(m.clone()).ok()?;
-                r.data_row(&row)
-            }),
+            backend::DATA_ROW => {
+                let described = self.described.take();
+                if let Some(t) = self.current_tracker()
+                    && t.wants_rows()
+                    && let Some(rec) = t.recorder.as_mut()
+                    && let Ok(row) = backend::DataRow::decode(msg.clone())
+                {
+                    if let Some(names) = described {
+                        rec.named(names);
+                    }
+                    rec.row(&row);
+                }
+                self.rewrite_with(msg, |r, m| {
+                    let row = backend::DataRow::decode(m.clone()).ok()?;
+                    r.data_row(&row)
+                })
+            }
+            backend::FUNCTION_CALL_RESPONSE => {
+                self.finish_current(Some("function call"), None, None);
+                Action::Forward
+            }
             backend::COMMAND_COMPLETE
             | backend::EMPTY_QUERY_RESPONSE
             | backend::PORTAL_SUSPENDED => self.on_complete(msg),
@@ -340,25 +418,32 @@ impl Attribution {
         let statement = self.statement;
         match self.pending.front_mut() {
             Some(Expect::Query { limits, .. }) => {
+                let mut over = None;
                 if let Some(l) = limits
                     && let Some(Some(cap)) = l.caps.get(statement)
                     && rows.unwrap_or(0) > cap.max
                 {
                     l.exceeded = true;
-                    action = Action::Replace(cap.error(rows).to_message());
+                    let e = cap.error(rows);
+                    action = Action::Replace(e.to_message());
+                    over = Some(e);
                     self.swallow_rest = true;
                 }
+                self.finish_current(complete.as_ref().map(CommandComplete::tag), rows, over.as_ref());
                 self.statement += 1;
                 if self.copy_in {
                     self.end_copy_in(true);
                 }
             }
             Some(Expect::Execute { limit, .. }) => {
+                let mut error = None;
                 if let Some((cap, report)) = limit.take() {
                     let over = tag == backend::PORTAL_SUSPENDED || rows.unwrap_or(0) > cap.max;
                     if over {
                         let shown = (tag != backend::PORTAL_SUSPENDED).then_some(rows.unwrap_or(0));
-                        action = Action::Replace(cap.error(shown).to_message());
+                        let e = cap.error(shown);
+                        action = Action::Replace(e.to_message());
+                        error = Some(e);
                     }
                     let _ = report.send(if over {
                         LimitReport::Exceeded
@@ -366,6 +451,12 @@ impl Attribution {
                         LimitReport::Within
                     });
                 }
+                let command = match (&complete, tag) {
+                    (Some(c), _) => Some(c.tag()),
+                    (None, backend::PORTAL_SUSPENDED) => Some("suspended"),
+                    _ => None,
+                };
+                self.finish_current(command, rows, error.as_ref());
                 self.pop();
                 if self.copy_in {
                     self.end_copy_in(false);
@@ -446,6 +537,12 @@ impl Attribution {
             self.fatal = true;
             return Action::Forward;
         }
+        if !self.swallow_rest {
+            let error = error.unwrap_or_else(|| {
+                ErrorResponse::new(Severity::Error, "XX000", "an error the gateway could not read")
+            });
+            self.finish_current(None, None, Some(&error));
+        }
         let disposition =
             |on_error: &mut OnError| match std::mem::replace(on_error, OnError::Forward) {
                 OnError::Forward => Action::Forward,
@@ -477,7 +574,7 @@ impl Attribution {
                     Action::Swallow
                 }
             }
-            Some(Expect::FunctionCall { on_error }) => disposition(on_error),
+            Some(Expect::FunctionCall { on_error, .. }) => disposition(on_error),
             Some(Expect::Parse { on_error, .. }) => {
                 let action = disposition(on_error);
                 self.skipping = true;
@@ -496,7 +593,7 @@ impl Attribution {
                 }
                 Action::Forward
             }
-            Some(Expect::Bind { on_error }) => {
+            Some(Expect::Bind { on_error, .. }) => {
                 let action = disposition(on_error);
                 self.skipping = true;
                 self.pop();

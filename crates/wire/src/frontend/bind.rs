@@ -58,6 +58,48 @@ impl Bind {
             .unwrap_or_default()
     }
 
+    /// The parameter values, each with whether it is in binary format; `None` is NULL.
+    pub fn parameters(&self) -> Vec<(bool, Option<&[u8]>)> {
+        let mut out = Vec::new();
+        // The message was checked when decoded; a failure here only shortens the list.
+        let _ = (|| -> Result<(), WireError> {
+            let mut r = Reader::new(&self.msg.body()[self.statement_end + 1..], "Bind");
+            let n = r.count16()?;
+            let formats: Vec<bool> = (0..n)
+                .map(|_| r.i16().map(|f| f == 1))
+                .collect::<Result<_, _>>()?;
+            let params = r.count16()?;
+            for i in 0..params {
+                let binary = match formats.len() {
+                    0 => false,
+                    1 => formats[0],
+                    _ => formats.get(i).copied().unwrap_or(false),
+                };
+                out.push((binary, r.value()?));
+            }
+            Ok(())
+        })();
+        out
+    }
+
+    /// The result-column format codes (none: all text; one: for every column).
+    pub fn result_formats(&self) -> Vec<i16> {
+        let mut out = Vec::new();
+        let _ = (|| -> Result<(), WireError> {
+            let mut r = Reader::new(&self.msg.body()[self.statement_end + 1..], "Bind");
+            let n = r.count16()?;
+            r.bytes(n * 2)?;
+            for _ in 0..r.count16()? {
+                r.value()?;
+            }
+            for _ in 0..r.count16()? {
+                out.push(r.i16()?);
+            }
+            Ok(())
+        })();
+        out
+    }
+
     pub fn message(&self) -> &Message {
         &self.msg
     }
@@ -86,6 +128,16 @@ mod tests {
         let body = b"p1\0s1\0\0\x01\0\x01\0\x02\0\0\0\x02hi\xff\xff\xff\xff\0\0";
         let b = Bind::decode(Message::new(BIND, body)).unwrap();
         assert_eq!((b.portal(), b.statement()), ("p1", "s1"));
+        assert_eq!(
+            b.parameters(),
+            vec![(true, Some(&b"hi"[..])), (true, None)],
+            "one format code applies to every parameter"
+        );
+        assert!(Bind::new("p", "s").parameters().is_empty());
+        assert!(b.result_formats().is_empty());
+        let with_formats = b"\0s\0\0\0\0\0\0\x02\0\x01\0\0";
+        let f = Bind::decode(Message::new(BIND, with_formats)).unwrap();
+        assert_eq!(f.result_formats(), vec![1, 0]);
         // A value length running past the end, and a negative count.
         assert!(Bind::decode(Message::new(BIND, b"\0\0\0\0\0\x01\0\0\0\x09ab\0\0")).is_err());
         assert!(Bind::decode(Message::new(BIND, b"\0\0\xff\xfe")).is_err());

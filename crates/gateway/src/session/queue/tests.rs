@@ -28,6 +28,7 @@ fn query(n: usize) -> Expect {
         on_error: OnError::Forward,
         limits: None,
         completed: None,
+        audit: Vec::new(),
     }
 }
 
@@ -43,6 +44,7 @@ fn execute() -> Expect {
     Expect::Execute {
         rewrite: None,
         limit: None,
+        audit: None,
     }
 }
 
@@ -63,6 +65,7 @@ fn refused_parse_replaces_the_error_and_skips_to_sync() {
     });
     a.push(Expect::Bind {
         on_error: OnError::Forward,
+        audit: None,
     });
     a.push(execute());
     a.push(Expect::Sync);
@@ -217,6 +220,7 @@ fn a_query_over_its_row_limit_is_refused_and_reported() {
         on_error: OnError::Forward,
         limits: Some(QueryLimits::new(vec![Some(cap(10))], true, tx)),
         completed: None,
+        audit: Vec::new(),
     });
     // BEGIN's answers are the gateway's.
     assert_eq!(
@@ -252,6 +256,7 @@ fn a_query_within_its_row_limit_passes() {
         on_error: OnError::Forward,
         limits: Some(QueryLimits::new(vec![Some(cap(10))], false, tx)),
         completed: None,
+        audit: Vec::new(),
     });
     assert_eq!(
         a.on_message(CommandComplete::new("DELETE 10").message()),
@@ -268,6 +273,7 @@ fn an_execute_over_its_row_limit_is_reported() {
     a.push(Expect::Execute {
         rewrite: None,
         limit: Some((cap(5), tx)),
+        audit: None,
     });
     assert_eq!(
         code(a.on_message(CommandComplete::new("UPDATE 6").message())),
@@ -282,6 +288,7 @@ fn an_execute_over_its_row_limit_is_reported() {
     });
     a.push(Expect::Bind {
         on_error: OnError::Forward,
+        audit: None,
     });
     assert_eq!(a.on_message(&error("42601")), Action::Swallow);
     assert!(a.is_idle());

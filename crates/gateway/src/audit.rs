@@ -1,0 +1,284 @@
+//! The gateway's side of the audit trail: which events a session writes and when.
+//!
+//! A statement's event is made durable before the statement is forwarded (the frontend
+//! waits on it); if the store cannot write, the statement is refused with SQLSTATE 58030.
+//! How it ended is recorded when the server answers (the backend reports
+//! [`Finished`] statements), and, where recording is on, the rows the client received.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use portcullis_audit::{AuditError, AuditLog, Event, Recording, ResultEvent, StatementEvent};
+use portcullis_sql::analysis::Facts;
+use portcullis_wire::backend::{DataRow, ErrorResponse, RowDescription, Severity};
+
+use crate::decision::{Reasons, SessionInfo};
+
+/// What a session needs to write its events.
+pub struct SessionAudit {
+    pub log: AuditLog,
+    /// Record result rows, within these limits.
+    pub recording: Option<RecordLimits>,
+}
+
+/// Size caps on recorded rows.
+#[derive(Clone)]
+pub struct RecordLimits {
+    pub statement_bytes: usize,
+    /// Bytes the session may still record; shared by all its statements.
+    pub session_left: Arc<AtomicI64>,
+}
+
+/// Opens the configured store and starts its writer.
+pub fn open_log(runtime: &crate::Runtime) -> Result<AuditLog, String> {
+    use crate::config::SecretRef;
+    let a = runtime
+        .config
+        .audit
+        .as_ref()
+        .ok_or("no [audit] section")?;
+    let pem = SecretRef::parse(&a.signing_key)
+        .and_then(|s| s.resolve())
+        .map_err(|e| format!("signing_key: {e}"))?;
+    let key = portcullis_audit::CheckpointKey::from_pem(pem.expose())
+        .map_err(|e| format!("signing_key: {e}"))?;
+    let password = match &a.password {
+        Some(p) => Some(
+            SecretRef::parse(p)
+                .and_then(|s| s.resolve())
+                .map_err(|e| format!("password: {e}"))?
+                .expose()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let options = portcullis_audit::LogOptions {
+        checkpoint_interval: a.checkpoint_interval,
+        retention: a.retention,
+        ..Default::default()
+    };
+    AuditLog::start(&a.store, password, key, options)
+        .map_err(|e| format!("cannot open the store {}: {e}", a.store))
+}
+
+/// The error a statement gets when its event cannot be made durable.
+pub fn unavailable(e: &AuditError) -> ErrorResponse {
+    ErrorResponse::new(
+        Severity::Error,
+        "58030",
+        format!("statement refused: {e}; nothing was run"),
+    )
+    .hint("the gateway runs nothing it cannot audit; retry once the audit store is back")
+}
+
+/// Text fit for the trail: statements that carry a password have their literals replaced
+/// by placeholders.
+pub fn redacted(text: &str, facts: Option<&Facts>) -> String {
+    let secret = facts.is_some_and(|f| {
+        matches!(
+            f.node.as_str(),
+            "CreateRoleStmt" | "AlterRoleStmt" | "CreateUserMappingStmt" | "AlterUserMappingStmt"
+        )
+    });
+    if secret {
+        pg_query::normalize(text).unwrap_or_else(|_| "/* redacted */".into())
+    } else {
+        text.to_string()
+    }
+}
+
+/// Bound parameters as the trail shows them: text as sent, binary as `\x…` hex.
+pub fn parameters(bind: &portcullis_wire::frontend::Bind) -> Vec<Option<String>> {
+    bind.parameters()
+        .into_iter()
+        .map(|(binary, v)| {
+            v.map(|b| match (binary, std::str::from_utf8(b)) {
+                (false, Ok(s)) => s.to_string(),
+                _ => format!("\\x{}", hex_string(b)),
+            })
+        })
+        .collect()
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// What the statement event holds beyond the session.
+pub struct Described<'a> {
+    pub seq: u64,
+    pub origin: &'static str,
+    pub text: &'a str,
+    pub parameters: Vec<Option<String>>,
+    pub facts: Option<&'a Facts>,
+    pub reasons: &'a Reasons,
+    pub refusal: Option<&'a ErrorResponse>,
+    pub max_rows: Option<u64>,
+}
+
+/// The statement event for a decided statement.
+pub fn statement_event(info: &SessionInfo, d: Described<'_>) -> Event {
+    let facts = d.reasons.facts.as_deref().or(d.facts);
+    let mut tables: Vec<String> = Vec::new();
+    let mut functions: Vec<String> = Vec::new();
+    if let Some(f) = facts {
+        for a in &f.accesses {
+            let t = a.relation.to_string();
+            if !tables.contains(&t) {
+                tables.push(t);
+            }
+        }
+        for func in &f.functions {
+            let n = func.to_string();
+            if !functions.contains(&n) {
+                functions.push(n);
+            }
+        }
+    }
+    Event::Statement(StatementEvent {
+        session: info.id.to_string(),
+        seq: d.seq,
+        subject: info.subject.clone(),
+        groups: info.groups.clone(),
+        target: info.target.clone(),
+        upstream_role: info.upstream_role.clone(),
+        origin: d.origin.to_string(),
+        text: redacted(d.text, facts),
+        parameters: d.parameters,
+        statement_kind: facts.map_or("unknown", |f| f.kind.as_str()).to_string(),
+        tables,
+        functions,
+        decision: d.reasons.decision.to_string(),
+        policies: d.reasons.policies.to_vec(),
+        sqlstate: d.refusal.map(|e| e.code().to_string()),
+        message: d.refusal.map(|e| e.message().to_string()),
+        observed: d.reasons.observed.as_deref().map(str::to_string),
+        max_rows: d.max_rows,
+        approval: None,
+    })
+}
+
+/// A forwarded statement, followed until the server says how it ended.
+pub struct Tracker {
+    pub seq: u64,
+    pub started: Instant,
+    pub recorder: Option<Recorder>,
+}
+
+impl Tracker {
+    /// `formats` are the result format codes the client asked for at Bind (none for a
+    /// simple Query: text).
+    pub fn new(seq: u64, recording: Option<&RecordLimits>, formats: Arc<[i16]>) -> Self {
+        Tracker {
+            seq,
+            started: Instant::now(),
+            recorder: recording.map(|l| Recorder {
+                limits: l.clone(),
+                recording: Recording::default(),
+                bytes: 0,
+                formats,
+            }),
+        }
+    }
+
+    /// Whether rows must be seen whole (to be recorded) rather than streamed.
+    pub fn wants_rows(&self) -> bool {
+        self.recorder.as_ref().is_some_and(|r| !r.recording.truncated)
+    }
+
+    /// The statement ended; `error` is what the client received instead of success.
+    pub fn finish(self, command: Option<&str>, rows: Option<u64>, error: Option<&ErrorResponse>) -> Finished {
+        Finished(ResultEvent {
+            session: String::new(),
+            seq: self.seq,
+            command: command.map(str::to_string),
+            rows,
+            sqlstate: error.map(|e| e.code().to_string()),
+            message: error.map(|e| e.message().to_string()),
+            duration_us: self.started.elapsed().as_micros() as u64,
+            // Statements without a result set (UPDATE, SET) have nothing to record.
+            recording: self
+                .recorder
+                .map(|r| r.recording)
+                .filter(|r| !r.columns.is_empty() || !r.rows.is_empty()),
+        })
+    }
+}
+
+/// A statement's end, as the backend saw it; the session id is filled in when written.
+pub struct Finished(pub ResultEvent);
+
+impl Finished {
+    pub fn into_event(mut self, info: &SessionInfo) -> Event {
+        self.0.session = info.id.to_string();
+        Event::Result(self.0)
+    }
+}
+
+/// Collects result rows up to the caps.
+pub struct Recorder {
+    limits: RecordLimits,
+    recording: Recording,
+    bytes: usize,
+    formats: Arc<[i16]>,
+}
+
+impl Recorder {
+    pub fn columns(&mut self, d: &RowDescription) {
+        self.recording.columns = d.fields().iter().map(|f| f.name.clone()).collect();
+        if self.formats.is_empty() {
+            self.formats = d.fields().iter().map(|f| f.format).collect();
+        }
+    }
+
+    /// Column names from a Describe, when the answer itself has no RowDescription.
+    pub fn named(&mut self, names: Vec<String>) {
+        if self.recording.columns.is_empty() {
+            self.recording.columns = names;
+        }
+    }
+
+    fn is_binary(&self, column: usize) -> bool {
+        match self.formats.len() {
+            0 => false,
+            1 => self.formats[0] == 1,
+            _ => self.formats.get(column) == Some(&1),
+        }
+    }
+
+    pub fn row(&mut self, row: &DataRow) {
+        if self.recording.truncated {
+            return;
+        }
+        let size: usize = row.values().map(|v| v.map_or(0, <[u8]>::len)).sum();
+        let left = self.limits.session_left.fetch_sub(size as i64, Ordering::Relaxed);
+        if self.bytes + size > self.limits.statement_bytes || left < size as i64 {
+            self.limits.session_left.fetch_add(size as i64, Ordering::Relaxed);
+            self.recording.truncated = true;
+            return;
+        }
+        self.bytes += size;
+        let values = row
+            .values()
+            .enumerate()
+            .map(|(i, v)| {
+                v.map(|b| match std::str::from_utf8(b) {
+                    Ok(s) if !self.is_binary(i) => s.to_string(),
+                    _ => format!("\\x{}", hex_string(b)),
+                })
+            })
+            .collect();
+        self.recording.rows.push(values);
+    }
+
+    /// A row too large to be seen whole went by.
+    pub fn missed(&mut self) {
+        self.recording.truncated = true;
+    }
+}

@@ -1,0 +1,302 @@
+//! The audit trail through real clients: every event kind is written and reads back,
+//! statements carry their decision and parameters, results and recorded rows follow,
+//! a store that cannot write refuses statements until it recovers, and the chain verifies.
+
+use portcullis_audit::replay::Session;
+use portcullis_audit::{Event, Filter, StatementEvent, Store, verify};
+use portcullis_sandbox::{PgCluster, PgOptions};
+use portcullis_tests::{Harness, PERMIT_ALL, SAMPLE_SCHEMA, Setup, db_error, wait_until};
+
+const FORBID_CUSTOMERS: &str = r#"@id("no-customers-for-engineers")
+forbid(principal in Group::"engineering", action, resource == Table::"public.customers");
+"#;
+
+async fn harness(audit_settings: &str) -> Harness {
+    let h = Harness::with(Setup {
+        policies: vec![
+            ("permit-all.cedar".into(), PERMIT_ALL.into()),
+            ("customers.cedar".into(), FORBID_CUSTOMERS.into()),
+        ],
+        audit_settings: audit_settings.into(),
+        ..Setup::default()
+    })
+    .await;
+    h.direct("app", SAMPLE_SCHEMA);
+    h
+}
+
+fn statements(events: &[Event]) -> Vec<&StatementEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Statement(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn all_events(store: &mut Store) -> Vec<Event> {
+    store
+        .records(1, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| serde_json::from_str(&s.record.body).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_event_is_written_and_reads_back() {
+    let h = harness("").await;
+    let client = h.client().await;
+    client
+        .batch_execute("select 1; select count(*) from orders")
+        .await
+        .unwrap();
+    let rows = client
+        .query("select id, amount from orders where id = $1", &[&7i32])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let refused = client
+        .simple_query("select email from customers")
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&refused).0, "42501");
+    let failing = client.simple_query("select 1/0").await.unwrap_err();
+    assert_eq!(db_error(&failing).0, "22012");
+    drop(client);
+    let bad = h.refused("mallory", &["nobody"], "app").await;
+    assert_eq!(db_error(&bad).0, "28000");
+    h.gateway.reload().unwrap();
+    wait_until("the session's end to be audited", || async {
+        let mut store = h.audit().await;
+        all_events(&mut store)
+            .await
+            .iter()
+            .any(|e| matches!(e, Event::SessionEnd(_)))
+    })
+    .await;
+
+    let mut store = h.audit().await;
+    let events = all_events(&mut store).await;
+    let kinds: std::collections::BTreeSet<&str> = events.iter().map(Event::kind).collect();
+    for kind in [
+        "admin",
+        "session_start",
+        "statement",
+        "result",
+        "session_end",
+        "auth_failure",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} event in {kinds:?}");
+    }
+    let start = events
+        .iter()
+        .find_map(|e| match e {
+            Event::SessionStart(s) => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(start.subject, "erin");
+    assert_eq!(start.groups, vec!["engineering"]);
+    assert_eq!(start.target, "app");
+    assert_eq!(start.upstream_role, "gw_app");
+    assert!(start.issuer.starts_with("http://127.0.0.1"));
+    assert!(start.token_expires.is_some());
+
+    let st = statements(&events);
+    let texts: Vec<&str> = st.iter().map(|s| s.text.as_str()).collect();
+    assert!(texts.contains(&"select 1"), "{texts:?}");
+    assert!(texts.contains(&"select count(*) from orders"), "{texts:?}");
+    let bound = st
+        .iter()
+        .find(|s| s.origin == "bind")
+        .expect("the prepared query's execution");
+    assert_eq!(bound.text, "select id, amount from orders where id = $1");
+    // tokio-postgres sends parameters in binary.
+    assert_eq!(bound.parameters, vec![Some("\\x00000007".to_string())]);
+    assert_eq!(bound.tables, vec!["orders"]);
+    assert_eq!(bound.decision, "allow");
+    assert_eq!(bound.policies, vec!["permit-all#0".to_string()]);
+    let denied = st.iter().find(|s| s.decision == "deny").unwrap();
+    assert_eq!(denied.text, "select email from customers");
+    assert_eq!(denied.sqlstate.as_deref(), Some("42501"));
+    assert_eq!(denied.policies, vec!["no-customers-for-engineers"]);
+    // Numbers are the session's own, in order.
+    let seqs: Vec<u64> = st.iter().filter(|s| s.subject == "erin").map(|s| s.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+
+    let results: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Result(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let of = |text: &str| {
+        let seq = st.iter().find(|s| s.text == text).unwrap().seq;
+        results.iter().find(|r| r.seq == seq).copied()
+    };
+    assert_eq!(of("select count(*) from orders").unwrap().rows, Some(1));
+    assert_eq!(
+        of("select 1/0").unwrap().sqlstate.as_deref(),
+        Some("22012"),
+        "the server's error is the statement's result"
+    );
+    assert!(of("select email from customers").is_none(), "refused: never ran");
+    let bound_result = results.iter().find(|r| r.seq == bound.seq).unwrap();
+    assert_eq!(bound_result.command.as_deref(), Some("SELECT 1"));
+
+    let end = events
+        .iter()
+        .find_map(|e| match e {
+            Event::SessionEnd(s) => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(end.statements, seqs.len() as u64);
+    assert!(end.bytes_from_client > 0 && end.bytes_to_client > 0);
+    let failure = events
+        .iter()
+        .find_map(|e| match e {
+            Event::AuthFailure(f) => Some(f),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(failure.subject.as_deref(), Some("mallory"));
+    assert_eq!(failure.sqlstate, "28000");
+    assert!(!failure.reason.contains("eyJ"), "never the token");
+    let admin: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Admin(a) => Some(a.action.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(admin, vec!["gateway_start", "config_reload"]);
+
+    let v = verify(&mut store, &h.audit_key(), |_, _| {}).await.unwrap();
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.unsigned, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_sessions_replay_as_they_happened() {
+    let h = harness("record_results = true\nrecord_statement_bytes = 200").await;
+    let out = h
+        .psql(&[
+            "-c",
+            "select id, amount from orders where id <= 2 order by id",
+            "-c",
+            "update orders set status = 'shipped' where id = 3",
+            "-c",
+            "select repeat('x', 50) as filler from generate_series(1, 10)",
+            "-c",
+            "select id, name, email from customers order by id",
+        ])
+        .await;
+    assert!(!out.status.success(), "the customers query is refused");
+    let mut store = h.audit().await;
+    let hits = store
+        .search(&Filter {
+            subject: Some("erin".into()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    let session = match &hits[0].event {
+        Event::Statement(s) => s.session.clone(),
+        other => panic!("{other:?}"),
+    };
+    let records: Vec<_> = store
+        .session(&session)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.record)
+        .collect();
+    let replay = Session::from_records(&session, &records).render();
+    assert!(
+        replay.contains("   id | amount\n  ----+--------\n   1  | 10\n   2  | 20\n  (2 rows)\n"),
+        "{replay}"
+    );
+    assert!(replay.contains("  SELECT 2 ("), "{replay}");
+    assert!(
+        replay.contains("decision: deny (policies: no-customers-for-engineers)"),
+        "{replay}"
+    );
+    assert!(replay.contains("  UPDATE 1 ("), "{replay}");
+    assert!(
+        replay.contains("recording truncated at the size cap"),
+        "{replay}"
+    );
+    assert!(
+        replay.contains("  (4 rows) — recording truncated"),
+        "200 bytes hold four 50-byte values: {replay}"
+    );
+    assert!(replay.contains("erin (engineering)"), "{replay}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_store_refuses_statements_until_it_recovers() {
+    let mut control = PgCluster::start(PgOptions::default()).unwrap();
+    let password_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(password_file.path(), control.password()).unwrap();
+    let h = Harness::with(Setup {
+        audit_store: Some(format!(
+            "postgresql://{}@127.0.0.1:{}/postgres",
+            control.superuser(),
+            control.port()
+        )),
+        audit_settings: format!("password = \"file:{}\"", password_file.path().display()),
+        ..Setup::default()
+    })
+    .await;
+    let client = h.client().await;
+    client.simple_query("select 1").await.unwrap();
+
+    control.stop().unwrap();
+    let e = client.simple_query("select 2").await.unwrap_err();
+    let (code, message) = db_error(&e);
+    assert_eq!(code, "58030", "{message}");
+    assert!(message.contains("audit store"), "{message}");
+    // Nobody new gets in either.
+    let login = h.refused("erin", &["engineering"], "app").await;
+    assert_eq!(db_error(&login).0, "58030");
+    // The session itself is fine: a later statement works once the store is back.
+    control.restart().unwrap();
+    wait_until("the audit store to take writes again", || async {
+        client.simple_query("select 3").await.is_ok()
+    })
+    .await;
+    assert!(h.gateway.audit_healthy());
+    let rows = client.simple_query("select 4").await.unwrap();
+    let values: Vec<_> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, vec!["4"]);
+
+    h.gateway.flush_audit().await;
+    let location = format!(
+        "postgresql://{}@127.0.0.1:{}/postgres",
+        control.superuser(),
+        control.port()
+    );
+    let mut store = Store::open(&location, Some(control.password()))
+        .await
+        .unwrap();
+    let events = all_events(&mut store).await;
+    let texts: Vec<&str> = statements(&events).iter().map(|s| s.text.as_str()).collect();
+    assert!(texts.contains(&"select 1") && texts.contains(&"select 4"), "{texts:?}");
+    assert!(
+        !texts.contains(&"select 2"),
+        "a statement whose event failed never ran: {texts:?}"
+    );
+    let v = verify(&mut store, &h.audit_key(), |_, _| {}).await.unwrap();
+    assert!(v.is_intact(), "{v:?}");
+}
