@@ -124,7 +124,11 @@ async fn every_kind_of_event_is_written_and_reads_back() {
     assert_eq!(denied.sqlstate.as_deref(), Some("42501"));
     assert_eq!(denied.policies, vec!["no-customers-for-engineers"]);
     // Numbers are the session's own, in order.
-    let seqs: Vec<u64> = st.iter().filter(|s| s.subject == "erin").map(|s| s.seq).collect();
+    let seqs: Vec<u64> = st
+        .iter()
+        .filter(|s| s.subject == "erin")
+        .map(|s| s.seq)
+        .collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
 
     let results: Vec<_> = events
@@ -144,7 +148,10 @@ async fn every_kind_of_event_is_written_and_reads_back() {
         Some("22012"),
         "the server's error is the statement's result"
     );
-    assert!(of("select email from customers").is_none(), "refused: never ran");
+    assert!(
+        of("select email from customers").is_none(),
+        "refused: never ran"
+    );
     let bound_result = results.iter().find(|r| r.seq == bound.seq).unwrap();
     assert_eq!(bound_result.command.as_deref(), Some("SELECT 1"));
 
@@ -291,8 +298,14 @@ async fn an_unwritable_store_refuses_statements_until_it_recovers() {
         .await
         .unwrap();
     let events = all_events(&mut store).await;
-    let texts: Vec<&str> = statements(&events).iter().map(|s| s.text.as_str()).collect();
-    assert!(texts.contains(&"select 1") && texts.contains(&"select 4"), "{texts:?}");
+    let texts: Vec<&str> = statements(&events)
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
+    assert!(
+        texts.contains(&"select 1") && texts.contains(&"select 4"),
+        "{texts:?}"
+    );
     assert!(
         !texts.contains(&"select 2"),
         "a statement whose event failed never ran: {texts:?}"

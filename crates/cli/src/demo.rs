@@ -189,11 +189,18 @@ In another terminal:
   psql -c 'select * from reporting.daily_revenue order by day limit 5'
 
 The gateway logs in as role "analyst" for alice; nobody ever sees that role's password.
+Every session and statement is audited (with result rows) in {audit}. From this directory:
+
+  {exe} audit search --subject alice          # newest first; --table, --decision, --text …
+  {exe} replay SESSION_ID                     # a session as it happened
+  {exe} audit verify                          # proves nothing was edited
+
 Configuration: {config}
 Press Ctrl-C to stop; everything the demo created is removed.
 "#,
         env = env_path.display(),
         config = config_path.display(),
+        audit = dir.join("audit.db").display(),
         policies = dir.join("policies").display(),
         exe = std::env::current_exe()
             .map(|p| p.display().to_string())

@@ -1,9 +1,12 @@
-//! `portcullis`: serve the gateway, run the demo, mint development tokens.
+//! `portcullis`: serve the gateway, run the demo, mint development tokens, and read the
+//! audit trail.
 
+mod audit_cmd;
 mod demo;
 mod dev_token;
 mod logging;
 mod policy_cmd;
+mod policy_test;
 
 use std::path::PathBuf;
 
@@ -48,6 +51,21 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The audit trail: verify it, search it, export it.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print a recorded session as it happened: statements, decisions, results, timing.
+    Replay {
+        /// The session id (`audit search` shows it).
+        session: String,
+        #[command(flatten)]
+        store: audit_cmd::StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print an access token from the demo's development issuer.
     DevToken {
         /// The person: alice, bob, carol or dave (or anyone with --groups).
@@ -77,6 +95,35 @@ enum PolicyCommand {
     /// Show a statement's facts, the decision, and which policies permitted or forbade it.
     /// Exits 2 when the statement would be refused.
     Explain(Box<policy_cmd::ExplainArgs>),
+    /// Re-decide recorded statements under new policies and report what would change.
+    Test(Box<policy_test::TestArgs>),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every link and checkpoint signature; exits 1 naming the first broken event.
+    Verify {
+        #[command(flatten)]
+        store: audit_cmd::StoreArgs,
+        /// The checkpoint key (hex or PEM), instead of the configuration's signing key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Find statements (or other events), newest first.
+    Search(Box<audit_cmd::SearchArgs>),
+    /// Write events as JSON Lines, for a SIEM.
+    Export {
+        #[command(flatten)]
+        store: audit_cmd::StoreArgs,
+        /// From: an age (7d) or a time.
+        #[arg(long)]
+        since: Option<String>,
+        /// File to write (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Create a checkpoint signing key (Ed25519, PKCS#8 PEM, mode 0600).
+    Keygen { path: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,6 +143,26 @@ fn main() -> anyhow::Result<()> {
             Command::Policy {
                 command: PolicyCommand::Explain(args),
             } => policy_cmd::explain(*args).await,
+            Command::Policy {
+                command: PolicyCommand::Test(args),
+            } => policy_test::run(*args).await,
+            Command::Audit { command } => match command {
+                AuditCommand::Verify { store, public_key } => {
+                    audit_cmd::verify(store, public_key).await
+                }
+                AuditCommand::Search(args) => audit_cmd::search(*args).await,
+                AuditCommand::Export {
+                    store,
+                    since,
+                    output,
+                } => audit_cmd::export(store, since, output).await,
+                AuditCommand::Keygen { path } => audit_cmd::keygen(path),
+            },
+            Command::Replay {
+                session,
+                store,
+                json,
+            } => audit_cmd::replay(store, session, json).await,
             Command::DevToken {
                 user,
                 groups,
@@ -113,6 +180,8 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     eprintln!("portcullis: listening on {}", gateway.local_addr());
     wait_for_shutdown().await?;
     eprintln!("portcullis: shutting down");
+    // Everything recorded is written and the chain's head signed before exit.
+    gateway.flush_audit().await;
     Ok(())
 }
 

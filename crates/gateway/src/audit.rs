@@ -33,11 +33,7 @@ pub struct RecordLimits {
 /// Opens the configured store and starts its writer.
 pub fn open_log(runtime: &crate::Runtime) -> Result<AuditLog, String> {
     use crate::config::SecretRef;
-    let a = runtime
-        .config
-        .audit
-        .as_ref()
-        .ok_or("no [audit] section")?;
+    let a = runtime.config.audit.as_ref().ok_or("no [audit] section")?;
     let pem = SecretRef::parse(&a.signing_key)
         .and_then(|s| s.resolve())
         .map_err(|e| format!("signing_key: {e}"))?;
@@ -189,11 +185,18 @@ impl Tracker {
 
     /// Whether rows must be seen whole (to be recorded) rather than streamed.
     pub fn wants_rows(&self) -> bool {
-        self.recorder.as_ref().is_some_and(|r| !r.recording.truncated)
+        self.recorder
+            .as_ref()
+            .is_some_and(|r| !r.recording.truncated)
     }
 
     /// The statement ended; `error` is what the client received instead of success.
-    pub fn finish(self, command: Option<&str>, rows: Option<u64>, error: Option<&ErrorResponse>) -> Finished {
+    pub fn finish(
+        self,
+        command: Option<&str>,
+        rows: Option<u64>,
+        error: Option<&ErrorResponse>,
+    ) -> Finished {
         Finished(ResultEvent {
             session: String::new(),
             seq: self.seq,
@@ -257,9 +260,14 @@ impl Recorder {
             return;
         }
         let size: usize = row.values().map(|v| v.map_or(0, <[u8]>::len)).sum();
-        let left = self.limits.session_left.fetch_sub(size as i64, Ordering::Relaxed);
+        let left = self
+            .limits
+            .session_left
+            .fetch_sub(size as i64, Ordering::Relaxed);
         if self.bytes + size > self.limits.statement_bytes || left < size as i64 {
-            self.limits.session_left.fetch_add(size as i64, Ordering::Relaxed);
+            self.limits
+                .session_left
+                .fetch_add(size as i64, Ordering::Relaxed);
             self.recording.truncated = true;
             return;
         }

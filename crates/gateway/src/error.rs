@@ -38,7 +38,9 @@ pub enum StartupError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("{0}")]
     Refused(String),
-    #[error("the audit store cannot record this session ({0}); the gateway admits nobody it cannot audit")]
+    #[error(
+        "the audit store cannot record this session ({0}); the gateway admits nobody it cannot audit"
+    )]
     Audit(String),
 }
 

@@ -271,23 +271,9 @@ impl PolicyDecider {
             catalog,
         );
         let observed = decision.observed.as_ref().map(|o| Arc::from(o.summary()));
-        let allowed = decision.outcome.is_allow();
-        let mut policies: Vec<String> = decision
-            .checks
-            .iter()
-            .filter(|c| c.allowed == allowed)
-            .flat_map(|c| c.policies.iter().cloned())
-            .collect();
-        policies.sort();
-        policies.dedup();
         let why = Why {
-            decision: match &decision.outcome {
-                Outcome::Allow { .. } => "allow",
-                Outcome::Deny { .. } => "deny",
-                Outcome::NeedsApproval { .. } => "needs_approval",
-                Outcome::Mask { .. } => "mask",
-            },
-            policies: Arc::from(policies),
+            decision: decision.outcome.name(),
+            policies: Arc::from(decision.deciding_policies()),
             observed,
         };
         let verdict = match decision.outcome {

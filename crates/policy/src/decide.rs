@@ -94,6 +94,35 @@ pub struct Decision {
     pub checks: Vec<Check>,
 }
 
+impl Decision {
+    /// The policies that decided: the permits of an allowed statement, the forbids of a
+    /// refused one (none when nothing permitted it), sorted and without repeats.
+    pub fn deciding_policies(&self) -> Vec<String> {
+        let allowed = self.outcome.is_allow();
+        let mut out: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| c.allowed == allowed)
+            .flat_map(|c| c.policies.iter().cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl Outcome {
+    /// The outcome's name in the audit trail: `allow`, `deny`, `needs_approval`, `mask`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Allow { .. } => "allow",
+            Outcome::Deny { .. } => "deny",
+            Outcome::NeedsApproval { .. } => "needs_approval",
+            Outcome::Mask { .. } => "mask",
+        }
+    }
+}
+
 fn uid(ty: &str, id: &str) -> EntityUid {
     // Type names are the schema's own identifiers, so they always parse.
     let ty: EntityTypeName = ty.parse().unwrap_or_else(|_| unreachable_type(ty));

@@ -426,7 +426,9 @@ impl Config {
                     ));
                 }
                 if a.checkpoint_interval.is_zero() {
-                    return Err(invalid("audit.checkpoint_interval must be more than 0s".into()));
+                    return Err(invalid(
+                        "audit.checkpoint_interval must be more than 0s".into(),
+                    ));
                 }
             }
         }

@@ -7,9 +7,9 @@ use portcullis_wire::{Frame, FrameReader, StreamError, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Context, Shared};
 use super::outbox::Outbox;
 use super::queue::{Action, Attribution, Expect};
+use super::{Context, Shared};
 
 /// How the server side ended.
 #[derive(Debug)]

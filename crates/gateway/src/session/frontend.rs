@@ -565,7 +565,13 @@ impl<'s> Frontend<'s> {
         let first = self.seq + 1 - count as u64;
         let recording = self.ctx.audit.recording.as_ref();
         let trackers: Vec<Option<Tracker>> = (0..count)
-            .map(|i| Some(Tracker::new(first + i as u64, recording, Arc::from(Vec::new()))))
+            .map(|i| {
+                Some(Tracker::new(
+                    first + i as u64,
+                    recording,
+                    Arc::from(Vec::new()),
+                ))
+            })
             .collect();
         self.track(&parsed);
         // Prepared statements change only when the server says so: a PREPARE can fail (a
@@ -1012,7 +1018,9 @@ impl<'s> Frontend<'s> {
                         max_rows: None,
                     },
                 );
-                self.audit_durable(vec![event], upstream).await?.map(|()| seq)
+                self.audit_durable(vec![event], upstream)
+                    .await?
+                    .map(|()| seq)
             }
             Err(refusal) => {
                 self.record_refusal("function_call", &text, None, &why, &refusal);

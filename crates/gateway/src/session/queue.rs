@@ -429,7 +429,11 @@ impl Attribution {
                     over = Some(e);
                     self.swallow_rest = true;
                 }
-                self.finish_current(complete.as_ref().map(CommandComplete::tag), rows, over.as_ref());
+                self.finish_current(
+                    complete.as_ref().map(CommandComplete::tag),
+                    rows,
+                    over.as_ref(),
+                );
                 self.statement += 1;
                 if self.copy_in {
                     self.end_copy_in(true);
@@ -539,7 +543,11 @@ impl Attribution {
         }
         if !self.swallow_rest {
             let error = error.unwrap_or_else(|| {
-                ErrorResponse::new(Severity::Error, "XX000", "an error the gateway could not read")
+                ErrorResponse::new(
+                    Severity::Error,
+                    "XX000",
+                    "an error the gateway could not read",
+                )
             });
             self.finish_current(None, None, Some(&error));
         }
