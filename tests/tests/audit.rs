@@ -313,3 +313,63 @@ async fn an_unwritable_store_refuses_statements_until_it_recovers() {
     let v = verify(&mut store, &h.audit_key(), |_, _| {}).await.unwrap();
     assert!(v.is_intact(), "{v:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_policy_records_the_rows_of_what_it_allows() {
+    let h = Harness::with(Setup {
+        policies: vec![
+            ("permit-all.cedar".into(), PERMIT_ALL.into()),
+            (
+                "record.cedar".into(),
+                "@id(\"record-orders\")\n@record\npermit(principal, action, resource == Table::\"public.orders\");\n".into(),
+            ),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    h.direct("app", SAMPLE_SCHEMA);
+    let client = h.client().await;
+    client
+        .simple_query("select id, status from orders where id = 1")
+        .await
+        .unwrap();
+    client
+        .simple_query("select id from customers where id = 1")
+        .await
+        .unwrap();
+    // The extended protocol: names come from the Describe, values in binary as asked.
+    client
+        .query("select id, status from orders where id = $1", &[&2i32])
+        .await
+        .unwrap();
+    drop(client);
+    let mut store = h.audit().await;
+    let events = all_events(&mut store).await;
+    let st = statements(&events);
+    let recording = |text: &str| {
+        let seq = st.iter().find(|s| s.text == text).unwrap().seq;
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Result(r) if r.seq == seq => Some(r.recording.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let simple = recording("select id, status from orders where id = 1").unwrap();
+    assert_eq!(simple.columns, vec!["id", "status"]);
+    assert_eq!(
+        simple.rows,
+        vec![vec![Some("1".to_string()), Some("paid".to_string())]]
+    );
+    assert_eq!(recording("select id from customers where id = 1"), None);
+    let extended = recording("select id, status from orders where id = $1").unwrap();
+    assert_eq!(extended.columns, vec!["id", "status"]);
+    assert_eq!(
+        extended.rows,
+        vec![vec![
+            Some("\\x00000002".to_string()),
+            Some("\\x70616964".to_string())
+        ]]
+    );
+}

@@ -18,8 +18,18 @@ use crate::decision::{Reasons, SessionInfo};
 /// What a session needs to write its events.
 pub struct SessionAudit {
     pub log: AuditLog,
-    /// Record result rows, within these limits.
-    pub recording: Option<RecordLimits>,
+    /// Record the result rows of every statement (the target or the whole gateway asks
+    /// for it); otherwise only of statements a `@record` policy allowed.
+    pub record_all: bool,
+    /// Caps on what is recorded.
+    pub limits: RecordLimits,
+}
+
+impl SessionAudit {
+    /// The limits to record a statement's rows within, if they are recorded.
+    pub fn recording(&self, reasons: &Reasons) -> Option<&RecordLimits> {
+        (self.record_all || reasons.record).then_some(&self.limits)
+    }
 }
 
 /// Size caps on recorded rows.

@@ -145,6 +145,8 @@ pub struct Reasons {
     /// The facts decided on, when not the statement's own (an `EXECUTE` decided on what
     /// it runs, a fast-path function call).
     pub facts: Option<Arc<portcullis_sql::analysis::Facts>>,
+    /// A policy asks for the statement's result rows to be recorded.
+    pub record: bool,
 }
 
 impl Reasons {
@@ -159,6 +161,7 @@ impl Reasons {
             policies: Arc::from(Vec::new()),
             observed: None,
             facts: None,
+            record: false,
         }
     }
 }

@@ -42,6 +42,7 @@ struct Why {
     decision: &'static str,
     policies: Arc<[String]>,
     observed: Option<Arc<str>>,
+    record: bool,
 }
 
 /// A cached decision.
@@ -232,6 +233,7 @@ impl Decider for PolicyDecider {
             policies: why.policies,
             observed: why.observed,
             facts: own_facts.cloned(),
+            record: why.record,
         };
         (verdict.verdict(), reasons)
     }
@@ -275,6 +277,7 @@ impl PolicyDecider {
             decision: decision.outcome.name(),
             policies: Arc::from(decision.deciding_policies()),
             observed,
+            record: decision.record,
         };
         let verdict = match decision.outcome {
             Outcome::Allow {

@@ -92,6 +92,8 @@ pub struct Decision {
     /// What observe-only policies (or observe mode) would have decided, when stricter.
     pub observed: Option<Outcome>,
     pub checks: Vec<Check>,
+    /// A permit that allowed it is annotated `@record`: record its result rows.
+    pub record: bool,
 }
 
 impl Decision {
@@ -328,10 +330,17 @@ impl PolicyStore {
                 .map(|s| self.evaluate(s, &user, &asks, &context, &entities, false).1)
                 .unwrap_or_default()
         };
+        let record = outcome.is_allow()
+            && checks
+                .iter()
+                .filter(|c| c.allowed)
+                .flat_map(|c| &c.policies)
+                .any(|name| self.records(name));
         Decision {
             outcome,
             observed,
             checks,
+            record,
         }
     }
 
@@ -541,6 +550,7 @@ fn refusal(message: String) -> Decision {
         },
         observed: None,
         checks: Vec::new(),
+        record: false,
     }
 }
 

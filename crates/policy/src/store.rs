@@ -86,6 +86,9 @@ pub struct PolicyStore {
     fingerprint: u64,
     sha256: String,
     sensitivity: Sensitivity,
+    /// Names of permit policies annotated `@record`: statements they allow have their
+    /// result rows recorded in the audit trail.
+    recorded: std::collections::HashSet<String>,
 }
 
 /// Masking strategies a `@mask` annotation may name.
@@ -192,6 +195,7 @@ impl PolicyStore {
         let mut meta = HashMap::new();
         let mut origin: HashMap<PolicyId, (String, usize)> = HashMap::new();
         let mut observe_ids = Vec::new();
+        let mut recorded = std::collections::HashSet::new();
         for (file_index, (file, text)) in sources.iter().enumerate() {
             let set = match PolicySet::from_str(text) {
                 Ok(s) => s,
@@ -260,6 +264,13 @@ impl PolicyStore {
                 }
                 if policy.annotation("observe").is_some() {
                     observe_ids.push(pid.clone());
+                }
+                if policy.annotation("record").is_some() {
+                    if effect == Effect::Permit {
+                        recorded.insert(id.clone());
+                    } else {
+                        errors.push(at("@record belongs on a permit policy".into()));
+                    }
                 }
                 origin.insert(pid.clone(), (file.clone(), file_index));
                 meta.insert(
@@ -347,6 +358,7 @@ impl PolicyStore {
             fingerprint,
             sha256,
             sensitivity,
+            recorded,
         })
     }
 
@@ -375,6 +387,11 @@ impl PolicyStore {
     /// A hash of the files' names and contents, to tell policy versions apart in logs.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
+    }
+
+    /// Whether the policy with this name asks for its statements' rows to be recorded.
+    pub fn records(&self, name: &str) -> bool {
+        self.recorded.contains(name)
     }
 
     /// SHA-256 over every file's name and text, in load order: names the policy set in
@@ -448,6 +465,10 @@ forbid(principal, action == Action::"invoke", resource in FunctionClass::"server
             (
                 "@approval(\"managers\") permit(principal, action, resource);",
                 "forbid policy",
+            ),
+            (
+                "@record forbid(principal, action, resource);",
+                "@record belongs on a permit policy",
             ),
             (
                 "@mask(\"scramble\") forbid(principal, action == Action::\"read_unmasked\", resource);",

@@ -563,9 +563,11 @@ impl<'s> Frontend<'s> {
             return Ok(());
         }
         let first = self.seq + 1 - count as u64;
-        let recording = self.ctx.audit.recording.as_ref();
-        let trackers: Vec<Option<Tracker>> = (0..count)
-            .map(|i| {
+        let trackers: Vec<Option<Tracker>> = reasons
+            .iter()
+            .enumerate()
+            .map(|(i, why)| {
+                let recording = self.ctx.audit.recording(why);
                 Some(Tracker::new(
                     first + i as u64,
                     recording,
@@ -797,7 +799,8 @@ impl<'s> Frontend<'s> {
                         max_rows: treatment.cap.as_ref().map(|c| c.0),
                     },
                 );
-                treatment.audit = Some((seq, Arc::from(bind.result_formats())));
+                let record = self.ctx.audit.recording(&why).is_some();
+                treatment.audit = Some((seq, Arc::from(bind.result_formats()), record));
                 self.audit_durable(vec![event], upstream)
                     .await?
                     .map(|()| (treatment, seq))
@@ -842,10 +845,10 @@ impl<'s> Frontend<'s> {
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
         let treatment = self.registry.portal(execute.portal());
-        let recording = self.ctx.audit.recording.as_ref();
+        let limits = &self.ctx.audit.limits;
         let audit = treatment
             .audit
-            .map(|(seq, formats)| Tracker::new(seq, recording, formats));
+            .map(|(seq, formats, record)| Tracker::new(seq, record.then_some(limits), formats));
         let Some((max, policy)) = treatment.cap else {
             self.send(
                 Expect::Execute {

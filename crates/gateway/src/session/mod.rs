@@ -301,21 +301,26 @@ async fn login(
         .durable(start)
         .await
         .map_err(|e| StartupError::Audit(e.to_string()))?;
-    let recording = runtime.config.audit.as_ref().and_then(|a| {
-        let on = runtime
-            .config
-            .targets
-            .iter()
-            .find(|t| t.name == target.name)
-            .and_then(|t| t.record_results)
-            .unwrap_or(a.record_results);
-        on.then(|| crate::audit::RecordLimits {
-            statement_bytes: a.record_statement_bytes,
-            session_left: Arc::new(std::sync::atomic::AtomicI64::new(
-                a.record_session_bytes as i64,
-            )),
-        })
-    });
+    // The configuration always has an [audit] section (it does not load without one).
+    let (record_default, statement_bytes, session_bytes) = match &runtime.config.audit {
+        Some(a) => (
+            a.record_results,
+            a.record_statement_bytes,
+            a.record_session_bytes,
+        ),
+        None => (false, 0, 0),
+    };
+    let record_all = runtime
+        .config
+        .targets
+        .iter()
+        .find(|t| t.name == target.name)
+        .and_then(|t| t.record_results)
+        .unwrap_or(record_default);
+    let record_limits = crate::audit::RecordLimits {
+        statement_bytes,
+        session_left: Arc::new(std::sync::atomic::AtomicI64::new(session_bytes as i64)),
+    };
     tracing::info!(
         role = %role.name,
         groups = ?principal.groups,
@@ -359,7 +364,8 @@ async fn login(
         catalog_changed: Box::new(move || catalog.changed()),
         audit: crate::audit::SessionAudit {
             log: services.audit.clone(),
-            recording,
+            record_all,
+            limits: record_limits,
         },
     };
     Ok(LoggedIn {

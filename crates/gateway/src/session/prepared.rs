@@ -13,8 +13,9 @@ use crate::decision::Rewrite;
 pub struct Treatment {
     pub rewrite: Option<Arc<dyn Rewrite>>,
     pub cap: Option<(u64, String)>,
-    /// For a portal: the audited statement's number and the result formats asked for.
-    pub audit: Option<(u64, Arc<[i16]>)>,
+    /// For a portal: the audited statement's number, the result formats asked for, and
+    /// whether its rows are recorded.
+    pub audit: Option<(u64, Arc<[i16]>, bool)>,
 }
 
 /// A statement prepared by Parse or by SQL `PREPARE`.
