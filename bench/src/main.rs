@@ -9,52 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use portcullis_bench::{Endpoint, env_u64, pgbench, start_gateway, tps};
 use portcullis_sandbox::{DevIssuer, PgCluster, PgOptions, free_port};
-
-struct Endpoint {
-    name: &'static str,
-    port: u16,
-    user: String,
-    password: String,
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pgbench(endpoint: &Endpoint, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("pgbench")
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", endpoint.port.to_string())
-        .env("PGUSER", &endpoint.user)
-        .env("PGPASSWORD", &endpoint.password)
-        .env("PGSSLMODE", "disable")
-        .args(args)
-        .arg("bench")
-        .output()
-        .context("run pgbench")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("pgbench against {} failed:\n{text}", endpoint.name);
-    }
-    Ok(text)
-}
-
-fn tps(output: &str) -> anyhow::Result<f64> {
-    output
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no tps in pgbench output:\n{output}"))
-}
 
 /// Stops pgbouncer when dropped, also when the benchmark fails half-way.
 struct Bouncer(std::process::Child);
@@ -146,29 +102,7 @@ async fn main() -> anyhow::Result<()> {
     pgbench(&direct, &["-i", "-q", "-s", &scale])?;
 
     let issuer = DevIssuer::start("portcullis").await?;
-    std::fs::write(dir.path().join("superuser"), cluster.password())?;
-    // Every statement still goes through the analyser and the policy engine; the policy
-    // itself permits everything so the three endpoints run the same workload.
-    std::fs::write(
-        dir.path().join("bench.cedar"),
-        "permit(principal, action, resource);\n",
-    )?;
-    let config = format!(
-        "[listen]\naddress = \"127.0.0.1:0\"\nrequire_tls = false\n\n[identity]\nissuer = \"{}\"\n\n[policy]\npaths = [\"bench.cedar\"]\n\n\
-         [audit]\nstore = \"audit.db\"\nsigning_key = \"file:audit.key\"\n\n\
-         [[target]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"bench\"\ntls = \"disable\"\n\
-         [[target.role]]\nname = \"{}\"\nsecret = \"file:superuser\"\ngroups = [\"bench\"]\n",
-        issuer.url(),
-        cluster.port(),
-        cluster.superuser()
-    );
-    let config_path = dir.path().join("portcullis.toml");
-    std::fs::write(&config_path, config)?;
-    std::fs::write(
-        dir.path().join("audit.key"),
-        portcullis_audit::CheckpointKey::generate_pem(),
-    )?;
-    let gateway = portcullis_gateway::Gateway::start(&config_path, Default::default()).await?;
+    let gateway = start_gateway(dir.path(), &cluster, &issuer, "audit.db").await?;
     let through_gateway = Endpoint {
         name: "gateway",
         port: gateway.local_addr().port(),
