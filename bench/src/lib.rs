@@ -53,7 +53,6 @@ pub fn tps(output: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("no tps in pgbench output:\n{output}"))
 }
 
-
 /// The value of a pgbench output line such as `latency average = 0.123 ms`.
 pub fn latency_ms(output: &str) -> anyhow::Result<f64> {
     output
@@ -74,7 +73,10 @@ pub async fn start_gateway(
     audit_store: &str,
 ) -> anyhow::Result<portcullis_gateway::Gateway> {
     std::fs::write(dir.join("superuser"), cluster.password())?;
-    std::fs::write(dir.join("bench.cedar"), "permit(principal, action, resource);\n")?;
+    std::fs::write(
+        dir.join("bench.cedar"),
+        "permit(principal, action, resource);\n",
+    )?;
     let key = dir.join("audit.key");
     if !key.exists() {
         std::fs::write(&key, portcullis_audit::CheckpointKey::generate_pem())?;
@@ -88,7 +90,10 @@ pub async fn start_gateway(
         cluster.port(),
         cluster.superuser()
     );
-    let name = format!("portcullis-{}.toml", audit_store.replace(['/', ':', '.'], "_"));
+    let name = format!(
+        "portcullis-{}.toml",
+        audit_store.replace(['/', ':', '.'], "_")
+    );
     let config_path = dir.join(name);
     std::fs::write(&config_path, config)?;
     Ok(portcullis_gateway::Gateway::start(&config_path, Default::default()).await?)

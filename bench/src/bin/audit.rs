@@ -107,13 +107,20 @@ async fn main() -> anyhow::Result<()> {
     cluster.psql("postgres", "create database control")?;
 
     let baseline = fsync_us(dir.path(), seconds)?;
-    println!("baseline: write + fdatasync in {} = {baseline:.0} µs", dir.path().display());
+    println!(
+        "baseline: write + fdatasync in {} = {baseline:.0} µs",
+        dir.path().display()
+    );
     println!(
         "\n{:<10} {:>8} {:>12} {:>14} {:>12} {:>16}",
         "store", "writers", "events/s", "median µs", "events/fsync", "median/fsync"
     );
     let stores = [
-        ("sqlite", format!("sqlite:{}", dir.path().join("events.db").display()), None),
+        (
+            "sqlite",
+            format!("sqlite:{}", dir.path().join("events.db").display()),
+            None,
+        ),
         (
             "postgres",
             format!(
@@ -183,7 +190,9 @@ async fn main() -> anyhow::Result<()> {
             let out = tokio::task::block_in_place(|| {
                 pgbench(
                     &endpoints[i],
-                    &["-S", "-n", "-M", "prepared", "-c", &c, "-j", &jobs, "-T", &secs],
+                    &[
+                        "-S", "-n", "-M", "prepared", "-c", &c, "-j", &jobs, "-T", &secs,
+                    ],
                 )
             })?;
             latency[i] = latency_ms(&out)?;

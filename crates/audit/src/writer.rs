@@ -29,6 +29,8 @@ const MAX_RETRY: usize = 1_000_000;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How soon a failed write is retried when nothing new arrives.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
+/// How long an event nobody waits for may wait to share a commit with one somebody does.
+const RECORD_DELAY: Duration = Duration::from_millis(20);
 
 /// Why an event could not be made durable.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -198,6 +200,8 @@ struct Writer {
     key: CheckpointKey,
     options: LogOptions,
     healthy: Arc<AtomicBool>,
+    /// Events not yet written: ones nobody waits for, waiting to share a commit, and
+    /// ones a failing store did not take.
     retry: VecDeque<Request>,
     /// Events committed since the last checkpoint.
     unsigned: u64,
@@ -208,37 +212,55 @@ struct Writer {
 impl Writer {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         let mut open = true;
-        while open || !self.retry.is_empty() {
-            let wait = if self.retry.is_empty() {
-                self.options.checkpoint_interval
-            } else {
-                RETRY_AFTER
+        // When the oldest event in `retry` that nobody waits for arrived.
+        let mut oldest: Option<Instant> = None;
+        loop {
+            let failing = !self.healthy.load(Ordering::Relaxed);
+            let wait = match oldest {
+                _ if failing && !self.retry.is_empty() => RETRY_AFTER,
+                Some(t) => RECORD_DELAY.saturating_sub(t.elapsed()),
+                None => self.options.checkpoint_interval,
             };
-            let mut batch: Vec<Request> = self.retry.drain(..).collect();
+            let mut batch: Vec<Request> = Vec::new();
             let mut flushes = Vec::new();
-            let first = if open {
-                tokio::time::timeout(wait, rx.recv()).await.ok()
-            } else {
-                tokio::time::sleep(wait).await;
-                None
-            };
-            match first {
-                Some(Some(c)) => self.take(c, &mut batch, &mut flushes),
-                Some(None) => open = false,
-                None => {}
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(c) => self.take(c, &mut batch, &mut flushes),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
+            if open {
+                match tokio::time::timeout(wait, rx.recv()).await {
+                    Ok(Some(c)) => self.take(c, &mut batch, &mut flushes),
+                    Ok(None) => open = false,
+                    Err(_) => {}
+                }
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(c) => self.take(c, &mut batch, &mut flushes),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
                     }
                 }
+            } else if !self.retry.is_empty() {
+                tokio::time::sleep(wait).await;
             }
-            if !batch.is_empty() {
-                self.write(batch).await;
+            // Events nobody waits for (results, session ends) wait to share the next
+            // commit somebody does wait for, so a statement costs one flush, not two.
+            let urgent = batch.iter().any(|r| r.reply.is_some())
+                || !flushes.is_empty()
+                || !open
+                || oldest.is_some_and(|t| t.elapsed() >= RECORD_DELAY)
+                || self.retry.len() + batch.len() >= MAX_BATCH;
+            if urgent {
+                let mut all: Vec<Request> = self.retry.drain(..).collect();
+                all.extend(batch);
+                if !all.is_empty() {
+                    self.write(all).await;
+                }
+                oldest = (!self.retry.is_empty()).then(Instant::now);
+            } else {
+                if !batch.is_empty() && oldest.is_none() {
+                    oldest = Some(Instant::now());
+                }
+                self.retry.extend(batch);
             }
             let due = self.last_checkpoint.elapsed() >= self.options.checkpoint_interval
                 || self.unsigned >= self.options.checkpoint_events;

@@ -122,7 +122,8 @@ async fn serve_refuses_a_bad_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_and_cleans_up() {
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("demo");
+    // Where the auditor's commands look without flags, from the working directory.
+    let dir = work.path().join(".demo");
     let mut child = Command::new(BIN)
         .args(["demo", "--port", "0", "--dir"])
         .arg(&dir)
@@ -239,6 +240,50 @@ async fn the_demo_runs_and_cleans_up() {
     // The catalog resolves the unqualified name to the reporting schema.
     assert!(text.contains("table reporting.daily_revenue"), "{text}");
     assert!(text.contains("decision:  allow"), "{text}");
+
+    // The audit trail: found, searched, replayed and verified with no flags at all.
+    let auditor = |args: &'static [&'static str]| {
+        let work = work.path().to_path_buf();
+        async move {
+            let out = Command::new(BIN)
+                .args(args)
+                .current_dir(work)
+                .env_remove("PORTCULLIS_CONFIG")
+                .output()
+                .await
+                .unwrap();
+            stdout_ok(&out)
+        }
+    };
+    let found = auditor(&["audit", "search", "--subject", "alice", "--json"]).await;
+    let hits: Vec<serde_json::Value> = found
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let texts: Vec<&str> = hits
+        .iter()
+        .map(|h| h["event"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            "select * from customers",
+            "select current_user, count(*) > 0 from reporting.daily_revenue"
+        ]
+    );
+    assert_eq!(hits[0]["event"]["decision"], "deny");
+    let session = hits[1]["event"]["session"].as_str().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["replay", &session])
+        .current_dir(work.path())
+        .output()
+        .await
+        .unwrap();
+    let replay = stdout_ok(&out);
+    assert!(replay.contains(" current_user | ?column?"), "{replay}");
+    assert!(replay.contains(" analyst      | t"), "{replay}");
+    let verified = auditor(&["audit", "verify"]).await;
+    assert!(verified.starts_with("ok: "), "{verified}");
 
     signal(&child, libc::SIGINT);
     assert!(child.wait().await.unwrap().success());
