@@ -50,6 +50,8 @@ pub struct LogOptions {
     pub checkpoint_events: u64,
     /// Delete events older than this (down to a checkpoint), checked hourly.
     pub retention: Option<Duration>,
+    /// CA certificates for a PostgreSQL store's TLS, beside the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for LogOptions {
@@ -58,6 +60,7 @@ impl Default for LogOptions {
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_events: 10_000,
             retention: None,
+            ca_file: None,
         }
     }
 }
@@ -129,7 +132,13 @@ impl AuditLog {
                     }
                 };
                 runtime.block_on(async move {
-                    let store = match Store::open(&location, password.as_deref()).await {
+                    let opened = Store::open_with(
+                        &location,
+                        password.as_deref(),
+                        options.ca_file.as_deref(),
+                    )
+                    .await;
+                    let store = match opened {
                         Ok(s) => s,
                         Err(e) => {
                             let _ = opened_tx.send(Err(e));

@@ -515,3 +515,34 @@ both!(retention_keeps_the_chain_verifiable, |k| async move {
 both!(group_commit_and_export, |k| async move {
     writer(fixture(k).await).await
 });
+
+#[tokio::test]
+async fn the_postgres_store_verifies_the_servers_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = portcullis_sandbox::TestCa::new("audit test CA").unwrap();
+    let certs = ca.issue(dir.path(), "control").unwrap();
+    let pg = PgCluster::start(PgOptions {
+        tls: Some(certs.clone()),
+        hba: vec!["hostnossl all all 127.0.0.1/32 reject".into()],
+        ..PgOptions::default()
+    })
+    .unwrap();
+    let url = |mode: &str| {
+        format!(
+            "postgresql://{}@localhost:{}/postgres?sslmode={mode}",
+            pg.superuser(),
+            pg.port()
+        )
+    };
+    // Trusting the CA: TLS, and the store works.
+    let mut store = Store::open_with(&url("require"), Some(pg.password()), Some(&certs.ca))
+        .await
+        .unwrap();
+    append_all(&mut store, every_kind(), 1_700_000_000_000_000).await;
+    assert_eq!(store.extent().await.unwrap().0, 7);
+    // Not trusting it: refused, never sent in the clear.
+    let untrusted = Store::open(&url("require"), Some(pg.password())).await;
+    assert!(untrusted.is_err());
+    let plain = Store::open(&url("disable"), Some(pg.password())).await;
+    assert!(plain.is_err(), "the server accepts only TLS");
+}

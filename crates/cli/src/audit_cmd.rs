@@ -64,7 +64,7 @@ impl StoreArgs {
             .clone()
             .with_context(|| format!("{} has no [audit] section", path.display()))?;
         let password = audit.password.as_deref().map(resolve).transpose()?;
-        let store = Store::open(&audit.store, password.as_deref())
+        let store = Store::open_with(&audit.store, password.as_deref(), audit.ca_file.as_deref())
             .await
             .with_context(|| format!("cannot open the audit store {}", audit.store))?;
         let key = match resolve(&audit.signing_key) {

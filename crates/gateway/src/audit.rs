@@ -62,6 +62,7 @@ pub fn open_log(runtime: &crate::Runtime) -> Result<AuditLog, String> {
     let options = portcullis_audit::LogOptions {
         checkpoint_interval: a.checkpoint_interval,
         retention: a.retention,
+        ca_file: a.ca_file.clone(),
         ..Default::default()
     };
     AuditLog::start(&a.store, password, key, options)

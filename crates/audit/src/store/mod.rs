@@ -89,9 +89,18 @@ impl Store {
     /// Opens (and creates the tables of) the store at `location`: a PostgreSQL URL
     /// (`postgresql://…`), or a SQLite file path, optionally prefixed `sqlite:`.
     pub async fn open(location: &str, password: Option<&str>) -> Result<Store, StoreError> {
+        Store::open_with(location, password, None).await
+    }
+
+    /// Like [`Store::open`], trusting `ca_file` too for a PostgreSQL store's TLS.
+    pub async fn open_with(
+        location: &str,
+        password: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Store, StoreError> {
         if location.starts_with("postgres://") || location.starts_with("postgresql://") {
             Ok(Store::Postgres(Box::new(
-                PgStore::connect(location, password.map(str::to_string)).await?,
+                PgStore::connect(location, password.map(str::to_string), ca_file).await?,
             )))
         } else {
             let path = location.strip_prefix("sqlite:").unwrap_or(location);

@@ -1,9 +1,18 @@
 //! The shared store: a PostgreSQL control database (never a target) that several gateways
 //! append to. A row lock on the chain's head serialises their batches, so there is one
 //! chain per store. A lost connection is re-opened at the next call.
+//!
+//! TLS follows the URL's `sslmode` (`disable`, `prefer` — the default — or `require`); when
+//! TLS is used the server's certificate is always verified, against the system's roots and
+//! the configured CA file.
 
+use std::path::Path;
+use std::sync::Arc;
 use tokio_postgres::types::ToSql;
+
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Columns, Hit, Pending, StoreError, Stored, chain_batch, hash32, hit, sig64, words};
 use crate::chain::{Checkpoint, Record};
@@ -47,7 +56,34 @@ const COLUMNS: &str = "seq, time_us, body, prev_hash, hash, kind, session, state
 
 pub struct PgStore {
     config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
     client: Option<Client>,
+}
+
+/// The TLS connector: the system's roots plus `ca_file`.
+fn connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| StoreError::Other(format!("cannot read {}: {e}", path.display())))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| StoreError::Other(format!("{}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| StoreError::Other(format!("{}: {e}", path.display())))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Other(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 fn stored(row: &Row) -> Stored {
@@ -109,8 +145,19 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// Drives a connection; says so when it ends badly.
+async fn watch<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "audit store connection ended");
+    }
+}
+
 impl PgStore {
-    pub async fn connect(url: &str, password: Option<String>) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        password: Option<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Other(format!("bad URL: {e}")))?;
@@ -118,8 +165,16 @@ impl PgStore {
             config.password(p);
         }
         config.application_name("portcullis audit");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        let tls = match config.get_ssl_mode() {
+            SslMode::Disable => None,
+            _ => Some(connector(ca_file)?),
+        };
         let mut store = PgStore {
             config,
+            tls,
             client: None,
         };
         store.client().await?.batch_execute(SCHEMA).await?;
@@ -128,12 +183,18 @@ impl PgStore {
 
     async fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = self.config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %e, "audit store connection ended");
+            let client = match &self.tls {
+                None => {
+                    let (client, connection) = self.config.connect(NoTls).await?;
+                    tokio::spawn(watch(connection));
+                    client
                 }
-            });
+                Some(tls) => {
+                    let (client, connection) = self.config.connect(tls.clone()).await?;
+                    tokio::spawn(watch(connection));
+                    client
+                }
+            };
             self.client = Some(client);
         }
         self.client

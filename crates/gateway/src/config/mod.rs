@@ -55,6 +55,10 @@ pub struct AuditSection {
     /// The PostgreSQL store's password: `env:NAME` or `file:PATH`.
     #[serde(default)]
     pub password: Option<String>,
+    /// CA certificates the PostgreSQL store's TLS certificate is checked against, beside
+    /// the system's (TLS as the URL's `sslmode` says).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// `file:PATH` (or `env:NAME`) of the Ed25519 private key, PKCS#8 PEM, that signs
     /// checkpoints (`openssl genpkey -algorithm ed25519`, or `portcullis audit keygen`).
     pub signing_key: String,
@@ -342,6 +346,9 @@ impl Config {
             }
         };
         if let Some(a) = &mut self.audit {
+            if let Some(ca) = &mut a.ca_file {
+                fix(ca);
+            }
             fix_ref(&mut a.signing_key);
             if let Some(p) = &mut a.password {
                 fix_ref(p);
