@@ -29,6 +29,8 @@ const MAX_RETRY: usize = 1_000_000;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How soon a failed write is retried when nothing new arrives.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
+/// How often new statement text is added to the store's search index.
+const INDEX_EVERY: Duration = Duration::from_secs(1);
 /// How long an event nobody waits for may wait to share a commit with one somebody does.
 const RECORD_DELAY: Duration = Duration::from_millis(20);
 
@@ -155,6 +157,7 @@ impl AuditLog {
                         unsigned: 0,
                         last_checkpoint: Instant::now(),
                         last_prune: None,
+                        last_index: Instant::now(),
                     };
                     writer.run(rx).await
                 })
@@ -216,6 +219,7 @@ struct Writer {
     unsigned: u64,
     last_checkpoint: Instant,
     last_prune: Option<Instant>,
+    last_index: Instant,
 }
 
 impl Writer {
@@ -275,6 +279,12 @@ impl Writer {
                 || self.unsigned >= self.options.checkpoint_events;
             if self.unsigned > 0 && (due || !flushes.is_empty() || !open) {
                 self.checkpoint().await;
+            }
+            if self.last_index.elapsed() >= INDEX_EVERY || !flushes.is_empty() || !open {
+                self.last_index = Instant::now();
+                if let Err(e) = self.store.index_text().await {
+                    tracing::warn!(error = %e, "cannot index audit text for search");
+                }
             }
             self.prune_if_due().await;
             for f in flushes {

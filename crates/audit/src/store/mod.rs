@@ -118,6 +118,15 @@ impl Store {
         }
     }
 
+    /// Brings the full-text index up to date (SQLite; PostgreSQL searches the text
+    /// directly). Returns how many statements were indexed.
+    pub async fn index_text(&mut self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.index_text(),
+            Store::Postgres(_) => Ok(0),
+        }
+    }
+
     /// The last event's `(seq, hash)`.
     pub async fn head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
         match self {

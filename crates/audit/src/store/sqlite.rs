@@ -2,6 +2,11 @@
 //!
 //! `synchronous = FULL`: a commit is on disk when it returns, so a statement whose event
 //! was appended survives a crash of the gateway and of the machine.
+//!
+//! Statement text is indexed for full-text search in batches, not in the append's
+//! transaction: an FTS5 insert per small transaction costs more than the rest of the
+//! append. [`SqliteStore::index_text`] indexes what is new; the writer calls it every
+//! second, and a text search calls it first, so searches always see every event.
 
 use std::path::Path;
 
@@ -91,9 +96,7 @@ impl SqliteStore {
                 "INSERT INTO audit_events (seq, time_us, body, prev_hash, hash, kind, session, statement_seq, subject, target, decision, statement_kind, sqlstate)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
-            let mut text =
-                tx.prepare_cached("INSERT INTO audit_text (rowid, text) VALUES (?1, ?2)")?;
-            for (row, p) in rows.iter().zip(batch) {
+            for row in &rows {
                 let r = &row.record;
                 let c = &row.columns;
                 insert.execute(params![
@@ -111,9 +114,6 @@ impl SqliteStore {
                     c.statement_kind,
                     c.sqlstate,
                 ])?;
-                if let Some(t) = p.event.indexed().text {
-                    text.execute(params![r.seq as i64, t])?;
-                }
             }
         }
         tx.commit()?;
@@ -122,6 +122,26 @@ impl SqliteStore {
 
     pub fn head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
         head(&self.conn)
+    }
+
+    /// Adds the text of statements appended since the last call to the full-text index;
+    /// returns how many. The index always holds a prefix of the chain's statements.
+    pub fn index_text(&mut self) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let done: i64 =
+            tx.query_row("SELECT coalesce(max(rowid), 0) FROM audit_text", [], |r| {
+                r.get(0)
+            })?;
+        let n = tx.execute(
+            "INSERT INTO audit_text (rowid, text)
+             SELECT seq, json_extract(body, '$.text') FROM audit_events
+             WHERE seq > ?1 AND kind = 'statement' ORDER BY seq",
+            params![done],
+        )?;
+        tx.commit()?;
+        Ok(n as u64)
     }
 
     pub fn records(&mut self, from_seq: u64, limit: u32) -> Result<Vec<Stored>, StoreError> {
@@ -178,6 +198,9 @@ impl SqliteStore {
     }
 
     pub fn search(&mut self, f: &Filter) -> Result<Vec<Hit>, StoreError> {
+        if f.text.is_some() {
+            self.index_text()?;
+        }
         let mut sql = String::from(
             "SELECT e.seq, e.time_us, e.body, (SELECT r.body FROM audit_events r WHERE r.kind = 'result' AND r.session = e.session AND r.statement_seq = e.statement_seq ORDER BY r.seq DESC LIMIT 1)
              FROM audit_events e WHERE e.kind = ?",
@@ -285,10 +308,11 @@ impl SqliteStore {
 /// checkpoint it was pruned to.
 fn head(conn: &Connection) -> Result<Option<(u64, [u8; 32])>, StoreError> {
     let read = |sql: &str| {
-        conn.query_row(sql, [], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, hash32(&r.get::<_, Vec<u8>>(1)?)))
-        })
-        .optional()
+        conn.prepare_cached(sql)?
+            .query_row([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, hash32(&r.get::<_, Vec<u8>>(1)?)))
+            })
+            .optional()
     };
     match read("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")? {
         Some(h) => Ok(Some(h)),
