@@ -373,3 +373,36 @@ async fn a_record_policy_records_the_rows_of_what_it_allows() {
         ]]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_mode_records_what_would_have_been_refused() {
+    let h = Harness::with(Setup {
+        policies: vec![
+            ("permit-all.cedar".into(), PERMIT_ALL.into()),
+            ("customers.cedar".into(), FORBID_CUSTOMERS.into()),
+        ],
+        policy_settings: "mode = \"observe\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    h.direct("app", SAMPLE_SCHEMA);
+    let client = h.client().await;
+    client
+        .simple_query("select email from customers where id = 1")
+        .await
+        .expect("observe mode refuses nothing");
+    drop(client);
+    let mut store = h.audit().await;
+    let events = all_events(&mut store).await;
+    let st = statements(&events);
+    let s = st
+        .iter()
+        .find(|s| s.text == "select email from customers where id = 1")
+        .unwrap();
+    assert_eq!(s.decision, "allow");
+    let observed = s.observed.as_deref().expect("the would-be refusal");
+    assert!(
+        observed.contains("no-customers-for-engineers"),
+        "{observed}"
+    );
+}

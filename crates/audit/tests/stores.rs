@@ -546,3 +546,46 @@ async fn the_postgres_store_verifies_the_servers_certificate() {
     let plain = Store::open(&url("disable"), Some(pg.password())).await;
     assert!(plain.is_err(), "the server accepts only TLS");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_sharing_a_postgres_store_keep_one_chain() {
+    let f = postgres().await;
+    let pg = f._pg.as_ref().unwrap();
+    let mut tasks = Vec::new();
+    for g in 0..4 {
+        let location = f.location.clone();
+        let password = pg.password().to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut store = Store::open(&location, Some(&password)).await.unwrap();
+            for i in 0..25u64 {
+                let batch: Vec<Pending> = (0..3)
+                    .map(|k| Pending {
+                        time_us: 1_700_000_000_000_000 + i as i64,
+                        event: statement(
+                            &format!("g{g}"),
+                            i * 3 + k + 1,
+                            "alice",
+                            "SELECT 1",
+                            "allow",
+                        ),
+                    })
+                    .collect();
+                store.append(&batch).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut store = Store::open(&f.location, Some(pg.password())).await.unwrap();
+    let key = key();
+    let head = store.head().await.unwrap().unwrap();
+    assert_eq!(head.0, 300);
+    store
+        .add_checkpoint(&key.sign(head.0, head.1, 1))
+        .await
+        .unwrap();
+    let v = verify(&mut store, &key.public(), |_, _| {}).await.unwrap();
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.events, 300);
+}

@@ -1,9 +1,10 @@
 //! Where events are kept: one interface over the embedded SQLite store and the PostgreSQL
 //! store several gateways share.
 //!
-//! Both append a batch in one transaction that reads the chain's head, links the batch
-//! to it and commits, so a batch is all-or-nothing and the chain has no forks even with
-//! several writers. Both store the body as the exact text that was hashed.
+//! Both append a batch atomically after the chain's head as it is at commit (SQLite reads
+//! it inside the write transaction; PostgreSQL moves it only from the head it expected),
+//! so a batch is all-or-nothing and the chain has no forks even with several writers.
+//! Both store the body as the exact text that was hashed.
 
 mod postgres;
 mod sqlite;

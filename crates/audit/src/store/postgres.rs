@@ -1,6 +1,9 @@
 //! The shared store: a PostgreSQL control database (never a target) that several gateways
-//! append to. A row lock on the chain's head serialises their batches, so there is one
-//! chain per store. A lost connection is re-opened at the next call.
+//! append to. An append moves the chain's head (`audit_head`) from the head the gateway
+//! expects and inserts the batch in the same statement; if another gateway moved it first,
+//! nothing is written and the batch is re-linked to the new head. So there is one chain per
+//! store, and an append costs one round trip. A lost connection is re-opened at the next
+//! call.
 //!
 //! TLS follows the URL's `sslmode` (`disable`, `prefer` — the default — or `require`); when
 //! TLS is used the server's certificate is always verified, against the system's roots and
@@ -58,6 +61,8 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     tls: Option<MakeRustlsConnect>,
     client: Option<Client>,
+    /// The chain's head as of this store's last append: the next append expects it.
+    head_seen: Option<(u64, [u8; 32])>,
 }
 
 /// The TLS connector: the system's roots plus `ca_file`.
@@ -176,6 +181,7 @@ impl PgStore {
             config,
             tls,
             client: None,
+            head_seen: None,
         };
         store.client().await?.batch_execute(SCHEMA).await?;
         Ok(store)
@@ -202,39 +208,63 @@ impl PgStore {
             .ok_or_else(|| StoreError::Other("not connected".into()))
     }
 
+    /// Appends in one statement: the head moves from the head this gateway last saw
+    /// and the events are inserted, or nothing happens when another gateway moved it
+    /// first, in which case the head is read again and the batch re-linked.
     pub async fn append(&mut self, batch: &[Pending]) -> Result<Vec<Record>, StoreError> {
-        let client = self.client().await?;
-        let tx = client.transaction().await?;
-        let row = tx
-            .query_one(
-                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-                &[],
-            )
-            .await?;
-        let head = match row.get::<_, i64>(0) {
-            0 => None,
-            seq => Some((seq as u64, hash32(row.get::<_, &[u8]>(1)))),
-        };
-        let rows = chain_batch(head, batch);
-        let mut b = Batch::default();
-        for s in &rows {
-            b.push(s);
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-        tx.execute(
-            "INSERT INTO audit_events (seq, time_us, body, prev_hash, hash, kind, session, statement_seq, subject, target, decision, statement_kind, sqlstate)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])",
-            &[&b.seq, &b.time, &b.body, &b.prev, &b.hash, &b.kind, &b.session, &b.statement_seq, &b.subject, &b.target, &b.decision, &b.statement_kind, &b.sqlstate],
-        )
-        .await?;
-        if let Some(last) = rows.last() {
-            tx.execute(
-                "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-                &[&(last.record.seq as i64), &&last.record.hash[..]],
-            )
-            .await?;
+        for _ in 0..100 {
+            let head = match self.head_seen {
+                Some(h) => h,
+                None => {
+                    let h = self.head().await?.unwrap_or((0, crate::chain::GENESIS));
+                    self.head_seen = Some(h);
+                    h
+                }
+            };
+            let linked = if head.0 == 0 { None } else { Some(head) };
+            let rows = chain_batch(linked, batch);
+            let mut b = Batch::default();
+            for s in &rows {
+                b.push(s);
+            }
+            let Some(last) = rows.last() else {
+                return Ok(Vec::new());
+            };
+            let client = self.client().await?;
+            let inserted = client
+                .execute(
+                    "WITH moved AS (
+                         UPDATE audit_head SET seq = $14, hash = $15 WHERE id = 1 AND seq = $16 RETURNING 1
+                     )
+                     INSERT INTO audit_events (seq, time_us, body, prev_hash, hash, kind, session, statement_seq, subject, target, decision, statement_kind, sqlstate)
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+                     WHERE EXISTS (SELECT 1 FROM moved)",
+                    &[
+                        &b.seq, &b.time, &b.body, &b.prev, &b.hash, &b.kind, &b.session,
+                        &b.statement_seq, &b.subject, &b.target, &b.decision,
+                        &b.statement_kind, &b.sqlstate,
+                        &(last.record.seq as i64), &&last.record.hash[..], &(head.0 as i64),
+                    ],
+                )
+                .await;
+            match inserted {
+                Ok(n) if n as usize == rows.len() => {
+                    self.head_seen = Some((last.record.seq, last.record.hash));
+                    return Ok(rows.into_iter().map(|s| s.record).collect());
+                }
+                Ok(_) => self.head_seen = None,
+                Err(e) => {
+                    self.head_seen = None;
+                    return Err(e.into());
+                }
+            }
         }
-        tx.commit().await?;
-        Ok(rows.into_iter().map(|s| s.record).collect())
+        Err(StoreError::Other(
+            "the chain's head kept moving: too many gateways appending at once".into(),
+        ))
     }
 
     pub async fn head(&mut self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
