@@ -117,6 +117,7 @@ async fn every_kind_of_event_is_written_and_reads_back() {
     // tokio-postgres sends parameters in binary.
     assert_eq!(bound.parameters, vec![Some("\\x00000007".to_string())]);
     assert_eq!(bound.tables, vec!["orders"]);
+    assert_eq!(bound.search_path, vec!["$user", "public"]);
     assert_eq!(bound.decision, "allow");
     assert_eq!(bound.policies, vec!["permit-all#0".to_string()]);
     let denied = st.iter().find(|s| s.decision == "deny").unwrap();

@@ -39,6 +39,7 @@ fn event(i: u64) -> Event {
         message: None,
         observed: None,
         max_rows: None,
+        search_path: vec![],
         approval: None,
     })
 }

@@ -95,6 +95,10 @@ pub struct StatementEvent {
     pub observed: Option<String>,
     /// The row limit the statement ran under.
     pub max_rows: Option<u64>,
+    /// The session's search path when it was decided (unqualified names resolve through
+    /// it), for re-deciding it later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_path: Vec<String>,
     pub approval: Option<Approval>,
 }
 

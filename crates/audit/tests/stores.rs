@@ -74,6 +74,7 @@ fn statement(session: &str, seq: u64, subject: &str, text: &str, decision: &str)
         message: (decision == "deny").then(|| "denied by policy".into()),
         observed: None,
         max_rows: None,
+        search_path: vec![],
         approval: None,
     })
 }

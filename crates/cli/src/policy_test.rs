@@ -165,7 +165,11 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
             now,
             timezone: &tz,
         };
-        let search_path = vec!["$user".to_string(), "public".to_string()];
+        let search_path = if s.search_path.is_empty() {
+            vec!["$user".to_string(), "public".to_string()]
+        } else {
+            s.search_path.clone()
+        };
         // The strictest decision over the text's statements, as the gateway refuses a
         // whole query for one refusal.
         let mut worst: Option<portcullis_policy::Decision> = None;

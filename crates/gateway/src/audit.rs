@@ -127,6 +127,7 @@ pub struct Described<'a> {
     pub reasons: &'a Reasons,
     pub refusal: Option<&'a ErrorResponse>,
     pub max_rows: Option<u64>,
+    pub search_path: &'a [String],
 }
 
 /// The statement event for a decided statement.
@@ -167,6 +168,7 @@ pub fn statement_event(info: &SessionInfo, d: Described<'_>) -> Event {
         message: d.refusal.map(|e| e.message().to_string()),
         observed: d.reasons.observed.as_deref().map(str::to_string),
         max_rows: d.max_rows,
+        search_path: d.search_path.to_vec(),
         approval: None,
     })
 }

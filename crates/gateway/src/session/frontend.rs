@@ -193,6 +193,7 @@ impl<'s> Frontend<'s> {
                 reasons,
                 refusal: Some(refusal),
                 max_rows: None,
+                search_path: &self.search_path,
             },
         );
         self.ctx.audit.log.record(event);
@@ -540,6 +541,7 @@ impl<'s> Frontend<'s> {
                             reasons: why,
                             refusal: None,
                             max_rows: t.cap.as_ref().map(|c| c.0),
+                            search_path: &self.search_path,
                         },
                     )
                 })
@@ -797,6 +799,7 @@ impl<'s> Frontend<'s> {
                         reasons: &why,
                         refusal: None,
                         max_rows: treatment.cap.as_ref().map(|c| c.0),
+                        search_path: &search_path,
                     },
                 );
                 let record = self.ctx.audit.recording(&why).is_some();
@@ -1019,6 +1022,7 @@ impl<'s> Frontend<'s> {
                         reasons: &why,
                         refusal: None,
                         max_rows: None,
+                        search_path: &search_path,
                     },
                 );
                 self.audit_durable(vec![event], upstream)
