@@ -407,3 +407,89 @@ async fn observe_mode_records_what_would_have_been_refused() {
         "{observed}"
     );
 }
+
+/// A tmpfs of `size` mounted at a new directory, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs to fill it, which needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily: the gateway's writer may still hold the file while it shuts down.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_statements_until_there_is_room() {
+    let disk = SmallDisk::mount("4m");
+    let db = disk.dir.path().join("audit.db");
+    let h = Harness::with(Setup {
+        audit_store: Some(format!("sqlite:{}", db.display())),
+        ..Setup::default()
+    })
+    .await;
+    let client = h.client().await;
+    client.simple_query("select 'before'").await.unwrap();
+    // Fill the disk to the last byte.
+    let filler = disk.dir.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        while f.write_all(&[0u8]).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = None;
+    for i in 0..200 {
+        // The WAL may have room for a few more frames; soon nothing fits.
+        match client.simple_query(&format!("select 'during {i}'")).await {
+            Ok(_) => continue,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("a full disk refuses statements");
+    let (code, message) = db_error(&e);
+    assert_eq!(code, "58030", "{message}");
+    std::fs::remove_file(&filler).unwrap();
+    wait_until("the audit store to take writes again", || async {
+        client.simple_query("select 'after'").await.is_ok()
+    })
+    .await;
+    h.gateway.flush_audit().await;
+    let mut store = Store::open(&format!("sqlite:{}", db.display()), None)
+        .await
+        .unwrap();
+    let events = all_events(&mut store).await;
+    let texts: Vec<&str> = statements(&events)
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
+    assert!(texts.contains(&"select 'before'") && texts.contains(&"select 'after'"));
+    let v = verify(&mut store, &h.audit_key(), |_, _| {}).await.unwrap();
+    assert!(v.is_intact(), "{v:?}");
+}
