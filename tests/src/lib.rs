@@ -57,6 +57,8 @@ pub struct Setup {
     pub audit_store: Option<String>,
     /// Extra settings for the `[audit]` section, e.g. `record_results = true`.
     pub audit_settings: String,
+    /// Extra settings for the `[identity]` section, e.g. `expiry_grace = "1m"`.
+    pub identity_settings: String,
 }
 
 /// The example policies shipped in the repository's `policies/` directory.
@@ -119,6 +121,7 @@ impl Default for Setup {
             policy_settings: String::new(),
             audit_store: None,
             audit_settings: String::new(),
+            identity_settings: String::new(),
         }
     }
 }
@@ -233,6 +236,7 @@ key = "{key}"
 issuer = "{issuer}"
 audience = "portcullis"
 refresh_min_interval = "0s"
+{identity_settings}
 
 [reload]
 watch_interval = "200ms"
@@ -251,6 +255,7 @@ signing_key = "file:audit.key"
             policy_settings = setup.policy_settings,
             audit_store = setup.audit_store.as_deref().unwrap_or("sqlite:audit.db"),
             audit_settings = setup.audit_settings,
+            identity_settings = setup.identity_settings,
             require_tls = setup.require_tls,
             max = setup.max_connections,
             timeout = setup.startup_timeout.as_millis(),

@@ -42,6 +42,8 @@ pub enum StartupError {
         "the audit store cannot record this session ({0}); the gateway admits nobody it cannot audit"
     )]
     Audit(String),
+    #[error("{0}")]
+    Revoked(String),
 }
 
 impl StartupError {
@@ -58,6 +60,7 @@ impl StartupError {
             StartupError::Upstream(u) => u.sqlstate(),
             StartupError::Refused(_) => "42501",
             StartupError::Audit(_) => "58030",
+            StartupError::Revoked(_) => "28000",
         }
     }
 

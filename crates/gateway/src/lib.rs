@@ -7,6 +7,7 @@
 //! a frontend pump (decisions, expected responses) and a backend pump (attribution,
 //! rewriting). `runtime` is the resolved configuration, swapped atomically on reload.
 
+mod admin;
 pub mod audit;
 pub mod cancel;
 pub mod catalog;
@@ -16,6 +17,7 @@ mod error;
 mod policy;
 mod runtime;
 mod session;
+pub mod sessions;
 mod startup;
 mod stream;
 mod tls;
@@ -85,6 +87,7 @@ struct Inner {
 pub struct Gateway {
     inner: Arc<Inner>,
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -114,6 +117,7 @@ impl Gateway {
         let cache_entries = runtime.config.limits.parse_cache_entries;
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
         let catalogs = Arc::new(catalog::Catalogs::default());
+        let clock = options.clock.clone();
         let decider = options.decider.unwrap_or_else(|| {
             Arc::new(policy::PolicyDecider::new(
                 runtime.clone(),
@@ -131,6 +135,8 @@ impl Gateway {
                 cancels: Arc::new(CancelRegistry::default()),
                 active: Arc::new(AtomicUsize::new(0)),
                 catalogs,
+                sessions: Arc::new(sessions::Sessions::default()),
+                clock,
             }),
             generation: tokio::sync::watch::channel(0).0,
             reload_lock: std::sync::Mutex::new(()),
@@ -143,14 +149,40 @@ impl Gateway {
             let _ = verifier.refresh(std::time::Duration::ZERO).await;
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let admin_addr = match inner.runtime.load().config.admin.clone() {
+            Some(a) => Some(
+                admin::start(
+                    &a.address,
+                    inner.runtime.clone(),
+                    inner.services.clone(),
+                    stopped.clone(),
+                )
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: a.address.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         tokio::spawn(accept_loop(listener, inner.clone(), stopped.clone()));
         tokio::spawn(watch::watch_files(Arc::downgrade(&inner), stopped));
         tracing::info!(%addr, "gateway listening");
-        Ok(Gateway { inner, addr, stop })
+        Ok(Gateway {
+            inner,
+            addr,
+            admin_addr,
+            stop,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the control port listens, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Re-reads the configuration and secrets. On error the running configuration stays

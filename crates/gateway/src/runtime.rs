@@ -76,7 +76,12 @@ impl Runtime {
             None => None,
         };
         let verifier = match previous {
-            Some(p) if p.config.identity == config.identity => p.verifier.clone(),
+            Some(p)
+                if p.config.identity == config.identity
+                    && p.config.service_accounts == config.service_accounts =>
+            {
+                p.verifier.clone()
+            }
             _ => Verifier::new(config.identity_config())
                 .map_err(|e| invalid(format!("identity: {e}")))?,
         };

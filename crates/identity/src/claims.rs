@@ -95,10 +95,21 @@ pub(crate) fn subject(claims: &Value, path: &str) -> Result<String, AuthError> {
     }
 }
 
-/// The groups: an array of strings, a single string, or absent (no groups).
+/// The groups: an array of strings, a single string, or absent (no groups). A claim that
+/// the IdP replaced by a `_claim_names` reference (Entra ID's overage) is an error, not
+/// "no groups": the caller is in groups the gateway cannot see.
 pub(crate) fn groups(claims: &Value, path: &str) -> Result<Vec<String>, AuthError> {
     match lookup(claims, path) {
-        None | Some(Value::Null) => Ok(Vec::new()),
+        None | Some(Value::Null) => {
+            if claims
+                .get("_claim_names")
+                .and_then(|n| n.get(path))
+                .is_some()
+            {
+                return Err(AuthError::GroupsOverage(path.into()));
+            }
+            Ok(Vec::new())
+        }
         Some(Value::String(s)) => Ok(s.split_whitespace().map(str::to_owned).collect()),
         Some(Value::Array(items)) => items
             .iter()
@@ -114,6 +125,29 @@ pub(crate) fn groups(claims: &Value, path: &str) -> Result<Vec<String>, AuthErro
             "token claim '{path}' must be a list of group names"
         ))),
     }
+}
+
+/// Keeps the groups that start with `prefix`, without it.
+pub(crate) fn strip_prefix(groups: Vec<String>, prefix: Option<&str>) -> Vec<String> {
+    match prefix {
+        None => groups,
+        Some(p) => groups
+            .into_iter()
+            .filter_map(|g| {
+                g.strip_prefix(p)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
+            })
+            .collect(),
+    }
+}
+
+/// The client a token was issued to (`client_id`, RFC 9068, else `azp`).
+pub(crate) fn client_id(claims: &Value) -> Option<&str> {
+    claims
+        .get("client_id")
+        .or_else(|| claims.get("azp"))
+        .and_then(Value::as_str)
 }
 
 #[cfg(test)]
@@ -177,5 +211,23 @@ mod tests {
         assert!(groups(&json!({"g": [1]}), "g").is_err());
         assert_eq!(subject(&c, "sub").unwrap(), "u1");
         assert!(subject(&c, "email").is_err());
+    }
+
+    #[test]
+    fn group_overage_is_refused_with_a_reason() {
+        let c = json!({"sub": "u1", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/u1/getMemberObjects"}}});
+        let e = groups(&c, "groups").unwrap_err();
+        assert_eq!(e, AuthError::GroupsOverage("groups".into()));
+        assert!(e.to_string().contains("too many groups"), "{e}");
+        assert_eq!(e.sqlstate(), "28000");
+    }
+
+    #[test]
+    fn prefixes_select_and_strip() {
+        let g = vec!["pc-dba".to_string(), "other".into(), "pc-".into()];
+        assert_eq!(strip_prefix(g.clone(), Some("pc-")), vec!["dba"]);
+        assert_eq!(strip_prefix(g.clone(), None), g);
+        assert_eq!(client_id(&json!({"azp": "cli"})), Some("cli"));
+        assert_eq!(client_id(&json!({"client_id": "a", "azp": "b"})), Some("a"));
     }
 }

@@ -68,6 +68,19 @@ pub struct IdentityConfig {
     pub http_timeout: Duration,
     /// Extra CA certificates (PEM) to trust for the issuer, beside the system's.
     pub ca_file: Option<PathBuf>,
+    /// When set, only groups starting with this prefix count, and without it
+    /// (`portcullis-dba` → `dba`).
+    pub groups_prefix: Option<String>,
+    /// IdP clients that connect with client-credentials tokens.
+    pub service_accounts: Vec<ServiceAccount>,
+}
+
+/// A program that logs in with its own client-credentials token: the subject is its
+/// client id, and its groups are these (plus any its token carries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccount {
+    pub client_id: String,
+    pub groups: Vec<String>,
 }
 
 impl IdentityConfig {
@@ -84,6 +97,8 @@ impl IdentityConfig {
             keys_max_age: Duration::from_secs(3600),
             http_timeout: Duration::from_secs(5),
             ca_file: None,
+            groups_prefix: None,
+            service_accounts: Vec::new(),
         }
     }
 }

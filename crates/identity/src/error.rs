@@ -29,6 +29,10 @@ pub enum AuthError {
     BadClaim(String),
     #[error("issuer unreachable and no cached keys")]
     IssuerUnreachable,
+    #[error(
+        "token does not carry your groups: the identity provider left out the '{0}' claim because you are in too many groups (Entra ID group overage) and points to the Graph API instead, which the gateway does not query; ask an administrator to limit the groups emitted for this application (for example \"groups assigned to the application\") or to use app roles"
+    )]
+    GroupsOverage(String),
 }
 
 impl AuthError {

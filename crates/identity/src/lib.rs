@@ -11,7 +11,7 @@ mod error;
 mod jwks;
 mod verifier;
 
-pub use config::{Algorithm, IdentityConfig};
+pub use config::{Algorithm, IdentityConfig, ServiceAccount};
 pub use error::{AuthError, ConfigError};
 pub use verifier::{Principal, Verifier};
 

@@ -152,9 +152,36 @@ impl Verifier {
         }
         let claims = result?;
         let expires_at = claims::check_standard(&claims, &self.config, now)?;
+        let prefix = self.config.groups_prefix.as_deref();
+        let mut groups =
+            claims::strip_prefix(claims::groups(&claims, &self.config.groups_claim)?, prefix);
+        let subject = claims::subject(&claims, &self.config.subject_claim);
+        // A client-credentials token names a client, not a person: no subject of its own,
+        // or the client itself as the subject.
+        let service = claims::client_id(&claims).and_then(|id| {
+            let own = match &subject {
+                Err(_) => true,
+                Ok(s) => s == id,
+            };
+            self.config
+                .service_accounts
+                .iter()
+                .find(|sa| own && sa.client_id == id)
+        });
+        let subject = match service {
+            Some(sa) => {
+                for g in &sa.groups {
+                    if !groups.contains(g) {
+                        groups.push(g.clone());
+                    }
+                }
+                sa.client_id.clone()
+            }
+            None => subject?,
+        };
         Ok(Principal {
-            subject: claims::subject(&claims, &self.config.subject_claim)?,
-            groups: claims::groups(&claims, &self.config.groups_claim)?,
+            subject,
+            groups,
             issuer: self.config.issuer.clone(),
             expires_at,
         })

@@ -151,3 +151,62 @@ async fn claim_refusals() {
         Err(AuthError::WrongIssuer { .. })
     ));
 }
+
+#[tokio::test]
+async fn service_accounts_nested_groups_and_prefixes() {
+    let issuer = DevIssuer::start("portcullis").await.unwrap();
+    let mut c = IdentityConfig::new(issuer.url(), "portcullis");
+    c.service_accounts = vec![portcullis_identity::ServiceAccount {
+        client_id: "devin-ci".into(),
+        groups: vec!["ci".into()],
+    }];
+    let v = Verifier::new(c).unwrap();
+    // A client-credentials token: no subject of its own, the client in client_id.
+    let mut cc = issuer.claims("ignored", &[]);
+    cc.as_object_mut().unwrap().remove("sub");
+    cc["client_id"] = json!("devin-ci");
+    let p = v.verify(&issuer.sign(&cc)).await.unwrap();
+    assert_eq!(
+        (p.subject.as_str(), p.groups.clone()),
+        ("devin-ci", vec!["ci".to_string()])
+    );
+    // Some IdPs put the client in sub and azp.
+    let mut cc = issuer.claims("devin-ci", &["extra"]);
+    cc["azp"] = json!("devin-ci");
+    let p = v.verify(&issuer.sign(&cc)).await.unwrap();
+    assert_eq!(p.groups, vec!["extra", "ci"]);
+    // A person's token issued through the same client stays the person's.
+    let mut user = issuer.claims("alice", &["data-science"]);
+    user["azp"] = json!("devin-ci");
+    let p = v.verify(&issuer.sign(&user)).await.unwrap();
+    assert_eq!(
+        (p.subject.as_str(), p.groups.clone()),
+        ("alice", vec!["data-science".to_string()])
+    );
+    // An unknown client without a subject is refused.
+    let mut stranger = issuer.claims("x", &[]);
+    stranger.as_object_mut().unwrap().remove("sub");
+    stranger["client_id"] = json!("someone-else");
+    assert_eq!(
+        v.verify(&issuer.sign(&stranger)).await.unwrap_err(),
+        AuthError::MissingClaim("sub".into())
+    );
+
+    // Keycloak's nested roles, with a prefix.
+    let mut c = IdentityConfig::new(issuer.url(), "portcullis");
+    c.groups_claim = "realm_access.roles".into();
+    c.groups_prefix = Some("db-".into());
+    let v = Verifier::new(c).unwrap();
+    let mut kc = issuer.claims("dave", &[]);
+    kc["realm_access"] = json!({"roles": ["db-dba", "offline_access", "db-ops"]});
+    let p = v.verify(&issuer.sign(&kc)).await.unwrap();
+    assert_eq!(p.groups, vec!["dba", "ops"]);
+
+    // Entra ID group overage.
+    let v = verifier(&issuer, Duration::ZERO);
+    let mut entra = issuer.claims("erin", &[]);
+    entra.as_object_mut().unwrap().remove("groups");
+    entra["_claim_names"] = json!({"groups": "src1"});
+    let e = v.verify(&issuer.sign(&entra)).await.unwrap_err();
+    assert!(matches!(e, AuthError::GroupsOverage(_)), "{e}");
+}

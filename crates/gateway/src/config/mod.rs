@@ -43,6 +43,32 @@ pub struct Config {
     pub policy: Option<PolicySection>,
     #[serde(default)]
     pub audit: Option<AuditSection>,
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
+    /// IdP clients that log in with client-credentials tokens.
+    #[serde(default, rename = "service_account")]
+    pub service_accounts: Vec<ServiceAccountConfig>,
+}
+
+/// `[admin]`: the control port operators use (listing and ending sessions).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address and port, e.g. `127.0.0.1:6433`.
+    pub address: String,
+    /// Groups whose members may use it, authenticated with their access token.
+    pub groups: Vec<String>,
+}
+
+/// `[[service_account]]`: a program that connects with its IdP client's own token.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountConfig {
+    /// The IdP client id (the token's `client_id` or `azp` claim); it becomes the subject.
+    pub client_id: String,
+    /// Groups the client is in, beside any its token carries.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `[audit]`: where events go and how they are signed. Required: no audit, no access.
@@ -175,6 +201,16 @@ pub struct IdentitySection {
     pub keys_max_age: Duration,
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub http_timeout: Duration,
+    /// Only groups with this prefix count, without it (`db-dba` → `dba`).
+    #[serde(default)]
+    pub groups_prefix: Option<String>,
+    /// How long a session may outlive its token; after that its next statement outside a
+    /// transaction ends it.
+    #[serde(default, with = "humantime_serde")]
+    pub expiry_grace: Duration,
+    /// Subjects refused at login whatever their token says.
+    #[serde(default)]
+    pub deny_subjects: Vec<String>,
 }
 
 fn default_audience() -> String {
@@ -439,6 +475,13 @@ impl Config {
                 }
             }
         }
+        if let Some(a) = &self.admin
+            && a.groups.is_empty()
+        {
+            return Err(invalid(
+                "admin.groups lists no groups, so nobody could use the control port".into(),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for t in &self.targets {
             if !names.insert(t.name.as_str()) {
@@ -486,6 +529,15 @@ impl Config {
         c.refresh_min_interval = s.refresh_min_interval;
         c.keys_max_age = s.keys_max_age;
         c.http_timeout = s.http_timeout;
+        c.groups_prefix = s.groups_prefix.clone();
+        c.service_accounts = self
+            .service_accounts
+            .iter()
+            .map(|a| portcullis_identity::ServiceAccount {
+                client_id: a.client_id.clone(),
+                groups: a.groups.clone(),
+            })
+            .collect();
         c
     }
 

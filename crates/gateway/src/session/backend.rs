@@ -18,6 +18,9 @@ pub enum BackendEnd {
     ClosedAfterFatal,
     /// The server closed the connection without saying why.
     Closed,
+    /// The gateway ended the session (an expired token, an operator's revocation) after
+    /// sending the client everything it was owed and a FATAL error saying why.
+    Ended(String),
 }
 
 /// Why the server side failed.
@@ -109,8 +112,14 @@ impl<'s> Backend<'s> {
                 if self.out.is_full() {
                     self.flush(client).await?;
                 }
+                if let Some(end) = self.end_if_due(client).await? {
+                    return Ok(end);
+                }
             }
             self.flush(client).await?;
+            if let Some(end) = self.end_if_due(client).await? {
+                return Ok(end);
+            }
             // Wait for the server, or for the frontend: a barrier queued while the server
             // has nothing to say must still be answered.
             tokio::select! {
@@ -124,8 +133,42 @@ impl<'s> Backend<'s> {
                     }
                 }
                 Some(expect) = self.queue.recv(), if !self.queue.is_closed() => self.attribution.push(expect),
+                _ = self.ctx.revoked.notified() => {
+                    // Between messages: what the client has is whole.
+                    let e = portcullis_wire::backend::ErrorResponse::new(
+                        portcullis_wire::backend::Severity::Fatal,
+                        "57P01",
+                        format!(
+                            "terminating connection: an administrator revoked access for {}",
+                            self.ctx.info.subject
+                        ),
+                    );
+                    return self.end_with(&e, client).await;
+                }
             }
         }
+    }
+
+    /// Ends the session when the queue says so and everything before the end is answered.
+    async fn end_if_due<W: AsyncWrite + Unpin>(
+        &mut self,
+        client: &mut W,
+    ) -> Result<Option<BackendEnd>, BackendError> {
+        self.absorb();
+        match self.attribution.ending().cloned() {
+            Some(e) => self.end_with(&e, client).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn end_with<W: AsyncWrite + Unpin>(
+        &mut self,
+        error: &portcullis_wire::backend::ErrorResponse,
+        client: &mut W,
+    ) -> Result<BackendEnd, BackendError> {
+        self.out.push(&error.to_message());
+        self.flush(client).await?;
+        Ok(BackendEnd::Ended(error.message().to_string()))
     }
 
     async fn flush<W: AsyncWrite + Unpin>(&mut self, client: &mut W) -> Result<(), BackendError> {

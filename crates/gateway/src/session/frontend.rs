@@ -127,6 +127,9 @@ impl<'s> Frontend<'s> {
                             self.flush(upstream).await?;
                             return Ok(FrontendEnd::Terminated);
                         }
+                        if self.token_expired(msg.tag()) {
+                            return self.end_expired(upstream).await;
+                        }
                         self.on_message(msg, upstream).await?;
                     }
                     Frame::Stream { header, remaining } => self
@@ -147,6 +150,34 @@ impl<'s> Frontend<'s> {
                 return Ok(FrontendEnd::ClientClosed);
             }
         }
+    }
+
+    /// Whether the caller's token (plus the grace period) has run out and this message
+    /// would start new work outside a transaction: a transaction in progress may finish.
+    fn token_expired(&self, tag: u8) -> bool {
+        matches!(
+            tag,
+            frontend::QUERY | frontend::PARSE | frontend::BIND | frontend::FUNCTION_CALL
+        ) && self.shared.transaction() == TransactionStatus::Idle
+            && self.ctx.clock.now().duration_since(self.ctx.expires_at)
+                > jiff::SignedDuration::try_from(self.ctx.expiry_grace)
+                    .unwrap_or(jiff::SignedDuration::MAX)
+    }
+
+    /// Ends the session for an expired token: the backend sends the client every answer
+    /// it is owed, then the FATAL error, and ends the relay; nothing more is read here.
+    async fn end_expired<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> Result<FrontendEnd, FrontendError> {
+        let e = ErrorResponse::new(
+            Severity::Fatal,
+            "28000",
+            "token expired, run `portcullis login` (or get a new token) and reconnect",
+        );
+        self.send(Expect::End(e), &Message::new(frontend::FLUSH, b""));
+        self.flush(upstream).await?;
+        std::future::pending().await
     }
 
     async fn flush<W: AsyncWrite + Unpin>(

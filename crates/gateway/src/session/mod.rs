@@ -44,6 +44,9 @@ pub struct Services {
     pub cancels: Arc<CancelRegistry>,
     pub active: Arc<std::sync::atomic::AtomicUsize>,
     pub catalogs: Arc<Catalogs>,
+    pub sessions: Arc<crate::sessions::Sessions>,
+    /// The gateway's clock (policies' time of day, token expiry of live sessions).
+    pub clock: Arc<dyn portcullis_policy::Clock>,
 }
 
 /// Per-session context shared by both pumps.
@@ -57,6 +60,13 @@ pub struct Context {
     /// Called when a statement that changes the catalog is forwarded.
     pub catalog_changed: Box<dyn Fn() + Send + Sync>,
     pub audit: crate::audit::SessionAudit,
+    /// Notified when an operator revokes the session.
+    pub revoked: Arc<Notify>,
+    /// When the caller's token expires, and how long the session may outlive it, by
+    /// `clock`.
+    pub expires_at: jiff::Timestamp,
+    pub expiry_grace: std::time::Duration,
+    pub clock: Arc<dyn portcullis_policy::Clock>,
 }
 
 /// Session settings the server reports and the frontend needs.
@@ -206,6 +216,7 @@ struct LoggedIn {
     limits: Limits,
     _slot: Slot,
     _registration: crate::cancel::Registration,
+    _live: crate::sessions::Registration,
 }
 
 /// Verifies the caller, logs in upstream and welcomes the client.
@@ -227,6 +238,24 @@ async fn login(
     let target = startup::choose_target(greeted, runtime)?;
     let principal = startup::authenticate(greeted, runtime).await?;
     *subject = Some(principal.subject.clone());
+    if runtime
+        .config
+        .identity
+        .deny_subjects
+        .contains(&principal.subject)
+    {
+        return Err(StartupError::Revoked(format!(
+            "access for {} is revoked by the gateway's configuration",
+            principal.subject
+        )));
+    }
+    if let Some(left) = services.sessions.blocked(&principal.subject) {
+        return Err(StartupError::Revoked(format!(
+            "access for {} was revoked by an administrator; new logins are refused for another {}",
+            principal.subject,
+            portcullis_identity::human_duration(left)
+        )));
+    }
     let span = tracing::Span::current();
     span.record("subject", principal.subject.as_str());
     span.record("target", target.name.as_str());
@@ -355,6 +384,15 @@ async fn login(
         .map_err(|_| StartupError::Closed)?;
 
     let shared = Shared::new(&upstream.parameters);
+    let live = services.sessions.register(crate::sessions::Who {
+        id,
+        subject: &info.subject,
+        groups: &info.groups,
+        target: &info.target,
+        upstream_role: &info.upstream_role,
+        client_addr: peer,
+        token_expires: principal.expires_at,
+    });
     let ctx = Context {
         info,
         decider: services.decider.clone(),
@@ -367,6 +405,10 @@ async fn login(
             record_all,
             limits: record_limits,
         },
+        revoked: live.end.clone(),
+        expires_at: jiff::Timestamp::try_from(principal.expires_at).unwrap_or(jiff::Timestamp::MIN),
+        expiry_grace: runtime.config.identity.expiry_grace,
+        clock: services.clock.clone(),
     };
     Ok(LoggedIn {
         upstream,
@@ -375,6 +417,7 @@ async fn login(
         limits,
         _slot: slot,
         _registration: registration,
+        _live: live,
     })
 }
 
@@ -394,6 +437,7 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) -> Ended {
         limits,
         _slot,
         _registration,
+        _live,
     } = session;
     let (ctx, shared) = (&ctx, &shared);
     let (client_stream, client_buf) = greeted.reader.into_parts();
@@ -425,6 +469,7 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) -> Ended {
         End::Front(Err(e)) => e.to_string(),
         End::Back(Ok(BackendEnd::ClosedAfterFatal)) => "the server ended the session".to_string(),
         End::Back(Ok(BackendEnd::Closed)) => "lost the connection to the target".to_string(),
+        End::Back(Ok(BackendEnd::Ended(why))) => why.clone(),
         End::Back(Err(e)) => e.to_string(),
     };
     match end {
@@ -448,6 +493,7 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) -> Ended {
             tracing::info!(error = %e, "connection lost")
         }
         End::Back(Ok(BackendEnd::ClosedAfterFatal)) => tracing::info!("server ended the session"),
+        End::Back(Ok(BackendEnd::Ended(why))) => tracing::info!(%why, "gateway ended the session"),
         End::Back(Ok(BackendEnd::Closed)) | End::Back(Err(BackendError::Upstream(_))) => {
             tracing::warn!("lost the connection to the target");
             let _ = client_write

@@ -146,6 +146,9 @@ pub enum Expect {
     },
     /// Answered once every earlier entry has been: the server has caught up.
     Barrier(Option<oneshot::Sender<()>>),
+    /// Once every earlier entry is answered, the session ends with this FATAL error (an
+    /// expired token): the client receives every answer it was owed first.
+    End(ErrorResponse),
 }
 
 /// What the backend does with a server message.
@@ -206,12 +209,20 @@ impl Attribution {
                         let _ = tx.send(());
                     }
                 }
-                Some(Expect::Sync) | None => return,
+                Some(Expect::Sync | Expect::End(_)) | None => return,
                 Some(Expect::CopyEnd) if !self.copy_in => {}
                 Some(_) if self.skipping => {}
                 Some(_) => return,
             }
             self.pending.pop_front();
+        }
+    }
+
+    /// The error to end the session with, once everything before it is answered.
+    pub fn ending(&self) -> Option<&ErrorResponse> {
+        match self.pending.front()? {
+            Expect::End(e) => Some(e),
+            _ => None,
         }
     }
 
@@ -475,6 +486,11 @@ impl Attribution {
         let mut action = Action::Forward;
         let completed_statements = self.statement;
         while let Some(e) = self.pending.pop_front() {
+            if let Expect::End(_) = e {
+                // Only the backend takes the end off the queue.
+                self.pending.push_front(e);
+                break;
+            }
             match e {
                 Expect::Sync | Expect::FunctionCall { .. } => break,
                 Expect::Internal { forward_ready, .. } => {
@@ -617,7 +633,9 @@ impl Attribution {
                 Action::Forward
             }
             // An error at Sync (a deferred constraint at commit): ReadyForQuery follows.
-            Some(Expect::Sync | Expect::CopyEnd | Expect::Barrier(_)) | None => Action::Forward,
+            Some(Expect::Sync | Expect::CopyEnd | Expect::Barrier(_) | Expect::End(_)) | None => {
+                Action::Forward
+            }
         }
     }
 }

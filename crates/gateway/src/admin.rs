@@ -1,0 +1,153 @@
+//! The control port: an HTTP API for operators, authenticated with the same OIDC tokens
+//! as database logins (the caller must be in one of `admin.groups`). For now it lists
+//! sessions and ends a subject's sessions; a later version grows it into the full admin
+//! API and console.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::runtime::Runtime;
+use crate::session::Services;
+
+struct Admin {
+    runtime: Arc<ArcSwap<Runtime>>,
+    services: Arc<Services>,
+}
+
+/// Starts the control port; returns the address it listens on.
+pub async fn start(
+    address: &str,
+    runtime: Arc<ArcSwap<Runtime>>,
+    services: Arc<Services>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(Admin { runtime, services });
+    let app = Router::new()
+        .route("/healthz", get(health))
+        .route("/v1/sessions", get(list))
+        .route("/v1/sessions/kill", post(kill))
+        .with_state(state);
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.changed().await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "the control port stopped");
+        }
+    });
+    tracing::info!(%addr, "control port listening");
+    Ok(addr)
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The caller, if their bearer token is valid and names an admin group.
+async fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<String, Response> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "send an access token: Authorization: Bearer <token>",
+            )
+        })?;
+    let runtime = admin.runtime.load_full();
+    let principal = runtime
+        .verifier
+        .verify(token)
+        .await
+        .map_err(|e| problem(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let allowed = runtime
+        .config
+        .admin
+        .as_ref()
+        .is_some_and(|a| principal.groups.iter().any(|g| a.groups.contains(g)));
+    if !allowed {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is not in an admin group of this gateway",
+                principal.subject
+            ),
+        ));
+    }
+    Ok(principal.subject)
+}
+
+async fn health(State(admin): State<Arc<Admin>>) -> Response {
+    let audit = admin.services.audit.is_healthy();
+    let status = if audit {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "audit_store_writable": audit }))).into_response()
+}
+
+async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&admin, &headers).await {
+        return r;
+    }
+    Json(json!({ "sessions": admin.services.sessions.list() })).into_response()
+}
+
+#[derive(Deserialize)]
+struct Kill {
+    subject: String,
+    /// Refuse the subject's new logins for this long, e.g. "1h" (default: none).
+    #[serde(default, with = "humantime_serde")]
+    block_for: Option<std::time::Duration>,
+}
+
+async fn kill(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Json(req): Json<Kill>,
+) -> Response {
+    let actor = match authorize(&admin, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let block_for = req.block_for.unwrap_or_default();
+    let ended = admin.services.sessions.revoke(&req.subject, block_for);
+    let detail = format!(
+        "ended {ended} sessions of {}{}",
+        req.subject,
+        if block_for.is_zero() {
+            String::new()
+        } else {
+            format!(
+                "; new logins refused for {}",
+                humantime_serde::re::humantime::format_duration(block_for)
+            )
+        }
+    );
+    tracing::warn!(%actor, subject = %req.subject, ended, "sessions revoked");
+    admin.services.audit.record(portcullis_audit::Event::Admin(
+        portcullis_audit::AdminEvent {
+            action: "revocation".into(),
+            detail,
+            policy_hash: Some(admin.runtime.load().policies.store.sha256().to_string()),
+            actor: Some(actor),
+        },
+    ));
+    Json(json!({ "ended": ended, "subject": req.subject })).into_response()
+}

@@ -1,0 +1,240 @@
+//! When access ends: a token expiring during a session, an operator revoking a subject
+//! through the control port, a configured deny list; and programs logging in as service
+//! accounts with client-credentials tokens.
+
+use std::sync::Arc;
+
+use portcullis_audit::Event;
+use portcullis_gateway::FixedClock;
+use portcullis_tests::{Harness, Setup, db_error};
+use serde_json::json;
+
+/// Connects as `user` with `token`, keeping the connection's own result: an unsolicited
+/// FATAL ends the connection task with that error.
+async fn connect(
+    h: &Harness,
+    user: &str,
+    token: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let conninfo = format!("{} password={token}", h.conninfo(user, "app", "disable"));
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    (client, tokio::spawn(connection))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_ends_the_session_after_its_transaction() {
+    let now = jiff::Timestamp::now();
+    let clock = Arc::new(FixedClock::new(now));
+    let h = Harness::with(Setup {
+        clock: Some(clock.clone()),
+        ..Setup::default()
+    })
+    .await;
+    h.direct(
+        "app",
+        "create table ledger (id int); alter table ledger owner to gw_app;",
+    );
+    let (client, _conn) = connect(&h, "erin", &h.token("erin", &["engineering"])).await;
+    client
+        .batch_execute("begin; insert into ledger values (1)")
+        .await
+        .unwrap();
+    // The token (valid for an hour) runs out in the middle of the transaction.
+    clock.set(now + jiff::SignedDuration::from_hours(2));
+    client
+        .batch_execute("insert into ledger values (2)")
+        .await
+        .expect("a transaction in progress may finish");
+    client.batch_execute("commit").await.unwrap();
+    let e = client.simple_query("select 1").await.unwrap_err();
+    let (code, message) = db_error(&e);
+    assert_eq!(code, "28000");
+    assert!(
+        message.contains("token expired, run `portcullis login`"),
+        "{message}"
+    );
+    assert!(client.is_closed() || client.simple_query("select 1").await.is_err());
+    assert_eq!(h.direct("app", "select count(*) from ledger").trim(), "2");
+
+    // A session whose token is already past (within the login leeway) ends at once, with
+    // no grace period; one with a grace period runs on.
+    let mut stale = h.issuer.claims("erin", &["engineering"]);
+    let iat = stale["iat"].as_i64().unwrap();
+    stale["exp"] = json!(iat - 5);
+    clock.set(now);
+    let (client, _conn) = connect(&h, "erin", &h.issuer.sign(&stale)).await;
+    let e = client.simple_query("select 1").await.unwrap_err();
+    assert_eq!(db_error(&e).0, "28000");
+
+    let graced = Harness::with(Setup {
+        clock: Some(clock.clone()),
+        identity_settings: "expiry_grace = \"10m\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    let (client, _conn) = connect(
+        &graced,
+        "erin",
+        &graced.issuer.sign(&{
+            let mut c = graced.issuer.claims("erin", &["engineering"]);
+            let iat = c["iat"].as_i64().unwrap();
+            c["exp"] = json!(iat - 5);
+            c
+        }),
+    )
+    .await;
+    client
+        .simple_query("select 1")
+        .await
+        .expect("within the grace period");
+
+    let mut store = h.audit().await;
+    let ends: Vec<String> = store
+        .search(&portcullis_audit::Filter {
+            event: Some("session_end".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|hit| match hit.event {
+            Event::SessionEnd(e) => Some(e.reason),
+            _ => None,
+        })
+        .collect();
+    assert!(ends.iter().any(|r| r.contains("token expired")), "{ends:?}");
+}
+
+const ADMIN: &str = "[admin]\naddress = \"127.0.0.1:0\"\ngroups = [\"security\"]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_ends_a_subjects_sessions_and_refuses_new_ones() {
+    let h = Harness::with(Setup {
+        extra_toml: ADMIN.into(),
+        identity_settings: "deny_subjects = [\"mallory\"]".into(),
+        ..Setup::default()
+    })
+    .await;
+    let admin = format!("http://{}", h.gateway.admin_addr().expect("control port"));
+    let (alice, alice_conn) = connect(&h, "alice", &h.token("alice", &["data-science"])).await;
+    let (bob, _bob_conn) = connect(&h, "bob", &h.token("bob", &["engineering"])).await;
+    alice.simple_query("select 1").await.unwrap();
+    let http = reqwest::Client::new();
+
+    // Only members of an admin group may use the control port.
+    let anonymous = http
+        .post(format!("{admin}/v1/sessions/kill"))
+        .json(&json!({"subject": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let outsider = http
+        .post(format!("{admin}/v1/sessions/kill"))
+        .bearer_auth(h.token("bob", &["engineering"]))
+        .json(&json!({"subject": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outsider.status(), 403);
+    let listed: serde_json::Value = http
+        .get(format!("{admin}/v1/sessions"))
+        .bearer_auth(h.token("sam", &["security"]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let subjects: Vec<&str> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, vec!["alice", "bob"]);
+
+    let killed: serde_json::Value = http
+        .post(format!("{admin}/v1/sessions/kill"))
+        .bearer_auth(h.token("sam", &["security"]))
+        .json(&json!({"subject": "alice", "block_for": "1h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(killed["ended"], 1);
+    // alice's idle session receives FATAL 57P01 at once; bob's carries on.
+    let ended = alice_conn.await.unwrap().unwrap_err();
+    let (code, message) = db_error(&ended);
+    assert_eq!(code, "57P01");
+    assert!(message.contains("revoked access for alice"), "{message}");
+    assert!(alice.simple_query("select 1").await.is_err());
+    bob.simple_query("select 1").await.unwrap();
+    let again = h.refused("alice", &["data-science"], "app").await;
+    let (code, message) = db_error(&again);
+    assert_eq!(code, "28000");
+    assert!(message.contains("refused for another"), "{message}");
+    let denied = h.refused("mallory", &["engineering"], "app").await;
+    assert!(
+        db_error(&denied)
+            .1
+            .contains("revoked by the gateway's configuration")
+    );
+
+    let mut store = h.audit().await;
+    let revocations: Vec<_> = store
+        .search(&portcullis_audit::Filter {
+            event: Some("admin".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|hit| match hit.event {
+            Event::Admin(a) if a.action == "revocation" => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(revocations.len(), 1);
+    assert_eq!(revocations[0].actor.as_deref(), Some("sam"));
+    assert!(revocations[0].detail.contains("ended 1 sessions of alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_log_in_with_client_credentials_tokens() {
+    let h = Harness::with(Setup {
+        extra_toml: "[[service_account]]\nclient_id = \"devin-ci\"\ngroups = [\"engineering\"]\n"
+            .into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut claims = h.issuer.claims("unused", &[]);
+    claims.as_object_mut().unwrap().remove("sub");
+    claims["client_id"] = json!("devin-ci");
+    let (client, _conn) = connect(&h, "devin-ci", &h.issuer.sign(&claims)).await;
+    let row = client.query_one("select current_user", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "gw_app");
+    drop(client);
+    let mut store = h.audit().await;
+    let starts = store
+        .search(&portcullis_audit::Filter {
+            event: Some("session_start".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    match &starts[0].event {
+        Event::SessionStart(s) => {
+            assert_eq!(s.subject, "devin-ci");
+            assert_eq!(s.groups, vec!["engineering"]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
