@@ -59,6 +59,11 @@ pub struct Setup {
     pub audit_settings: String,
     /// Extra settings for the `[identity]` section, e.g. `expiry_grace = "1m"`.
     pub identity_settings: String,
+    /// Trust this issuer instead of the harness's development issuer (a real OpenID
+    /// Provider started by the test).
+    pub issuer_url: Option<String>,
+    /// Extra settings for the `[listen]` section.
+    pub listen_settings: String,
 }
 
 /// The example policies shipped in the repository's `policies/` directory.
@@ -122,6 +127,8 @@ impl Default for Setup {
             audit_store: None,
             audit_settings: String::new(),
             identity_settings: String::new(),
+            issuer_url: None,
+            listen_settings: String::new(),
         }
     }
 }
@@ -227,6 +234,7 @@ address = "127.0.0.1:0"
 require_tls = {require_tls}
 max_connections = {max}
 startup_timeout = "{timeout}ms"
+{listen_settings}
 
 [tls]
 cert = "{cert}"
@@ -256,12 +264,16 @@ signing_key = "file:audit.key"
             audit_store = setup.audit_store.as_deref().unwrap_or("sqlite:audit.db"),
             audit_settings = setup.audit_settings,
             identity_settings = setup.identity_settings,
+            listen_settings = setup.listen_settings,
             require_tls = setup.require_tls,
             max = setup.max_connections,
             timeout = setup.startup_timeout.as_millis(),
             cert = certs.cert.display(),
             key = certs.key.display(),
-            issuer = issuer.url(),
+            issuer = setup
+                .issuer_url
+                .clone()
+                .unwrap_or_else(|| issuer.url().to_string()),
             app_target = target("app", "app", &format!("{app}{admin}")),
             postgres_target = target("postgres", "postgres", bootstrap),
             regression_target = target("regression", "regression", bootstrap),

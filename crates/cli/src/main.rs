@@ -2,11 +2,14 @@
 //! audit trail.
 
 mod audit_cmd;
+mod connect;
 mod demo;
 mod dev_token;
 mod logging;
+mod login;
 mod policy_cmd;
 mod policy_test;
+mod sessions_cmd;
 
 use std::path::PathBuf;
 
@@ -65,6 +68,40 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Log in to the identity provider (OAuth device flow) and keep the tokens for
+    /// `portcullis token` and `portcullis connect`.
+    Login {
+        /// The issuer URL.
+        #[arg(long, env = "PORTCULLIS_ISSUER")]
+        issuer: String,
+        /// The IdP client registered for the CLI.
+        #[arg(long, env = "PORTCULLIS_CLIENT_ID")]
+        client_id: String,
+        #[arg(long, default_value = "openid offline_access")]
+        scope: String,
+        /// Also print `export PGPASSWORD=…` lines for a shell.
+        #[arg(long)]
+        print_env: bool,
+    },
+    /// Print a fresh access token (refreshed when near expiry), for PGPASSWORD.
+    Token {
+        #[arg(long, env = "PORTCULLIS_ISSUER")]
+        issuer: Option<String>,
+        /// Refresh when the token is valid for less than this.
+        #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+        min_valid: std::time::Duration,
+        /// Print `export PGPASSWORD=…` lines instead of the bare token.
+        #[arg(long)]
+        print_env: bool,
+    },
+    /// A local listener for tools that cannot send a token: they connect to it without a
+    /// password, and it logs in to the gateway with yours.
+    Connect(Box<connect::ConnectArgs>),
+    /// List or end live sessions through the gateway's control port.
+    Sessions {
+        #[command(subcommand)]
+        command: sessions_cmd::SessionsCommand,
     },
     /// Print an access token from the demo's development issuer.
     DevToken {
@@ -163,6 +200,19 @@ fn main() -> anyhow::Result<()> {
                 store,
                 json,
             } => audit_cmd::replay(store, session, json).await,
+            Command::Login {
+                issuer,
+                client_id,
+                scope,
+                print_env,
+            } => login::login(&issuer, &client_id, &scope, print_env).await,
+            Command::Token {
+                issuer,
+                min_valid,
+                print_env,
+            } => login::token(issuer.as_deref(), min_valid, print_env).await,
+            Command::Connect(args) => connect::run(*args).await,
+            Command::Sessions { command } => sessions_cmd::run(command).await,
             Command::DevToken {
                 user,
                 groups,

@@ -44,6 +44,8 @@ pub enum StartupError {
     Audit(String),
     #[error("{0}")]
     Revoked(String),
+    #[error("OAUTHBEARER: {0}")]
+    OAuth(String),
 }
 
 impl StartupError {
@@ -60,7 +62,7 @@ impl StartupError {
             StartupError::Upstream(u) => u.sqlstate(),
             StartupError::Refused(_) => "42501",
             StartupError::Audit(_) => "58030",
-            StartupError::Revoked(_) => "28000",
+            StartupError::Revoked(_) | StartupError::OAuth(_) => "28000",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod config;
 pub mod decision;
 mod error;
+mod oauth;
 mod policy;
 mod runtime;
 mod session;
@@ -88,6 +89,7 @@ pub struct Gateway {
     inner: Arc<Inner>,
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    oauth_addr: Option<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -165,19 +167,59 @@ impl Gateway {
             ),
             None => None,
         };
-        tokio::spawn(accept_loop(listener, inner.clone(), stopped.clone()));
+        let oauth_addr = match inner
+            .runtime
+            .load()
+            .config
+            .listen
+            .oauthbearer_address
+            .clone()
+        {
+            Some(address) => {
+                let l = TcpListener::bind(&address)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        address: address.clone(),
+                        source,
+                    })?;
+                let a = l
+                    .local_addr()
+                    .map_err(|source| StartError::Bind { address, source })?;
+                tokio::spawn(accept_loop(
+                    l,
+                    inner.clone(),
+                    stopped.clone(),
+                    startup::AuthMethod::OAuthBearer,
+                ));
+                tracing::info!(addr = %a, "OAUTHBEARER listener");
+                Some(a)
+            }
+            None => None,
+        };
+        tokio::spawn(accept_loop(
+            listener,
+            inner.clone(),
+            stopped.clone(),
+            startup::AuthMethod::Password,
+        ));
         tokio::spawn(watch::watch_files(Arc::downgrade(&inner), stopped));
         tracing::info!(%addr, "gateway listening");
         Ok(Gateway {
             inner,
             addr,
             admin_addr,
+            oauth_addr,
             stop,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where OAUTHBEARER clients connect, when configured.
+    pub fn oauthbearer_addr(&self) -> Option<SocketAddr> {
+        self.oauth_addr
     }
 
     /// Where the control port listens, when configured.
@@ -351,6 +393,7 @@ async fn accept_loop(
     listener: TcpListener,
     inner: Arc<Inner>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
+    method: startup::AuthMethod,
 ) {
     loop {
         tokio::select! {
@@ -359,7 +402,7 @@ async fn accept_loop(
                 Ok((tcp, peer)) => {
                     let id = decision::SessionId(inner.next_session.fetch_add(1, Ordering::Relaxed));
                     let runtime = inner.runtime.load_full();
-                    tokio::spawn(session::serve(tcp, peer, runtime, inner.services.clone(), id));
+                    tokio::spawn(session::serve(tcp, peer, runtime, inner.services.clone(), id, method));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly rather than spin.

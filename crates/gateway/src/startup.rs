@@ -206,17 +206,33 @@ pub fn choose_target(greeted: &Greeted, runtime: &Runtime) -> Result<Arc<Target>
         .ok_or_else(|| StartupError::UnknownTarget(name.to_string()))
 }
 
-/// Asks for the password, which carries the access token, and verifies it.
+/// How a listener's clients present their token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// The token as a cleartext password (over TLS): every libpq version and driver.
+    Password,
+    /// SASL OAUTHBEARER: libpq 18 runs the device flow itself.
+    OAuthBearer,
+}
+
+/// Asks for the token, by `method`, and verifies it.
 pub async fn authenticate(
     greeted: &mut Greeted,
     runtime: &Runtime,
+    method: AuthMethod,
 ) -> Result<Principal, StartupError> {
     let timeout = runtime.config.listen.startup_timeout;
     let mut out = Vec::new();
     for m in greeted.preamble.drain(..) {
         out.extend_from_slice(m.as_bytes());
     }
-    out.extend_from_slice(Authentication::CleartextPassword.to_message().as_bytes());
+    let request = match method {
+        AuthMethod::Password => Authentication::CleartextPassword,
+        AuthMethod::OAuthBearer => Authentication::Sasl {
+            mechanisms: vec![crate::oauth::MECHANISM.into()],
+        },
+    };
+    out.extend_from_slice(request.to_message().as_bytes());
     let stream = greeted.reader.get_mut();
     stream
         .write_all(&out)
@@ -231,6 +247,9 @@ pub async fn authenticate(
     if msg.tag() != portcullis_wire::frontend::PASSWORD {
         return Err(StartupError::ExpectedPassword);
     }
+    if method == AuthMethod::OAuthBearer {
+        return oauth_bearer(greeted, runtime, &msg).await;
+    }
     let password = PasswordMessage::decode(msg)?;
     let token = std::str::from_utf8(password.password()).map_err(|_| {
         StartupError::Auth(AuthError::NotAToken {
@@ -238,6 +257,56 @@ pub async fn authenticate(
         })
     })?;
     Ok(runtime.verifier.verify(token).await?)
+}
+
+/// The rest of an OAUTHBEARER exchange, from the client's first message.
+async fn oauth_bearer(
+    greeted: &mut Greeted,
+    runtime: &Runtime,
+    first: &Message,
+) -> Result<Principal, StartupError> {
+    use crate::oauth::{ClientFirst, InitialResponse, challenge, client_first, is_ack};
+    let initial = InitialResponse::decode(first)?;
+    if initial.mechanism != crate::oauth::MECHANISM {
+        return Err(StartupError::OAuth(format!(
+            "SASL mechanism \"{}\" is not offered here; this port speaks OAUTHBEARER",
+            initial.mechanism
+        )));
+    }
+    let data = initial.data.unwrap_or_default();
+    let parsed = client_first(&data).map_err(|e| StartupError::OAuth(e.to_string()))?;
+    let verified = match parsed {
+        ClientFirst::Bearer(token) => match runtime.verifier.verify(token).await {
+            Ok(p) => return Ok(p),
+            Err(e) => Err(StartupError::Auth(e)),
+        },
+        ClientFirst::Discovery => Err(StartupError::OAuth(
+            "no token was sent; libpq 18 now logs in at the issuer and reconnects".into(),
+        )),
+    };
+    // Tell the client where tokens come from; it acknowledges, then the attempt fails.
+    let issuer = &runtime.verifier.config().issuer;
+    let scope = &runtime.config.identity.oauth_scope;
+    let stream = greeted.reader.get_mut();
+    stream
+        .write_all(
+            Authentication::SaslContinue(challenge(issuer, scope))
+                .to_message()
+                .as_bytes(),
+        )
+        .await
+        .map_err(|_| StartupError::Closed)?;
+    stream.flush().await.map_err(|_| StartupError::Closed)?;
+    let timeout = runtime.config.listen.startup_timeout;
+    let ack = with_timeout(timeout, greeted.reader.next_message())
+        .await??
+        .ok_or(StartupError::Closed)?;
+    if ack.tag() != portcullis_wire::frontend::PASSWORD || !is_ack(ack.body()) {
+        return Err(StartupError::OAuth(
+            "the client did not acknowledge the OAUTHBEARER error".into(),
+        ));
+    }
+    verified
 }
 
 async fn with_timeout<T>(

@@ -155,6 +155,9 @@ pub struct ListenConfig {
     /// How long a client may take to send each startup packet, including its token.
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// A second address whose clients log in with SASL OAUTHBEARER (libpq 18's
+    /// `oauth_issuer`/`oauth_client_id`) instead of a token as the password.
+    pub oauthbearer_address: Option<String>,
 }
 
 impl Default for ListenConfig {
@@ -164,6 +167,7 @@ impl Default for ListenConfig {
             require_tls: true,
             max_connections: 1000,
             startup_timeout: Duration::from_secs(10),
+            oauthbearer_address: None,
         }
     }
 }
@@ -211,6 +215,13 @@ pub struct IdentitySection {
     /// Subjects refused at login whatever their token says.
     #[serde(default)]
     pub deny_subjects: Vec<String>,
+    /// The scope OAUTHBEARER clients are told to ask for.
+    #[serde(default = "default_oauth_scope")]
+    pub oauth_scope: String,
+}
+
+fn default_oauth_scope() -> String {
+    "openid".into()
 }
 
 fn default_audience() -> String {

@@ -137,6 +137,7 @@ pub async fn serve(
     runtime: Arc<Runtime>,
     services: Arc<Services>,
     id: SessionId,
+    method: startup::AuthMethod,
 ) {
     let span = tracing::info_span!(
         "session",
@@ -156,9 +157,13 @@ pub async fn serve(
             }
         };
         let mut greeted = greeted;
-        // Who the caller is, once the token says so: refusals after that name them.
-        let mut subject = None;
-        match login(&mut greeted, peer, &runtime, &services, id, &mut subject).await {
+        let mut who = Caller {
+            id,
+            peer,
+            method,
+            subject: None,
+        };
+        match login(&mut greeted, &runtime, &services, &mut who).await {
             Ok(session) => {
                 let started = Instant::now();
                 let audit = session.ctx.audit.log.clone();
@@ -186,7 +191,7 @@ pub async fn serve(
                         portcullis_audit::AuthFailure {
                             client_addr: peer.to_string(),
                             target: greeted.startup.get("database").map(str::to_owned),
-                            subject,
+                            subject: who.subject.take(),
                             sqlstate: e.sqlstate().to_string(),
                             reason: e.to_string(),
                         },
@@ -220,14 +225,22 @@ struct LoggedIn {
 }
 
 /// Verifies the caller, logs in upstream and welcomes the client.
+/// Who is connecting, as far as is known.
+struct Caller {
+    id: SessionId,
+    peer: SocketAddr,
+    method: startup::AuthMethod,
+    /// Set once the token is verified, so refusals after that name the subject.
+    subject: Option<String>,
+}
+
 async fn login(
     greeted: &mut startup::Greeted,
-    peer: SocketAddr,
     runtime: &Runtime,
     services: &Arc<Services>,
-    id: SessionId,
-    subject: &mut Option<String>,
+    who: &mut Caller,
 ) -> Result<LoggedIn, StartupError> {
+    let (id, peer) = (who.id, who.peer);
     let max = runtime.config.listen.max_connections;
     if services.active.fetch_add(1, Ordering::AcqRel) >= max {
         services.active.fetch_sub(1, Ordering::AcqRel);
@@ -236,8 +249,8 @@ async fn login(
     let slot = Slot(services.active.clone());
 
     let target = startup::choose_target(greeted, runtime)?;
-    let principal = startup::authenticate(greeted, runtime).await?;
-    *subject = Some(principal.subject.clone());
+    let principal = startup::authenticate(greeted, runtime, who.method).await?;
+    who.subject = Some(principal.subject.clone());
     if runtime
         .config
         .identity
