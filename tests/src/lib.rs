@@ -51,6 +51,8 @@ pub struct Setup {
     pub policies: Vec<(String, String)>,
     /// The clock policies read (a fixed one for time-of-day tests).
     pub clock: Option<Arc<dyn portcullis_gateway::Clock>>,
+    /// The clock live sessions check token expiry against.
+    pub session_clock: Option<Arc<dyn portcullis_gateway::Clock>>,
     /// Extra settings for the `[policy]` section, e.g. `mode = "observe"`.
     pub policy_settings: String,
     /// Where audit events go; by default a SQLite file in the harness directory.
@@ -123,6 +125,7 @@ impl Default for Setup {
             files: Vec::new(),
             policies: vec![("permit-all.cedar".into(), PERMIT_ALL.into())],
             clock: None,
+            session_clock: None,
             policy_settings: String::new(),
             audit_store: None,
             audit_settings: String::new(),
@@ -299,6 +302,9 @@ signing_key = "file:audit.key"
             decider: setup.decider,
             ..GatewayOptions::default()
         };
+        if let Some(clock) = setup.session_clock {
+            options.session_clock = clock;
+        }
         if let Some(clock) = setup.clock {
             options.clock = clock;
         }

@@ -31,7 +31,7 @@ async fn an_expired_token_ends_the_session_after_its_transaction() {
     let now = jiff::Timestamp::now();
     let clock = Arc::new(FixedClock::new(now));
     let h = Harness::with(Setup {
-        clock: Some(clock.clone()),
+        session_clock: Some(clock.clone()),
         ..Setup::default()
     })
     .await;
@@ -72,7 +72,7 @@ async fn an_expired_token_ends_the_session_after_its_transaction() {
     assert_eq!(db_error(&e).0, "28000");
 
     let graced = Harness::with(Setup {
-        clock: Some(clock.clone()),
+        session_clock: Some(clock.clone()),
         identity_settings: "expiry_grace = \"10m\"".into(),
         ..Setup::default()
     })

@@ -119,12 +119,16 @@ pub async fn run(dir: PathBuf, port: u16) -> anyhow::Result<()> {
 
     let ca = TestCa::new("Portcullis demo CA")?;
     let certs = ca.issue(&dir, "gateway")?;
-    let port = if port_free(port) { port } else { 0 };
+    let pick = |p: u16| if port != 0 && port_free(p) { p } else { 0 };
+    let (admin_port, oauth_port) = (pick(port.saturating_add(1)), pick(port.saturating_add(2)));
+    let port = pick(port);
     let config = format!(
         r#"# Written by `portcullis demo`. TLS is offered but not required, so any client works.
 [listen]
 address = "127.0.0.1:{port}"
 require_tls = false
+# libpq 18 clients log in here with SASL OAUTHBEARER.
+oauthbearer_address = "127.0.0.1:{oauth_port}"
 
 [tls]
 cert = "{cert}"
@@ -137,6 +141,11 @@ audience = "portcullis"
 [policy]
 paths = ["policies"]
 timezone = "{timezone}"
+
+# The control port: dave (group dba) lists and ends sessions.
+[admin]
+address = "127.0.0.1:{admin_port}"
+groups = ["dba"]
 
 # Every session and statement, durable before it runs; results recorded for replay.
 [audit]
@@ -166,8 +175,12 @@ tls = "disable"
     let gateway = portcullis_gateway::Gateway::start(&config_path, Default::default()).await?;
     gateway.reload_on_sighup()?;
     let addr = gateway.local_addr();
+    let admin_url = gateway
+        .admin_addr()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
     let env = format!(
-        "export PGHOST=127.0.0.1\nexport PGPORT={}\nexport PGDATABASE=analytics\nexport PGSSLMODE=require\nexport PORTCULLIS_ISSUER={}\n",
+        "export PGHOST=127.0.0.1\nexport PGPORT={}\nexport PGDATABASE=analytics\nexport PGSSLMODE=require\nexport PORTCULLIS_ISSUER={}\nexport PORTCULLIS_ADMIN={admin_url}\n",
         addr.port(),
         issuer.url()
     );
@@ -194,6 +207,11 @@ Every session and statement is audited (with result rows) in {audit}. From this 
   {exe} audit search --subject alice          # newest first; --table, --decision, --text …
   {exe} replay SESSION_ID                     # a session as it happened
   {exe} audit verify                          # proves nothing was edited
+
+Operators (dave is in the admin group) see and end sessions on the control port {admin_url}:
+
+  {exe} sessions list --token $({exe} dev-token dave --dir {dir})
+  {exe} sessions kill --subject alice --block-for 10m --token $({exe} dev-token dave --dir {dir})
 
 Configuration: {config}
 Press Ctrl-C to stop; everything the demo created is removed.

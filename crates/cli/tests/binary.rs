@@ -285,6 +285,32 @@ async fn the_demo_runs_and_cleans_up() {
     let verified = auditor(&["audit", "verify"]).await;
     assert!(verified.starts_with("ok: "), "{verified}");
 
+    // The control port, for dave.
+    let admin = env
+        .lines()
+        .find_map(|l| l.strip_prefix("export PORTCULLIS_ADMIN="))
+        .expect("the control port in demo.env")
+        .to_string();
+    let dave = Command::new(BIN)
+        .args(["dev-token", "dave", "--dir"])
+        .arg(&dir)
+        .output()
+        .await
+        .unwrap();
+    let listed = Command::new(BIN)
+        .args([
+            "sessions",
+            "list",
+            "--admin",
+            &admin,
+            "--token",
+            stdout_ok(&dave).trim(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    stdout_ok(&listed);
+
     signal(&child, libc::SIGINT);
     assert!(child.wait().await.unwrap().success());
     assert!(!dir.exists(), "the demo left its directory behind");
@@ -433,4 +459,61 @@ async fn serve_refuses_policies_that_do_not_validate() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.cedar:2:"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_listed_and_killed_from_the_command_line() {
+    let h = Harness::with(portcullis_tests::Setup {
+        extra_toml: "[admin]\naddress = \"127.0.0.1:0\"\ngroups = [\"security\"]\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let admin = format!("http://{}", h.gateway.admin_addr().unwrap());
+    let alice = h
+        .connect_as("alice", &["data-science"], "app")
+        .await
+        .unwrap();
+    alice.simple_query("select 1").await.unwrap();
+    let run = |args: Vec<String>, token: String| async move {
+        Command::new(BIN)
+            .arg("sessions")
+            .args(args)
+            .env("PORTCULLIS_TOKEN", token)
+            .output()
+            .await
+            .unwrap()
+    };
+    let sam = h.token("sam", &["security"]);
+    let listed = run(
+        vec!["list".into(), "--admin".into(), admin.clone()],
+        sam.clone(),
+    )
+    .await;
+    let text = stdout_ok(&listed);
+    assert!(
+        text.contains("alice (data-science)") && text.contains("to app as gw_app"),
+        "{text}"
+    );
+    let refused = run(
+        vec!["list".into(), "--admin".into(), admin.clone()],
+        h.token("bob", &["engineering"]),
+    )
+    .await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not in an admin group"));
+    let killed = run(
+        vec![
+            "kill".into(),
+            "--admin".into(),
+            admin.clone(),
+            "--subject".into(),
+            "alice".into(),
+            "--block-for".into(),
+            "10m".into(),
+        ],
+        sam,
+    )
+    .await;
+    assert_eq!(stdout_ok(&killed).trim(), "ended 1 sessions of alice");
+    portcullis_tests::wait_until("alice's session to end", || async { alice.is_closed() }).await;
 }

@@ -64,6 +64,8 @@ pub struct GatewayOptions {
     pub decider: Option<Arc<dyn Decider>>,
     /// Where policies read the time from.
     pub clock: Arc<dyn portcullis_policy::Clock>,
+    /// Where live sessions read the time their token expires against (tests move it).
+    pub session_clock: Arc<dyn portcullis_policy::Clock>,
 }
 
 impl Default for GatewayOptions {
@@ -71,6 +73,7 @@ impl Default for GatewayOptions {
         GatewayOptions {
             decider: None,
             clock: Arc::new(portcullis_policy::SystemClock),
+            session_clock: Arc::new(portcullis_policy::SystemClock),
         }
     }
 }
@@ -119,7 +122,7 @@ impl Gateway {
         let cache_entries = runtime.config.limits.parse_cache_entries;
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
         let catalogs = Arc::new(catalog::Catalogs::default());
-        let clock = options.clock.clone();
+        let clock = options.session_clock.clone();
         let decider = options.decider.unwrap_or_else(|| {
             Arc::new(policy::PolicyDecider::new(
                 runtime.clone(),

@@ -45,7 +45,7 @@ pub struct Services {
     pub active: Arc<std::sync::atomic::AtomicUsize>,
     pub catalogs: Arc<Catalogs>,
     pub sessions: Arc<crate::sessions::Sessions>,
-    /// The gateway's clock (policies' time of day, token expiry of live sessions).
+    /// The clock live sessions check their token's expiry against.
     pub clock: Arc<dyn portcullis_policy::Clock>,
 }
 
