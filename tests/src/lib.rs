@@ -334,6 +334,22 @@ signing_key = "file:audit.key"
             .expect("audit store")
     }
 
+    /// Every audited event of one kind (`session_start`, `admin`, …), newest first.
+    pub async fn audit_events(&self, kind: &str) -> Vec<portcullis_audit::Event> {
+        self.audit()
+            .await
+            .search(&portcullis_audit::Filter {
+                event: Some(kind.into()),
+                limit: Some(u32::MAX),
+                ..Default::default()
+            })
+            .await
+            .expect("audit search")
+            .into_iter()
+            .map(|hit| hit.event)
+            .collect()
+    }
+
     /// The key that verifies the audit trail's checkpoints.
     pub fn audit_key(&self) -> portcullis_audit::PublicKey {
         let pem = std::fs::read_to_string(self.dir.path().join("audit.key")).expect("audit key");

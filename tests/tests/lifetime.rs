@@ -93,16 +93,11 @@ async fn an_expired_token_ends_the_session_after_its_transaction() {
         .await
         .expect("within the grace period");
 
-    let mut store = h.audit().await;
-    let ends: Vec<String> = store
-        .search(&portcullis_audit::Filter {
-            event: Some("session_end".into()),
-            ..Default::default()
-        })
+    let ends: Vec<String> = h
+        .audit_events("session_end")
         .await
-        .unwrap()
         .into_iter()
-        .filter_map(|hit| match hit.event {
+        .filter_map(|e| match e {
             Event::SessionEnd(e) => Some(e.reason),
             _ => None,
         })
@@ -188,16 +183,11 @@ async fn an_operator_ends_a_subjects_sessions_and_refuses_new_ones() {
             .contains("revoked by the gateway's configuration")
     );
 
-    let mut store = h.audit().await;
-    let revocations: Vec<_> = store
-        .search(&portcullis_audit::Filter {
-            event: Some("admin".into()),
-            ..Default::default()
-        })
+    let revocations: Vec<_> = h
+        .audit_events("admin")
         .await
-        .unwrap()
         .into_iter()
-        .filter_map(|hit| match hit.event {
+        .filter_map(|e| match e {
             Event::Admin(a) if a.action == "revocation" => Some(a),
             _ => None,
         })
@@ -222,15 +212,7 @@ async fn service_accounts_log_in_with_client_credentials_tokens() {
     let row = client.query_one("select current_user", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "gw_app");
     drop(client);
-    let mut store = h.audit().await;
-    let starts = store
-        .search(&portcullis_audit::Filter {
-            event: Some("session_start".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    match &starts[0].event {
+    match &h.audit_events("session_start").await[0] {
         Event::SessionStart(s) => {
             assert_eq!(s.subject, "devin-ci");
             assert_eq!(s.groups, vec!["engineering"]);
