@@ -29,6 +29,8 @@ const MAX_RETRY: usize = 1_000_000;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How soon a failed write is retried when nothing new arrives.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
+/// A head left unsigned is signed once no event has been written for this long.
+const SIGN_WHEN_IDLE: Duration = Duration::from_secs(1);
 /// How often new statement text is added to the store's search index.
 const INDEX_EVERY: Duration = Duration::from_secs(1);
 /// How long an event nobody waits for may wait to share a commit with one somebody does.
@@ -158,6 +160,7 @@ impl AuditLog {
                         last_checkpoint: Instant::now(),
                         last_prune: None,
                         last_index: Instant::now(),
+                        last_write: Instant::now(),
                     };
                     writer.run(rx).await
                 })
@@ -220,6 +223,8 @@ struct Writer {
     last_checkpoint: Instant,
     last_prune: Option<Instant>,
     last_index: Instant,
+    /// When events were last committed.
+    last_write: Instant,
 }
 
 impl Writer {
@@ -232,6 +237,9 @@ impl Writer {
             let wait = match oldest {
                 _ if failing && !self.retry.is_empty() => RETRY_AFTER,
                 Some(t) => RECORD_DELAY.saturating_sub(t.elapsed()),
+                None if self.unsigned > 0 => {
+                    SIGN_WHEN_IDLE.saturating_sub(self.last_write.elapsed())
+                }
                 None => self.options.checkpoint_interval,
             };
             let mut batch: Vec<Request> = Vec::new();
@@ -275,8 +283,11 @@ impl Writer {
                 }
                 self.retry.extend(batch);
             }
+            // Sign at the interval under load, and soon after the load stops, so the
+            // unsigned tail (which could be cut off without a trace) stays short.
             let due = self.last_checkpoint.elapsed() >= self.options.checkpoint_interval
-                || self.unsigned >= self.options.checkpoint_events;
+                || self.unsigned >= self.options.checkpoint_events
+                || self.last_write.elapsed() >= SIGN_WHEN_IDLE;
             if self.unsigned > 0 && (due || !flushes.is_empty() || !open) {
                 self.checkpoint().await;
             }
@@ -323,6 +334,7 @@ impl Writer {
                     tracing::info!("audit store writable again");
                 }
                 self.unsigned += records.len() as u64;
+                self.last_write = Instant::now();
                 for (r, rec) in batch.into_iter().zip(records) {
                     if let Some(reply) = r.reply {
                         let _ = reply.send(Ok(rec.seq));

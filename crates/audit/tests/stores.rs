@@ -590,3 +590,33 @@ async fn gateways_sharing_a_postgres_store_keep_one_chain() {
     assert!(v.is_intact(), "{v:?}");
     assert_eq!(v.events, 300);
 }
+
+#[tokio::test]
+async fn an_idle_log_signs_its_head_by_itself() {
+    let f = sqlite().await;
+    let key = key();
+    let public = key.public();
+    let log =
+        portcullis_audit::AuditLog::start(&f.location, None, key, Default::default()).unwrap();
+    for i in 1..=3 {
+        log.durable(statement("s1", i, "alice", "SELECT 1", "allow"))
+            .await
+            .unwrap();
+    }
+    // No flush: the writer signs once the load stops (the interval is a minute).
+    let mut store = Store::open(&f.location, None).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let signed = store.checkpoints().await.unwrap().last().map(|c| c.seq);
+        if signed == Some(3) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never signed: {signed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let v = verify(&mut store, &public, |_, _| {}).await.unwrap();
+    assert_eq!((v.events, v.unsigned), (3, 0));
+}
