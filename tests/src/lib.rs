@@ -334,6 +334,22 @@ signing_key = "file:audit.key"
             .expect("audit store")
     }
 
+    /// The control port's base URL (HTTPS: the harness always configures TLS).
+    pub fn admin_url(&self) -> String {
+        let addr = self.gateway.admin_addr().expect("an [admin] section");
+        format!("https://{addr}")
+    }
+
+    /// An HTTP client that trusts the harness's CA, for the control port.
+    pub fn admin_client(&self) -> reqwest::Client {
+        let pem = std::fs::read(&self.certs.ca).expect("CA certificate");
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).expect("CA certificate");
+        reqwest::Client::builder()
+            .tls_certs_merge(certs)
+            .build()
+            .expect("HTTP client")
+    }
+
     /// Every audited event of one kind (`session_start`, `admin`, …), newest first.
     pub async fn audit_events(&self, kind: &str) -> Vec<portcullis_audit::Event> {
         self.audit()

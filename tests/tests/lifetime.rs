@@ -115,11 +115,11 @@ async fn an_operator_ends_a_subjects_sessions_and_refuses_new_ones() {
         ..Setup::default()
     })
     .await;
-    let admin = format!("http://{}", h.gateway.admin_addr().expect("control port"));
+    let admin = h.admin_url();
     let (alice, alice_conn) = connect(&h, "alice", &h.token("alice", &["data-science"])).await;
     let (bob, _bob_conn) = connect(&h, "bob", &h.token("bob", &["engineering"])).await;
     alice.simple_query("select 1").await.unwrap();
-    let http = reqwest::Client::new();
+    let http = h.admin_client();
 
     // Only members of an admin group may use the control port.
     let anonymous = http

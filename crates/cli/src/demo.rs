@@ -177,12 +177,13 @@ tls = "disable"
     let addr = gateway.local_addr();
     let admin_url = gateway
         .admin_addr()
-        .map(|a| format!("http://{a}"))
+        .map(|a| format!("https://{a}"))
         .unwrap_or_default();
     let env = format!(
-        "export PGHOST=127.0.0.1\nexport PGPORT={}\nexport PGDATABASE=analytics\nexport PGSSLMODE=require\nexport PORTCULLIS_ISSUER={}\nexport PORTCULLIS_ADMIN={admin_url}\n",
+        "export PGHOST=127.0.0.1\nexport PGPORT={}\nexport PGDATABASE=analytics\nexport PGSSLMODE=require\nexport PORTCULLIS_ISSUER={}\nexport PORTCULLIS_ADMIN={admin_url}\nexport PORTCULLIS_CA_FILE={ca}\n",
         addr.port(),
-        issuer.url()
+        issuer.url(),
+        ca = certs.ca.display()
     );
     let env_path = dir.join("demo.env");
     std::fs::write(&env_path, &env)?;

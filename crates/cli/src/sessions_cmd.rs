@@ -27,9 +27,23 @@ pub struct AdminArgs {
     /// An access token of a member of the gateway's admin groups (default: your login's).
     #[arg(long, env = "PORTCULLIS_TOKEN")]
     token: Option<String>,
+    /// CA certificates for the control port's TLS certificate, beside the system's.
+    #[arg(long, env = "PORTCULLIS_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl AdminArgs {
+    fn http(&self) -> anyhow::Result<reqwest::Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut b = reqwest::Client::builder().timeout(std::time::Duration::from_secs(15));
+        if let Some(path) = &self.ca_file {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            b = b.tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem)?);
+        }
+        Ok(b.build()?)
+    }
+
     async fn token(&self) -> anyhow::Result<String> {
         match &self.token {
             Some(t) => Ok(t.clone()),
@@ -54,9 +68,9 @@ async fn answer(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
 }
 
 pub async fn run(command: SessionsCommand) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
     match command {
         SessionsCommand::List(admin) => {
+            let http = admin.http()?;
             let body = answer(
                 http.get(format!("{}/v1/sessions", admin.admin.trim_end_matches('/')))
                     .bearer_auth(admin.token().await?)
@@ -93,6 +107,7 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<()> {
             subject,
             block_for,
         } => {
+            let http = admin.http()?;
             let mut req = json!({ "subject": subject });
             if let Some(b) = block_for {
                 req["block_for"] = json!(b);

@@ -297,12 +297,19 @@ async fn the_demo_runs_and_cleans_up() {
         .output()
         .await
         .unwrap();
+    let ca = env
+        .lines()
+        .find_map(|l| l.strip_prefix("export PORTCULLIS_CA_FILE="))
+        .expect("the demo's CA in demo.env");
+    assert!(admin.starts_with("https://"), "{admin}");
     let listed = Command::new(BIN)
         .args([
             "sessions",
             "list",
             "--admin",
             &admin,
+            "--ca-file",
+            ca,
             "--token",
             stdout_ok(&dave).trim(),
         ])
@@ -468,20 +475,25 @@ async fn sessions_are_listed_and_killed_from_the_command_line() {
         ..Default::default()
     })
     .await;
-    let admin = format!("http://{}", h.gateway.admin_addr().unwrap());
+    let admin = h.admin_url();
     let alice = h
         .connect_as("alice", &["data-science"], "app")
         .await
         .unwrap();
     alice.simple_query("select 1").await.unwrap();
-    let run = |args: Vec<String>, token: String| async move {
-        Command::new(BIN)
-            .arg("sessions")
-            .args(args)
-            .env("PORTCULLIS_TOKEN", token)
-            .output()
-            .await
-            .unwrap()
+    let ca = h.certs.ca.clone();
+    let run = |args: Vec<String>, token: String| {
+        let ca = ca.clone();
+        async move {
+            Command::new(BIN)
+                .arg("sessions")
+                .args(args)
+                .env("PORTCULLIS_TOKEN", token)
+                .env("PORTCULLIS_CA_FILE", ca)
+                .output()
+                .await
+                .unwrap()
+        }
     };
     let sam = h.token("sam", &["security"]);
     let listed = run(

@@ -1,7 +1,8 @@
 //! The control port: an HTTP API for operators, authenticated with the same OIDC tokens
 //! as database logins (the caller must be in one of `admin.groups`). For now it lists
 //! sessions and ends a subject's sessions; a later version grows it into the full admin
-//! API and console.
+//! API and console. It speaks HTTPS with the gateway's certificate whenever `[tls]` is
+//! configured, since bearer tokens travel in it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::net::TcpStream;
 
 use crate::runtime::Runtime;
 use crate::session::Services;
@@ -32,7 +34,11 @@ pub async fn start(
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(Admin { runtime, services });
+    let tls = runtime.load().acceptor.is_some();
+    let state = Arc::new(Admin {
+        runtime: runtime.clone(),
+        services,
+    });
     let app = Router::new()
         .route("/healthz", get(health))
         .route("/v1/sessions", get(list))
@@ -42,15 +48,85 @@ pub async fn start(
         let shutdown = async move {
             let _ = stopped.changed().await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = if tls {
+            let listener = TlsListener::start(listener, runtime);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        } else {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "the control port stopped");
         }
     });
-    tracing::info!(%addr, "control port listening");
+    tracing::info!(%addr, tls, "control port listening");
     Ok(addr)
+}
+
+/// Accepts TCP connections and completes their TLS handshakes concurrently (a slow client
+/// holds up nobody), with the current configuration's certificate.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
+    addr: SocketAddr,
+}
+
+impl TlsListener {
+    fn start(listener: tokio::net::TcpListener, runtime: Arc<ArcSwap<Runtime>>) -> Self {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control port accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Some(acceptor) = runtime.load().acceptor.clone() else {
+                    continue;
+                };
+                if tx.is_closed() {
+                    break;
+                }
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(tcp),
+                    )
+                    .await;
+                    if let Ok(Ok(stream)) = handshake {
+                        let _ = tx.send((stream, peer)).await;
+                    }
+                });
+            }
+        });
+        TlsListener { ready, addr }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept loop ended: nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
 }
 
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {
