@@ -92,9 +92,10 @@ async fn oauthbearer_discovery_token_and_refusal() {
 
     // A forged token: the challenge, then the verifier's reason.
     let mut c = start(&h).await;
-    let mut forged = token.clone();
-    forged.pop();
-    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    // One character changed in the middle of the signature (still valid base64url).
+    let at = token.len() - 10;
+    let flipped = if &token[at..at + 1] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flipped}{}", &token[..at], &token[at + 1..]);
     c.send(&[initial_response(
         format!("n,,\x01auth=Bearer {forged}\x01\x01").as_bytes(),
     )])

@@ -203,6 +203,13 @@ In another terminal:
   psql -c 'select * from reporting.daily_revenue order by day limit 5'
 
 The gateway logs in as role "analyst" for alice; nobody ever sees that role's password.
+Or log in the way people do (the device flow; the page lets you pick a sample person), and
+let tools without a token use a local listener:
+
+  {exe} login --issuer $PORTCULLIS_ISSUER --client-id portcullis-demo
+  PGPASSWORD=$({exe} token) psql -c 'select current_user'
+  {exe} connect analytics --gateway 127.0.0.1:{gw_port} --ca-file $PORTCULLIS_CA_FILE --port 5433
+
 Every session and statement is audited (with result rows) in {audit}. From this directory:
 
   {exe} audit search --subject alice          # newest first; --table, --decision, --text …
@@ -220,6 +227,7 @@ Press Ctrl-C to stop; everything the demo created is removed.
         env = env_path.display(),
         config = config_path.display(),
         audit = dir.join("audit.db").display(),
+        gw_port = addr.port(),
         policies = dir.join("policies").display(),
         exe = std::env::current_exe()
             .map(|p| p.display().to_string())

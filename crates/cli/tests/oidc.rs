@@ -260,3 +260,80 @@ async fn people_log_in_with_the_device_flow_and_programs_with_client_credentials
         "{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_issuer_runs_the_device_flow_too() {
+    let h = Harness::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = cli(home.path())
+        .args([
+            "login",
+            "--issuer",
+            h.issuer.url(),
+            "--client-id",
+            "portcullis-demo",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (uri, code) = loop {
+        let line = lines.next_line().await.unwrap().expect("login output");
+        if let Some(rest) = line.strip_prefix("To log in, open ") {
+            let (uri, code) = rest.split_once(" and enter the code ").unwrap();
+            break (uri.to_string(), code.to_string());
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The page offers the sample people; picking bob approves the code as bob.
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{uri}?user_code={code}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("bob (engineering)"), "{page}");
+    let approved = http
+        .post(&uri)
+        .form(&[("user_code", code.as_str()), ("person", "bob")])
+        .send()
+        .await
+        .unwrap();
+    assert!(approved.status().is_success());
+    assert!(child.wait().await.unwrap().success(), "login failed");
+    let token = stdout_ok(&cli(home.path()).arg("token").output().await.unwrap())
+        .trim()
+        .to_string();
+    let out = psql(h.port(), "bob", Some(&token), "require")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(stdout_ok(&out).trim(), "gw_app");
+    let refreshed = stdout_ok(
+        &cli(home.path())
+            .args(["token", "--min-valid", "1h"])
+            .output()
+            .await
+            .unwrap(),
+    )
+    .trim()
+    .to_string();
+    assert_ne!(refreshed, token);
+    let out = psql(h.port(), "bob", Some(&refreshed), "require")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(stdout_ok(&out).trim(), "gw_app");
+    // A used code is gone.
+    let again = http
+        .post(&uri)
+        .form(&[("user_code", code.as_str()), ("person", "bob")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 400);
+}

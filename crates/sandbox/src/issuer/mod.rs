@@ -3,7 +3,11 @@
 //! It signs with RSA, P-256 or Ed25519 keys it can generate, publish, retire and rotate at
 //! run time, and it can play dead, so tests exercise every path of token verification. The
 //! demo uses it as its identity provider; `/dev/token` hands out tokens for sample people
-//! and is loopback-only like the whole server.
+//! and is loopback-only like the whole server. It also runs the device authorization grant
+//! (`device.rs`), so `portcullis login` works against the demo: the "browser" step is a
+//! page where you pick a sample person.
+
+mod device;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -139,6 +143,10 @@ struct IssuerState {
     active: Arc<SigningKey>,
     available: bool,
     people: HashMap<String, Vec<String>>,
+    /// Device authorizations by device code.
+    devices: HashMap<String, device::Pending>,
+    /// Refresh tokens → the person they were issued to.
+    refresh: HashMap<String, String>,
 }
 
 /// A running development issuer. Dropping it stops the HTTP server.
@@ -191,6 +199,8 @@ impl DevIssuer {
             active: rsa,
             available: true,
             people: sample_people(),
+            devices: HashMap::new(),
+            refresh: HashMap::new(),
         }));
         let app_state = AppState {
             url: url.clone(),
@@ -201,6 +211,9 @@ impl DevIssuer {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/dev/token", get(dev_token))
+            .route("/device/auth", axum::routing::post(device::authorize))
+            .route("/device", get(device::page).post(device::approve))
+            .route("/token", axum::routing::post(device::token))
             .with_state(app_state);
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -351,7 +364,9 @@ async fn discovery(State(app): State<AppState>) -> Response {
     Json(json!({
         "issuer": app.url,
         "jwks_uri": format!("{}/jwks", app.url),
-        "token_endpoint": format!("{}/dev/token", app.url),
+        "token_endpoint": format!("{}/token", app.url),
+        "device_authorization_endpoint": format!("{}/device/auth", app.url),
+        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
