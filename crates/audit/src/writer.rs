@@ -323,7 +323,9 @@ impl Writer {
     }
 
     async fn write(&mut self, batch: Vec<Request>) {
-        let pending: Vec<Pending> = batch.iter().map(|r| r.pending.clone()).collect();
+        // The events go to the store by reference; the replies wait beside them.
+        let (pending, replies): (Vec<Pending>, Vec<_>) =
+            batch.into_iter().map(|r| (r.pending, r.reply)).unzip();
         let result = match tokio::time::timeout(WRITE_TIMEOUT, self.store.append(&pending)).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Other("write timed out".into())),
@@ -335,8 +337,8 @@ impl Writer {
                 }
                 self.unsigned += records.len() as u64;
                 self.last_write = Instant::now();
-                for (r, rec) in batch.into_iter().zip(records) {
-                    if let Some(reply) = r.reply {
+                for (reply, rec) in replies.into_iter().zip(records) {
+                    if let Some(reply) = reply {
                         let _ = reply.send(Ok(rec.seq));
                     }
                 }
@@ -346,12 +348,15 @@ impl Writer {
                     tracing::error!(error = %e, "audit store cannot write; statements are refused until it can");
                 }
                 let error = AuditError::Unavailable(e.to_string());
-                for r in batch {
-                    match r.reply {
+                for (pending, reply) in pending.into_iter().zip(replies) {
+                    match reply {
                         Some(reply) => {
                             let _ = reply.send(Err(error.clone()));
                         }
-                        None => self.retry.push_back(r),
+                        None => self.retry.push_back(Request {
+                            pending,
+                            reply: None,
+                        }),
                     }
                 }
                 while self.retry.len() > MAX_RETRY {

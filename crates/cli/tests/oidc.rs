@@ -272,11 +272,13 @@ async fn the_demo_issuer_runs_the_device_flow_too() {
             h.issuer.url(),
             "--client-id",
             "portcullis-demo",
+            "--print-env",
         ])
         .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let (uri, code) = loop {
         let line = lines.next_line().await.unwrap().expect("login output");
@@ -305,9 +307,17 @@ async fn the_demo_issuer_runs_the_device_flow_too() {
         .unwrap();
     assert!(approved.status().is_success());
     assert!(child.wait().await.unwrap().success(), "login failed");
+    let mut printed = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut printed)
+        .await
+        .unwrap();
     let token = stdout_ok(&cli(home.path()).arg("token").output().await.unwrap())
         .trim()
         .to_string();
+    assert!(
+        printed.contains(&format!("export PGPASSWORD='{token}'")),
+        "{printed}"
+    );
     let out = psql(h.port(), "bob", Some(&token), "require")
         .output()
         .await
