@@ -550,10 +550,6 @@ impl<'s> Frontend<'s> {
         }
         if refusal.is_none() {
             // Durable before anything runs.
-            let own_text = |s: &portcullis_sql::ParsedStatement| match (&text, shared) {
-                (Some(t), true) => t.to_string(),
-                _ => s.text.clone(),
-            };
             let first = self.seq + 1;
             let events: Vec<_> = statements
                 .iter()
@@ -561,12 +557,17 @@ impl<'s> Frontend<'s> {
                 .zip(&treatments)
                 .enumerate()
                 .map(|(i, ((s, why), t))| {
+                    // A shared analysis is of a single statement: this query's whole text.
+                    let own_text = match (&text, shared) {
+                        (Some(t), true) => t.as_ref(),
+                        _ => s.text.as_str(),
+                    };
                     statement_event(
                         &self.ctx.info,
                         Described {
                             seq: first + i as u64,
                             origin: "query",
-                            text: &own_text(s),
+                            text: own_text,
                             parameters: Vec::new(),
                             facts: Some(&s.facts),
                             reasons: why,
@@ -840,9 +841,7 @@ impl<'s> Frontend<'s> {
                     .map(|()| (treatment, seq))
             }
             Err(refusal) => {
-                let text = stmt.text.clone();
-                let facts = stmt.facts.clone();
-                self.record_refusal("bind", &text, Some(&facts), &why, &refusal);
+                self.record_refusal("bind", &stmt.text, Some(&stmt.facts), &why, &refusal);
                 Err(refusal)
             }
         };
@@ -954,8 +953,7 @@ impl<'s> Frontend<'s> {
                 (Ok(t), _) if i == 0 => outcome = Ok(t),
                 (Ok(_), _) => {}
                 (Err(e), why) => {
-                    let (text, facts) = (s.text.clone(), s.facts.clone());
-                    self.record_refusal("parse", &text, Some(&facts), &why, &e);
+                    self.record_refusal("parse", &s.text, Some(&s.facts), &why, &e);
                     outcome = Err(e);
                     break;
                 }
