@@ -172,6 +172,10 @@ async fn auditors_verify_search_replay_export_and_test_policies() {
     assert_eq!(lines.len() as u64, events);
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[0]["prev_hash"], "0".repeat(64));
+    let recent = portcullis(&h, &["audit", "export", "--since", "1h"]).await;
+    assert_eq!(stdout_ok(&recent).lines().count() as u64, events);
+    let future = portcullis(&h, &["audit", "export", "--since", "2099-01-01"]).await;
+    assert_eq!(stdout_ok(&future).lines().count(), 0);
 
     // Policy test: a new set that forbids engineers the orders table and drops the
     // customers rule.
