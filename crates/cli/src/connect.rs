@@ -189,7 +189,10 @@ async fn serve(mut local: TcpStream, peer: SocketAddr, proxy: &Proxy) -> anyhow:
     // (an error) goes to the local client as is.
     let tag = gateway.read_u8().await?;
     let len = gateway.read_u32().await? as usize;
-    let mut body = vec![0; len.saturating_sub(4)];
+    if !(4..=64 * 1024).contains(&len) {
+        bail!("the gateway sent a malformed authentication message");
+    }
+    let mut body = vec![0; len - 4];
     gateway.read_exact(&mut body).await?;
     if tag == b'R' && body.get(..4) == Some(&[0, 0, 0, 3]) {
         let mut password = BytesMut::new();

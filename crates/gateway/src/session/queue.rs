@@ -176,9 +176,9 @@ pub struct Attribution {
     pub fatal: bool,
     /// Statements that ended, for the audit trail; drained by the backend.
     pub finished: Vec<Finished>,
-    /// Column names of the last portal or statement Describe, for recordings of the
+    /// The RowDescription of the last portal or statement Describe, for recordings of the
     /// Execute that usually follows (its own answer has no RowDescription).
-    described: Option<Vec<String>>,
+    described: Option<Message>,
 }
 
 fn is_async(tag: u8) -> bool {
@@ -370,9 +370,8 @@ impl Attribution {
                     r.row_description(&d)
                 });
                 if matches!(self.pending.front(), Some(Expect::Describe { .. })) {
-                    self.described = backend::RowDescription::decode(msg.clone())
-                        .ok()
-                        .map(|d| d.fields().iter().map(|f| f.name.clone()).collect());
+                    // Kept undecoded (a reference count): decoded only if a recording needs it.
+                    self.described = Some(msg.clone());
                     self.pop();
                 } else if let Some(rec) = self.current_tracker().and_then(|t| t.recorder.as_mut())
                     && let Ok(d) = backend::RowDescription::decode(msg.clone())
@@ -388,8 +387,9 @@ impl Attribution {
                     && let Some(rec) = t.recorder.as_mut()
                     && let Ok(row) = backend::DataRow::decode(msg.clone())
                 {
-                    if let Some(names) = described {
-                        rec.named(names);
+                    if let Some(d) = described.and_then(|m| backend::RowDescription::decode(m).ok())
+                    {
+                        rec.named(d.fields().iter().map(|f| f.name.clone()).collect());
                     }
                     rec.row(&row);
                 }
