@@ -493,3 +493,48 @@ async fn a_full_disk_refuses_statements_until_there_is_room() {
     let v = verify(&mut store, &h.audit_key(), |_, _| {}).await.unwrap();
     assert!(v.is_intact(), "{v:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensitive_policy_masks_the_parameters_of_what_it_allows() {
+    let h = Harness::with(Setup {
+        policies: vec![
+            ("permit-all.cedar".into(), PERMIT_ALL.into()),
+            (
+                "cards.cedar".into(),
+                "@id(\"card-lookups\")\n@sensitive\npermit(principal, action, resource == Table::\"public.customers\");\n".into(),
+            ),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    h.direct("app", SAMPLE_SCHEMA);
+    let client = h.client().await;
+    let card = "41110000000000 07";
+    client
+        .query(
+            "select name from customers where card_number = $1",
+            &[&card.replace(' ', "")],
+        )
+        .await
+        .unwrap();
+    client
+        .query("select amount from orders where id = $1", &[&3i32])
+        .await
+        .unwrap();
+    drop(client);
+    let mut store = h.audit().await;
+    let events = all_events(&mut store).await;
+    let st = statements(&events);
+    let cards = st.iter().find(|s| s.text.contains("card_number")).unwrap();
+    assert_eq!(cards.parameters, vec![Some("***".to_string())]);
+    let orders = st.iter().find(|s| s.text.contains("orders")).unwrap();
+    assert_eq!(orders.parameters, vec![Some("\\x00000003".to_string())]);
+    // The value appears nowhere in the store.
+    let everything = store.records(1, 100_000).await.unwrap();
+    assert!(
+        everything
+            .iter()
+            .all(|s| !s.record.body.contains("4111000000000007")),
+        "the card number leaked into the trail"
+    );
+}

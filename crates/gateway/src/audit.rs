@@ -95,12 +95,14 @@ pub fn redacted(text: &str, facts: Option<&Facts>) -> String {
     }
 }
 
-/// Bound parameters as the trail shows them: text as sent, binary as `\x…` hex.
-pub fn parameters(bind: &portcullis_wire::frontend::Bind) -> Vec<Option<String>> {
+/// Bound parameters as the trail shows them: text as sent, binary as `\x…` hex, and
+/// `***` for every non-NULL value when a policy marks them sensitive.
+pub fn parameters(bind: &portcullis_wire::frontend::Bind, sensitive: bool) -> Vec<Option<String>> {
     bind.parameters()
         .into_iter()
         .map(|(binary, v)| {
             v.map(|b| match (binary, std::str::from_utf8(b)) {
+                _ if sensitive => "***".to_string(),
                 (false, Ok(s)) => s.to_string(),
                 _ => format!("\\x{}", hex_string(b)),
             })

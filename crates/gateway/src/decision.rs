@@ -147,6 +147,8 @@ pub struct Reasons {
     pub facts: Option<Arc<portcullis_sql::analysis::Facts>>,
     /// A policy asks for the statement's result rows to be recorded.
     pub record: bool,
+    /// A policy marks the statement's parameters as sensitive: masked in the trail.
+    pub sensitive: bool,
 }
 
 impl Reasons {
@@ -162,6 +164,7 @@ impl Reasons {
             observed: None,
             facts: None,
             record: false,
+            sensitive: false,
         }
     }
 }

@@ -43,6 +43,7 @@ struct Why {
     policies: Arc<[String]>,
     observed: Option<Arc<str>>,
     record: bool,
+    sensitive: bool,
 }
 
 /// A cached decision.
@@ -234,6 +235,7 @@ impl Decider for PolicyDecider {
             observed: why.observed,
             facts: own_facts.cloned(),
             record: why.record,
+            sensitive: why.sensitive,
         };
         (verdict.verdict(), reasons)
     }
@@ -278,6 +280,7 @@ impl PolicyDecider {
             policies: Arc::from(decision.deciding_policies()),
             observed,
             record: decision.record,
+            sensitive: decision.sensitive,
         };
         let verdict = match decision.outcome {
             Outcome::Allow {

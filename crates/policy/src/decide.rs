@@ -94,6 +94,8 @@ pub struct Decision {
     pub checks: Vec<Check>,
     /// A permit that allowed it is annotated `@record`: record its result rows.
     pub record: bool,
+    /// A permit that allowed it is annotated `@sensitive`: mask its parameters in the trail.
+    pub sensitive: bool,
 }
 
 impl Decision {
@@ -330,17 +332,22 @@ impl PolicyStore {
                 .map(|s| self.evaluate(s, &user, &asks, &context, &entities, false).1)
                 .unwrap_or_default()
         };
-        let record = outcome.is_allow()
-            && checks
-                .iter()
-                .filter(|c| c.allowed)
-                .flat_map(|c| &c.policies)
-                .any(|name| self.records(name));
+        let allowed_by = |flag: &dyn Fn(&str) -> bool| {
+            outcome.is_allow()
+                && checks
+                    .iter()
+                    .filter(|c| c.allowed)
+                    .flat_map(|c| &c.policies)
+                    .any(|name| flag(name))
+        };
+        let record = allowed_by(&|n| self.records(n));
+        let sensitive = allowed_by(&|n| self.is_sensitive(n));
         Decision {
             outcome,
             observed,
             checks,
             record,
+            sensitive,
         }
     }
 
@@ -551,6 +558,7 @@ fn refusal(message: String) -> Decision {
         observed: None,
         checks: Vec::new(),
         record: false,
+        sensitive: false,
     }
 }
 

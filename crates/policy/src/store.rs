@@ -89,6 +89,9 @@ pub struct PolicyStore {
     /// Names of permit policies annotated `@record`: statements they allow have their
     /// result rows recorded in the audit trail.
     recorded: std::collections::HashSet<String>,
+    /// Names of permit policies annotated `@sensitive`: the bound parameters of statements
+    /// they allow are masked in the audit trail.
+    sensitive: std::collections::HashSet<String>,
 }
 
 /// Masking strategies a `@mask` annotation may name.
@@ -196,6 +199,7 @@ impl PolicyStore {
         let mut origin: HashMap<PolicyId, (String, usize)> = HashMap::new();
         let mut observe_ids = Vec::new();
         let mut recorded = std::collections::HashSet::new();
+        let mut sensitive = std::collections::HashSet::new();
         for (file_index, (file, text)) in sources.iter().enumerate() {
             let set = match PolicySet::from_str(text) {
                 Ok(s) => s,
@@ -265,11 +269,14 @@ impl PolicyStore {
                 if policy.annotation("observe").is_some() {
                     observe_ids.push(pid.clone());
                 }
-                if policy.annotation("record").is_some() {
-                    if effect == Effect::Permit {
-                        recorded.insert(id.clone());
-                    } else {
-                        errors.push(at("@record belongs on a permit policy".into()));
+                for (annotation, set) in [("record", &mut recorded), ("sensitive", &mut sensitive)]
+                {
+                    if policy.annotation(annotation).is_some() {
+                        if effect == Effect::Permit {
+                            set.insert(id.clone());
+                        } else {
+                            errors.push(at(format!("@{annotation} belongs on a permit policy")));
+                        }
                     }
                 }
                 origin.insert(pid.clone(), (file.clone(), file_index));
@@ -359,6 +366,7 @@ impl PolicyStore {
             sha256,
             sensitivity,
             recorded,
+            sensitive,
         })
     }
 
@@ -392,6 +400,11 @@ impl PolicyStore {
     /// Whether the policy with this name asks for its statements' rows to be recorded.
     pub fn records(&self, name: &str) -> bool {
         self.recorded.contains(name)
+    }
+
+    /// Whether the policy with this name marks its statements' parameters as sensitive.
+    pub fn is_sensitive(&self, name: &str) -> bool {
+        self.sensitive.contains(name)
     }
 
     /// SHA-256 over every file's name and text, in load order: names the policy set in
@@ -469,6 +482,10 @@ forbid(principal, action == Action::"invoke", resource in FunctionClass::"server
             (
                 "@record forbid(principal, action, resource);",
                 "@record belongs on a permit policy",
+            ),
+            (
+                "@sensitive forbid(principal, action, resource);",
+                "@sensitive belongs on a permit policy",
             ),
             (
                 "@mask(\"scramble\") forbid(principal, action == Action::\"read_unmasked\", resource);",

@@ -826,7 +826,7 @@ impl<'s> Frontend<'s> {
                         seq,
                         origin: "bind",
                         text: &stmt.text,
-                        parameters: crate::audit::parameters(&bind),
+                        parameters: crate::audit::parameters(&bind, why.sensitive),
                         facts: Some(&stmt.facts),
                         reasons: &why,
                         refusal: None,
