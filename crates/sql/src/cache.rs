@@ -11,7 +11,7 @@ use std::sync::Arc;
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
-use crate::{LexerOptions, ParsedQuery, parse};
+use crate::{LexerOptions, ParsedQuery, ParsedStatement, parse};
 
 /// Texts longer than this are parsed every time: caching them would evict many small
 /// statements to keep one that rarely repeats.
@@ -70,9 +70,35 @@ pub struct Lookup {
 /// and comments dropped. Two texts with the same key parse to the same tree but for the
 /// constants' values. `None` when the text does not lex.
 pub fn normalized_key(sql: &str) -> Option<Vec<u8>> {
+    normalize(sql).map(|n| n.key)
+}
+
+/// A text's normalised key and where its constants are.
+struct Normalized {
+    key: Vec<u8>,
+    /// Each constant token's offset, and the offset of a `-` right before it (the parser
+    /// folds `-1` into one constant that starts at the sign).
+    constants: Vec<(i32, Option<i32>)>,
+}
+
+impl Normalized {
+    /// Whether every constant of the text is a value of `statement`: only then can a
+    /// text with other constants share its analysis.
+    fn constants_are_values(&self, statement: &ParsedStatement) -> bool {
+        let values = &statement.value_constants;
+        self.constants.iter().all(|(at, minus)| {
+            values.binary_search(at).is_ok()
+                || minus.is_some_and(|m| values.binary_search(&m).is_ok())
+        })
+    }
+}
+
+fn normalize(sql: &str) -> Option<Normalized> {
     use pg_query::protobuf::Token;
     let scan = pg_query::scan(sql).ok()?;
     let mut key = Vec::with_capacity(sql.len());
+    let mut constants = Vec::new();
+    let mut minus = None;
     for t in scan.tokens {
         let kind = Token::try_from(t.token).unwrap_or(Token::Nul);
         match kind {
@@ -89,13 +115,16 @@ pub fn normalized_key(sql: &str) -> Option<Vec<u8>> {
                 | Token::Iconst
                 | Token::Fconst
         );
-        if !constant {
+        if constant {
+            constants.push((t.start, minus));
+        } else {
             let text = sql.get(t.start.max(0) as usize..t.end.max(0) as usize)?;
             key.extend_from_slice(&(text.len() as u32).to_le_bytes());
             key.extend_from_slice(text.as_bytes());
         }
+        minus = (kind == Token::Ascii45).then_some(t.start);
     }
-    Some(key)
+    Some(Normalized { key, constants })
 }
 
 impl ParseCache {
@@ -108,9 +137,10 @@ impl ParseCache {
     }
 
     /// The parse of a simple-protocol query string: by exact text, else by normalised text
-    /// (PostgreSQL's lexer, constants blanked), else parsed afresh. Only single statements
-    /// whose facts do not depend on their literals are shared, and only under
-    /// `standard_conforming_strings`, the lexer setting the scanner uses.
+    /// (PostgreSQL's lexer, constants blanked), else parsed afresh. Only single
+    /// statements whose every constant is a mere value (`analysis::values`: an allowlist
+    /// of positions) are shared, and only under `standard_conforming_strings`, the lexer
+    /// setting the scanner uses.
     pub fn get_query(&self, sql: &str, options: LexerOptions) -> Lookup {
         if let Some(hit) = self.cache.get(&KeyRef { options, text: sql }) {
             return Lookup {
@@ -118,13 +148,13 @@ impl ParseCache {
                 shared: false,
             };
         }
-        let key = if options.standard_conforming_strings && sql.len() <= MAX_CACHED_TEXT {
-            normalized_key(sql)
+        let normalized = if options.standard_conforming_strings && sql.len() <= MAX_CACHED_TEXT {
+            normalize(sql)
         } else {
             None
         };
-        if let Some(k) = &key
-            && let Some(hit) = self.normalized.get(k.as_slice())
+        if let Some(n) = &normalized
+            && let Some(hit) = self.normalized.get(n.key.as_slice())
         {
             return Lookup {
                 parsed: hit,
@@ -132,10 +162,15 @@ impl ParseCache {
             };
         }
         let parsed = Arc::new(parse(sql, options));
-        let shareable =
-            matches!(&parsed.result, Ok(s) if s.len() == 1 && !s[0].facts.literal_sensitive);
-        match key {
-            Some(k) if shareable => self.normalized.insert(k.into_boxed_slice(), parsed.clone()),
+        let shareable = |n: &Normalized| {
+            matches!(&parsed.result, Ok(s) if s.len() == 1
+                && !s[0].facts.literal_sensitive
+                && n.constants_are_values(&s[0]))
+        };
+        match normalized {
+            Some(n) if shareable(&n) => self
+                .normalized
+                .insert(n.key.into_boxed_slice(), parsed.clone()),
             _ => {
                 if sql.len() <= MAX_CACHED_TEXT {
                     self.cache.insert(
@@ -232,6 +267,87 @@ mod tests {
             normalized_key("select 2 /* d */")
         );
         assert_ne!(normalized_key("select 1"), normalized_key("select '1'"));
+    }
+
+    /// Pairs of texts with the same normalised key whose constants change what they do:
+    /// the second must never be served the first's analysis.
+    #[test]
+    fn constants_that_change_meaning_never_share() {
+        let pairs = [
+            // An EXPLAIN option decides whether the statement runs.
+            (
+                "explain (analyze 0) delete from orders",
+                "explain (analyze 1) delete from orders",
+            ),
+            (
+                "explain (analyze 'off') update orders set amount = 0",
+                "explain (analyze 'on') update orders set amount = 0",
+            ),
+            // An ordinal names an output column.
+            (
+                "select id, email from customers order by 1",
+                "select id, email from customers order by 2",
+            ),
+            (
+                "select id, email from customers group by 1, 2",
+                "select id, email from customers group by 2, 1",
+            ),
+            // UESCAPE decides which identifier a Unicode name spells.
+            (
+                r#"select email from U&"customer!0073" UESCAPE '#'"#,
+                r#"select email from U&"customer!0073" UESCAPE '!'"#,
+            ),
+            // The precision of float(p) picks the type.
+            ("select '1'::float(10)", "select '1'::float(30)"),
+            // A reg* cast names an object.
+            ("select 'orders'::regclass", "select 'customers'::regclass"),
+            // Sequences and settings are named by constants.
+            ("select nextval('a')", "select nextval('b')"),
+            ("select current_setting('a')", "select current_setting('b')"),
+            // Utility statements never share.
+            ("set work_mem = 1", "set work_mem = 2"),
+            ("fetch 1 from c", "fetch 2 from c"),
+            (
+                "copy t to stdout (format 'text')",
+                "copy t to stdout (format 'csv')",
+            ),
+        ];
+        for (first, second) in pairs {
+            assert_eq!(normalized_key(first), normalized_key(second), "{first}");
+            let c = ParseCache::new(10);
+            c.get_query(first, LexerOptions::default());
+            let l = c.get_query(second, LexerOptions::default());
+            assert!(!l.shared, "{second} shared the analysis of {first}");
+        }
+    }
+
+    #[test]
+    fn values_share() {
+        for (first, second) in [
+            (
+                "select * from t where a = -1 and b in (1, 2) limit 5",
+                "select * from t where a = -7 and b in (3, 4) limit 50",
+            ),
+            (
+                "insert into t (a, b) values (1, 'x'), (2, 'y')",
+                "insert into t (a, b) values (3, 'z'), (4, '')",
+            ),
+            (
+                "update t set a = 'x', b = 2 where id = 3",
+                "update t set a = 'y', b = 9 where id = 1",
+            ),
+            (
+                "select lower('A'), '2025-01-01'::date, 1.5::numeric(10, 2)",
+                "select lower('B'), '2026-01-01'::date, 2.5::numeric(12, 4)",
+            ),
+        ] {
+            let c = ParseCache::new(10);
+            c.get_query(first, LexerOptions::default());
+            assert!(
+                c.get_query(second, LexerOptions::default()).shared,
+                "{second}"
+            );
+        }
     }
 
     #[test]

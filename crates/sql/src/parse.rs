@@ -3,7 +3,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::Node;
 
-use crate::analysis::{Facts, Kind, analyse};
+use crate::analysis::{Facts, Kind, analyse_with_values};
 
 /// Session settings that change how the lexer reads text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,9 +48,24 @@ pub struct ParsedStatement {
     pub node: Option<Node>,
     /// What the statement does, from the parse tree.
     pub facts: Facts,
+    /// Byte offsets (in the whole query string) of the constants that are mere values,
+    /// sorted: the cache shares this analysis only with texts whose every constant sits
+    /// at one of them.
+    pub(crate) value_constants: Vec<i32>,
 }
 
 impl ParsedStatement {
+    /// A statement the gateway describes itself, with no parse tree (a startup parameter
+    /// that sets the role, decided like `SET ROLE`).
+    pub fn synthetic(text: String, facts: Facts) -> Self {
+        ParsedStatement {
+            text,
+            node: None,
+            facts,
+            value_constants: Vec::new(),
+        }
+    }
+
     /// The root node of the statement.
     pub fn root(&self) -> Option<&NodeEnum> {
         self.node.as_ref().and_then(|n| n.node.as_ref())
@@ -102,14 +117,15 @@ pub fn parse(sql: &str, options: LexerOptions) -> ParsedQuery {
                     "statement boundaries are not on character boundaries".to_string()
                 })?;
                 let node = raw.stmt.map(|b| *b);
-                let facts = match &node {
-                    Some(n) => analyse(n),
-                    None => Facts::new(Kind::Unknown, "empty"),
+                let (facts, value_constants) = match &node {
+                    Some(n) => analyse_with_values(n),
+                    None => (Facts::new(Kind::Unknown, "empty"), Vec::new()),
                 };
                 Ok(ParsedStatement {
                     text: text.to_owned(),
                     node,
                     facts,
+                    value_constants,
                 })
             })
             .collect(),

@@ -129,6 +129,31 @@ pub fn classify(name: &str) -> BTreeSet<FunctionClass> {
     out
 }
 
+/// Functions whose constant arguments the analysis reads, or which name an object or a
+/// setting by a constant (`nextval('s')`, `current_setting('x')`): statements passing them
+/// constants never share an analysis with statements passing others.
+const NAME_ARGUMENTS: &[&str] = &[
+    "nextval",
+    "currval",
+    "setval",
+    "current_setting",
+    "to_regclass",
+    "to_regproc",
+    "to_regprocedure",
+    "to_regoper",
+    "to_regoperator",
+    "to_regtype",
+    "to_regrole",
+    "to_regnamespace",
+    "to_regcollation",
+];
+
+/// Whether the constants passed to `name` may matter to the analysis: any classified
+/// function, and the functions that take an object's or a setting's name.
+pub(crate) fn reads_constant_arguments(name: &str) -> bool {
+    NAME_ARGUMENTS.contains(&name) || !classify(name).is_empty()
+}
+
 /// Large-object functions by the OID the fast-path FunctionCall names: libpq and drivers
 /// call these through the protocol rather than through SQL.
 pub fn large_object_function_by_oid(oid: u32) -> Option<&'static str> {

@@ -2,6 +2,7 @@
 
 mod facts;
 mod functions;
+mod values;
 mod walk;
 
 pub use facts::{
@@ -14,15 +15,21 @@ use pg_query::protobuf::Node;
 
 /// Analyses one statement's parse tree. Never fails: what is not understood is `unknown`.
 pub fn analyse(node: &Node) -> Facts {
+    analyse_with_values(node).0
+}
+
+/// Analyses one statement's parse tree, and says where its constants are mere values:
+/// the byte offsets of the constants that cannot change what it does (see `values`).
+pub(crate) fn analyse_with_values(node: &Node) -> (Facts, Vec<i32>) {
     let Ok(value) = serde_json::to_value(node) else {
-        return Facts::new(Kind::Unknown, "unserialisable");
+        return (Facts::new(Kind::Unknown, "unserialisable"), Vec::new());
     };
     let Some((name, body)) = walk::root(&value) else {
-        return Facts::new(Kind::Unknown, "empty");
+        return (Facts::new(Kind::Unknown, "empty"), Vec::new());
     };
     let mut walker = walk::Walker::new(Facts::new(walk::kind_of(name, body), name));
     walker.run(name, body);
-    walker.finish()
+    (walker.finish(), values::value_constants(name, body))
 }
 
 #[cfg(test)]

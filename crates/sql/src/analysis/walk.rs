@@ -93,7 +93,7 @@ fn has(body: &Obj, field: &str) -> bool {
 }
 
 /// `{"node": {"Type": body}}` or `{"Type": body}` → (Type, body).
-fn tagged(map: &Obj) -> Option<(&str, &Obj)> {
+pub(super) fn tagged(map: &Obj) -> Option<(&str, &Obj)> {
     if map.len() != 1 {
         return None;
     }
