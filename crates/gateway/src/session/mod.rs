@@ -633,11 +633,7 @@ fn check_startup_identity(
         .map(|(n, v)| format!("SET {n} = '{v}' (startup parameter)"))
         .collect::<Vec<_>>()
         .join("; ");
-    let statement = portcullis_sql::ParsedStatement {
-        text: text.clone(),
-        node: None,
-        facts,
-    };
+    let statement = portcullis_sql::ParsedStatement::synthetic(text.clone(), facts);
     let verdict = decider.decide(
         info,
         &crate::decision::Statement {
