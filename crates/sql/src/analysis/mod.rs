@@ -2,6 +2,7 @@
 
 mod facts;
 mod functions;
+mod scope;
 mod values;
 mod walk;
 

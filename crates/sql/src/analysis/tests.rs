@@ -464,6 +464,110 @@ fn columns_are_attributed() {
     );
 }
 
+/// Every way SQL names a column reaches the relation it reads (the bypasses of
+/// aliases that hid masked columns, and their relatives).
+#[test]
+fn columns_named_through_aliases() {
+    // What is read of a relation, whatever the action (COPY's reads are copy_out).
+    let read = |sql: &str, relation: &str| {
+        let f = facts(sql);
+        let mut c = Columns::None;
+        for a in f.accesses.iter().filter(|a| a.relation == rel(relation)) {
+            c.merge(&a.columns);
+        }
+        c
+    };
+    let all = |sql: &str, relation: &str| {
+        assert_eq!(read(sql, relation), Columns::All, "{sql}: {relation}");
+    };
+    let has = |sql: &str, relation: &str, column: &str| match read(sql, relation) {
+        Columns::All => {}
+        Columns::Some(set) if set.contains(column) => {}
+        other => panic!("{sql}: {relation}.{column} not read: {other:?}"),
+    };
+    // A column alias list renames by position: any reference through it reads everything.
+    all("select e, k from customers as c(i, n, e, k)", "customers");
+    all("select c.e from customers c(i, n, e)", "customers");
+    all(
+        "copy (select e, k from customers as c(i, n, e, k)) to stdout",
+        "customers",
+    );
+    // A join's alias stands for every relation inside it.
+    let join = "(customers join orders on customers.id = orders.customer_id) as j";
+    has(
+        &format!("select j.card_number from {join}"),
+        "customers",
+        "card_number",
+    );
+    has(
+        &format!("select j.card_number from {join}"),
+        "orders",
+        "card_number",
+    );
+    all(&format!("select j::text from {join}"), "customers");
+    all(&format!("select j::text from {join}"), "orders");
+    all(&format!("select row_to_json(j) from {join}"), "customers");
+    all(&format!("select j.* from {join}"), "orders");
+    all(&format!("select * from {join}"), "customers");
+    all(
+        "select x.a from (customers join orders on true) as x(a, b)",
+        "orders",
+    );
+    // Nested joins: the outer alias covers the inner relations too.
+    has(
+        "select k.email from ((customers a join orders b on true) join orders c on true) as k",
+        "customers",
+        "email",
+    );
+    // USING columns are read on both sides; PostgreSQL 14's USING alias names them.
+    has(
+        "select j.card_number from customers a join customers b using (card_number) as j",
+        "customers",
+        "card_number",
+    );
+    has(
+        "select a.id from customers a join orders b using (id)",
+        "orders",
+        "id",
+    );
+    // NATURAL joins on columns only the catalog knows.
+    all("select 1 from customers natural join orders", "customers");
+    all("select 1 from customers natural join orders", "orders");
+    // Whole rows, in every spelling.
+    for sql in [
+        "select c from customers c",
+        "select c.* from customers c",
+        "select c::text from customers c",
+        "select (c).email from customers c",
+        "select customers from customers",
+        "select count(c) from customers c",
+    ] {
+        all(sql, "customers");
+    }
+    // LATERAL and correlated references reach the outer relation.
+    has(
+        "select s.x from customers c, lateral (select c.email as x) s",
+        "customers",
+        "email",
+    );
+    has(
+        "select * from customers c, lateral unnest(array[c.card_number]) u",
+        "customers",
+        "card_number",
+    );
+    // A composite column's field: `t.c.f` reads column c of t.
+    has(
+        "select c.address.street from customers c",
+        "customers",
+        "address",
+    );
+    has(
+        "select public.customers.email from public.customers",
+        "public.customers",
+        "email",
+    );
+}
+
 #[test]
 fn unknown_root_types() {
     let body = serde_json::Map::new();

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::facts::{Columns, CopyFacts, Facts, FunctionRef, Kind, RelationName, SessionChange};
 use super::functions;
+use super::scope::{ScopeItem, Scopes};
 
 type Obj = Map<String, Value>;
 
@@ -138,10 +139,15 @@ fn relation_name(rv: &Obj) -> RelationName {
 }
 
 fn alias_name(rv: &Obj) -> Option<String> {
-    rv.get("alias")?
+    alias_name_in(rv.get("alias"))
+}
+
+fn alias_name_in(alias: Option<&Value>) -> Option<String> {
+    alias?
         .as_object()?
         .get("aliasname")?
         .as_str()
+        .filter(|n| !n.is_empty())
         .map(str::to_string)
 }
 
@@ -196,16 +202,12 @@ fn set_arg(v: &Value) -> Option<String> {
     }
 }
 
-/// One name a FROM item makes visible.
-struct ScopeItem {
-    name: String,
-    /// The access this name stands for, when it is a base relation.
-    access: Option<usize>,
-}
-
-#[derive(Default)]
-struct Scope {
-    items: Vec<ScopeItem>,
+/// Whether an alias renames columns (`AS c(i, n, e, k)`).
+fn renames_columns(alias: Option<&Value>) -> bool {
+    alias
+        .and_then(|a| a.get("colnames"))
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty())
 }
 
 #[derive(Clone, Copy)]
@@ -216,7 +218,7 @@ struct Ctx {
 
 pub(super) struct Walker {
     pub facts: Facts,
-    scopes: Vec<Scope>,
+    scopes: Scopes,
     /// CTE names visible at this point, innermost last.
     ctes: Vec<Vec<String>>,
     /// Under EXPLAIN without ANALYZE nothing runs: every access becomes `explain`.
@@ -229,7 +231,7 @@ impl Walker {
     pub fn new(facts: Facts) -> Self {
         Walker {
             facts,
-            scopes: Vec::new(),
+            scopes: Scopes::default(),
             ctes: Vec::new(),
             explain_only: false,
             dml_where: (0, 0),
@@ -483,7 +485,7 @@ impl Walker {
 
     fn select(&mut self, body: &Obj, ctx: Ctx) {
         let pushed = self.with_clause(body, ctx);
-        self.scopes.push(Scope::default());
+        self.scopes.push();
         if let Some(from) = body.get("from_clause").and_then(Value::as_array) {
             for item in from {
                 self.range_item(item, ctx);
@@ -512,23 +514,18 @@ impl Walker {
             "RangeVar" => {
                 let rel = relation_name(body);
                 let name = alias_name(body).unwrap_or_else(|| rel.name.clone());
-                let access = if self.is_cte(&rel) {
-                    None
+                let accesses = if self.is_cte(&rel) {
+                    Vec::new()
                 } else {
-                    Some(self.record(rel, ctx.read, Columns::None))
+                    vec![self.record(rel, ctx.read, Columns::None)]
                 };
-                if let Some(scope) = self.scopes.last_mut() {
-                    scope.items.push(ScopeItem { name, access });
-                }
+                self.scopes.add(ScopeItem {
+                    name,
+                    accesses,
+                    every_column: renames_columns(body.get("alias")),
+                });
             }
-            "JoinExpr" => {
-                for side in ["larg", "rarg"] {
-                    if let Some(s) = body.get(side) {
-                        self.range_item(s, ctx);
-                    }
-                }
-                self.visit_except(body, &["larg", "rarg"], ctx);
-            }
+            "JoinExpr" => self.join(body, ctx),
             "RangeTableSample" => {
                 if let Some(r) = body.get("relation") {
                     self.range_item(r, ctx);
@@ -536,19 +533,55 @@ impl Walker {
                 self.visit_except(body, &["relation"], ctx);
             }
             _ => {
-                // Subqueries, functions, XMLTABLE: their own analysis covers what they read;
-                // the alias names something that is not a base relation.
+                // Subqueries, functions, VALUES, XMLTABLE: their own analysis covers what
+                // they read; the alias names something that is not a base relation.
                 self.visit(item, ctx);
-                let alias = body
-                    .get("alias")
-                    .and_then(|a| a.get("aliasname"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                if let (Some(name), Some(scope)) = (alias, self.scopes.last_mut()) {
-                    scope.items.push(ScopeItem { name, access: None });
+                if let Some(name) = alias_name(body) {
+                    self.scopes.add(ScopeItem {
+                        name,
+                        accesses: Vec::new(),
+                        every_column: false,
+                    });
                 }
             }
         }
+    }
+
+    /// A join: both sides' names stay visible; `USING` columns are read on both sides,
+    /// `NATURAL` reads columns only the catalog knows (so every column); a join alias
+    /// (and PostgreSQL 14's `USING (…) AS u`) names every relation inside it.
+    fn join(&mut self, body: &Obj, ctx: Ctx) {
+        let start = self.scopes.mark();
+        for side in ["larg", "rarg"] {
+            if let Some(s) = body.get(side) {
+                self.range_item(s, ctx);
+            }
+        }
+        let inside = self.scopes.accesses_since(start);
+        let natural = body
+            .get("is_natural")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        for column in string_list(body.get("using_clause")) {
+            for &i in &inside {
+                self.facts.accesses[i].columns.add(&column);
+            }
+        }
+        if natural {
+            for &i in &inside {
+                self.facts.accesses[i].columns = Columns::All;
+            }
+        }
+        for alias in ["alias", "join_using_alias"] {
+            if let Some(name) = alias_name_in(body.get(alias)) {
+                self.scopes.add(ScopeItem {
+                    name,
+                    accesses: inside.clone(),
+                    every_column: natural || renames_columns(body.get(alias)),
+                });
+            }
+        }
+        self.visit_except(body, &["larg", "rarg"], ctx);
     }
 
     /// The target of INSERT/UPDATE/DELETE/MERGE: recorded as a write and put in scope.
@@ -557,12 +590,11 @@ impl Walker {
         let rel = relation_name(rel_obj);
         let name = alias_name(rel_obj).unwrap_or_else(|| rel.name.clone());
         let idx = self.record(rel, action, Columns::None);
-        if let Some(scope) = self.scopes.last_mut() {
-            scope.items.push(ScopeItem {
-                name,
-                access: Some(idx),
-            });
-        }
+        self.scopes.add(ScopeItem {
+            name,
+            accesses: vec![idx],
+            every_column: false,
+        });
         Some(idx)
     }
 
@@ -596,7 +628,7 @@ impl Walker {
 
     fn insert(&mut self, body: &Obj, ctx: Ctx) {
         let pushed = self.with_clause(body, ctx);
-        self.scopes.push(Scope::default());
+        self.scopes.push();
         let target = self.target(body, Kind::Insert);
         match body.get("cols").and_then(Value::as_array) {
             Some(cols) if !cols.is_empty() => self.assigned_columns(body.get("cols"), target),
@@ -627,7 +659,7 @@ impl Walker {
 
     fn update(&mut self, body: &Obj, ctx: Ctx) {
         let pushed = self.with_clause(body, ctx);
-        self.scopes.push(Scope::default());
+        self.scopes.push();
         let target = self.target(body, Kind::Update);
         if let Some(from) = body.get("from_clause").and_then(Value::as_array) {
             for item in from {
@@ -646,7 +678,7 @@ impl Walker {
 
     fn delete(&mut self, body: &Obj, ctx: Ctx) {
         let pushed = self.with_clause(body, ctx);
-        self.scopes.push(Scope::default());
+        self.scopes.push();
         let target = self.target(body, Kind::Delete);
         if let Some(idx) = target {
             self.facts.accesses[idx].columns = Columns::All;
@@ -667,7 +699,7 @@ impl Walker {
 
     fn merge(&mut self, body: &Obj, ctx: Ctx) {
         let pushed = self.with_clause(body, ctx);
-        self.scopes.push(Scope::default());
+        self.scopes.push();
         let target = self.target(body, Kind::Merge);
         if let Some(idx) = target {
             self.facts.accesses[idx].columns = Columns::All;
@@ -885,68 +917,7 @@ impl Walker {
                     .collect()
             })
             .unwrap_or_default();
-        match fields.as_slice() {
-            // `*`: every column of everything in the innermost scope.
-            [None] => {
-                let idxs: Vec<usize> = self
-                    .scopes
-                    .last()
-                    .map(|s| s.items.iter().filter_map(|i| i.access).collect())
-                    .unwrap_or_default();
-                for i in idxs {
-                    self.facts.accesses[i].columns = Columns::All;
-                }
-            }
-            // Unqualified: a column of any relation in scope, or a whole-row reference.
-            [Some(col)] => {
-                let mut whole_row = None;
-                let mut all = Vec::new();
-                for scope in self.scopes.iter().rev() {
-                    for item in &scope.items {
-                        if let Some(i) = item.access {
-                            all.push(i);
-                            if item.name == *col && whole_row.is_none() {
-                                whole_row = Some(i);
-                            }
-                        }
-                    }
-                }
-                if let Some(i) = whole_row {
-                    self.facts.accesses[i].columns = Columns::All;
-                }
-                for i in all {
-                    self.facts.accesses[i].columns.add(col);
-                }
-            }
-            // Qualified: `t.c`, `t.*`, `s.t.c`, `db.s.t.c`.
-            [.., Some(table), last] => {
-                let found = self
-                    .scopes
-                    .iter()
-                    .rev()
-                    .flat_map(|s| s.items.iter())
-                    .find(|i| i.name == *table)
-                    .map(|i| i.access);
-                match (found, last) {
-                    (Some(Some(i)), Some(col)) => self.facts.accesses[i].columns.add(col),
-                    (Some(Some(i)), None) => self.facts.accesses[i].columns = Columns::All,
-                    (Some(None), _) => {} // a subquery, CTE or function alias
-                    (None, _) => {
-                        // Not a relation in scope: a composite column's field. Attribute the
-                        // composite column to everything in scope.
-                        let idxs: Vec<usize> = self
-                            .scopes
-                            .iter()
-                            .flat_map(|s| s.items.iter().filter_map(|i| i.access))
-                            .collect();
-                        for i in idxs {
-                            self.facts.accesses[i].columns.add(table);
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
+        self.scopes.column_ref(&fields, &mut self.facts);
     }
 }
 
