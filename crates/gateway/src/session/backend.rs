@@ -104,6 +104,7 @@ impl<'s> Backend<'s> {
                             Action::Replace(m) => self.out.push(&m),
                             Action::Swallow => {}
                         }
+                        self.shared.readies.publish(self.attribution.readies);
                         for f in self.attribution.finished.drain(..) {
                             self.ctx.audit.log.record(f.into_event(&self.ctx.info));
                         }

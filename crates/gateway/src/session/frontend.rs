@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use portcullis_sql::analysis::{Kind, SessionChange};
-use portcullis_sql::{ParsedQuery, PreparedOp};
+use portcullis_sql::{ClientEncoding, LexerOptions, ParsedQuery, PreparedOp};
 use portcullis_wire::backend::{ErrorResponse, Severity, TransactionStatus};
 use portcullis_wire::frontend::{self, Bind, Close, Describe, Execute, Parse, Query, Target};
 use portcullis_wire::{Frame, FrameReader, Message, StreamError, WireError};
@@ -31,6 +31,7 @@ use tokio::sync::oneshot;
 use super::outbox::Outbox;
 use super::prepared::{Prepared, Registry, Treatment};
 use super::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
+use super::settled::Sent;
 use super::{Context, Shared};
 use crate::audit::{Described, Tracker, statement_event, unavailable};
 use crate::decision::{Origin, Reasons, Statement, Verdict};
@@ -41,6 +42,8 @@ const REFUSED_SQL: &[u8] = b"/* portcullis: statement refused */ PORTCULLIS_REFU
 /// Names of the gateway's own throwaway prepared statements.
 const PROBE: &str = "portcullis_probe";
 const REFUSED: &str = "portcullis_refused";
+/// The gateway's own query of the settings the server's lexer reads.
+const LEXER_SETTINGS_SQL: &[u8] = b"SELECT pg_catalog.current_setting('client_encoding'), pg_catalog.current_setting('standard_conforming_strings')";
 
 /// How the client side ended.
 #[derive(Debug)]
@@ -69,6 +72,17 @@ pub struct Frontend<'s> {
     pub out: Outbox,
     /// Statements audited so far in this session.
     pub seq: u64,
+    /// What was sent, to know whether the lexer settings last reported still hold.
+    settled: Sent,
+    /// The gateway's own queries of the lexer settings so far (each gets a fresh name).
+    lexer_queries: u64,
+}
+
+/// The server after a barrier: its transaction status, and whether it is discarding
+/// messages until Sync (so that it will not parse the next one).
+struct CaughtUp {
+    status: TransactionStatus,
+    skipping: bool,
 }
 
 /// The prepared statement an `EXECUTE` runs, wherever it sits (`EXPLAIN EXECUTE`,
@@ -106,6 +120,8 @@ impl<'s> Frontend<'s> {
             search_path: ctx.search_path.clone(),
             out: Outbox::new(),
             seq: 0,
+            settled: Sent::default(),
+            lexer_queries: 0,
         }
     }
 
@@ -123,7 +139,7 @@ impl<'s> Frontend<'s> {
                 match frame {
                     Frame::Message(msg) => {
                         if msg.tag() == frontend::TERMINATE {
-                            self.out.push(&msg);
+                            self.push(&msg);
                             self.flush(upstream).await?;
                             return Ok(FrontendEnd::Terminated);
                         }
@@ -132,14 +148,17 @@ impl<'s> Frontend<'s> {
                         }
                         self.on_message(msg, upstream).await?;
                     }
-                    Frame::Stream { header, remaining } => self
-                        .out
-                        .stream(client, header, remaining, upstream)
-                        .await
-                        .map_err(|e| match e {
-                            StreamError::Read(e) => FrontendError::Client(e),
-                            StreamError::Write(e) => FrontendError::Upstream(e),
-                        })?,
+                    Frame::Stream { header, remaining } => {
+                        // Only COPY data is streamed (the predicate above).
+                        self.settled.sent(header[0], false);
+                        self.out
+                            .stream(client, header, remaining, upstream)
+                            .await
+                            .map_err(|e| match e {
+                                StreamError::Read(e) => FrontendError::Client(e),
+                                StreamError::Write(e) => FrontendError::Upstream(e),
+                            })?
+                    }
                 }
                 if self.out.is_full() {
                     self.flush(upstream).await?;
@@ -192,9 +211,16 @@ impl<'s> Frontend<'s> {
 
     /// Queues what the server owes for a message, then the message itself.
     fn send(&mut self, expect: Expect, msg: &Message) {
+        self.settled.sent(msg.tag(), expect.ends_with_ready());
         // The backend owns the receiver for the session's lifetime; a send can only fail
         // when the session is already ending.
         let _ = self.queue.send(expect);
+        self.out.push(msg);
+    }
+
+    /// Forwards a message the server does not answer (Flush, COPY data, Terminate).
+    fn push(&mut self, msg: &Message) {
+        self.settled.sent(msg.tag(), false);
         self.out.push(msg);
     }
 
@@ -270,13 +296,82 @@ impl<'s> Frontend<'s> {
     async fn catch_up<W: AsyncWrite + Unpin>(
         &mut self,
         upstream: &mut W,
-    ) -> Result<TransactionStatus, FrontendError> {
+    ) -> Result<CaughtUp, FrontendError> {
         let (tx, rx) = oneshot::channel();
         let _ = self.queue.send(Expect::Barrier(Some(tx)));
-        self.out.push(&Message::new(frontend::FLUSH, b""));
+        self.push(&frontend::flush());
         self.flush(upstream).await?;
-        rx.await.map_err(|_| FrontendError::Ended)?;
-        Ok(self.shared.transaction())
+        let skipping = rx.await.map_err(|_| FrontendError::Ended)?;
+        Ok(CaughtUp {
+            status: self.shared.transaction(),
+            skipping,
+        })
+    }
+
+    /// The client encoding and lexer options the server will read `bytes` with, when it
+    /// parses the message being decided. The settings the server last reported hold
+    /// unless something sent since may have changed them (`settled`); text that reads the
+    /// same under every setting (ASCII without a backslash) needs no more. Otherwise the
+    /// gateway waits for the server to catch up, and when that leaves it mid-pipeline
+    /// (the settings are reported only before ReadyForQuery) it asks the server, with a
+    /// query of its own sent just before the client's message.
+    async fn server_lexer<W: AsyncWrite + Unpin>(
+        &mut self,
+        bytes: &[u8],
+        upstream: &mut W,
+    ) -> Result<(ClientEncoding, LexerOptions), FrontendError> {
+        let reported = (self.shared.encoding(), self.shared.lexer());
+        let depends = !bytes.is_ascii() || bytes.contains(&b'\\');
+        if !depends || self.settled.known(&self.shared.readies) {
+            return Ok(reported);
+        }
+        let caught = self.catch_up(upstream).await?;
+        if caught.skipping || self.settled.known(&self.shared.readies) {
+            // Skipping: the server discards the message unparsed, whatever it says.
+            return Ok((self.shared.encoding(), self.shared.lexer()));
+        }
+        self.lexer_queries += 1;
+        let name = format!("portcullis_lexer_{}", self.lexer_queries);
+        let (tx, rx) = oneshot::channel();
+        // Sent without `settled` noting them: they change nothing.
+        for (expect, msg) in [
+            (
+                Expect::Quiet,
+                Parse::new(&name, LEXER_SETTINGS_SQL, &[]).message().clone(),
+            ),
+            (Expect::Quiet, Bind::new(&name, &name).message().clone()),
+            (
+                Expect::Settings {
+                    row: None,
+                    reply: Some(tx),
+                },
+                Execute::new(&name, 0).message().clone(),
+            ),
+            (
+                Expect::Quiet,
+                Close::new(Target::Portal, &name).message().clone(),
+            ),
+            (
+                Expect::Quiet,
+                Close::new(Target::Statement, &name).message().clone(),
+            ),
+        ] {
+            let _ = self.queue.send(expect);
+            self.out.push(&msg);
+        }
+        self.out.push(&frontend::flush());
+        self.flush(upstream).await?;
+        Ok(match rx.await {
+            Ok((encoding, scs)) => (
+                ClientEncoding::from_name(&encoding),
+                LexerOptions {
+                    standard_conforming_strings: scs.eq_ignore_ascii_case("on"),
+                },
+            ),
+            // The query failed: the error went to the client and the server now discards
+            // everything until Sync, this message included.
+            Err(_) => reported,
+        })
     }
 
     async fn on_message<W: AsyncWrite + Unpin>(
@@ -314,7 +409,7 @@ impl<'s> Frontend<'s> {
                         },
                         c.message(),
                     );
-                    self.out.push(&Message::new(frontend::FLUSH, b""));
+                    self.push(&frontend::flush());
                     self.flush(upstream).await?;
                     if rx.await.unwrap_or(false) {
                         self.registry.deallocate(c.name());
@@ -339,7 +434,7 @@ impl<'s> Frontend<'s> {
                 Ok(())
             }
             frontend::FLUSH | frontend::COPY_DATA => {
-                self.out.push(&msg);
+                self.push(&msg);
                 Ok(())
             }
             frontend::COPY_DONE | frontend::COPY_FAIL => {
@@ -408,15 +503,15 @@ impl<'s> Frontend<'s> {
         &self,
         bytes: &'b [u8],
         query: bool,
+        (encoding, lexer): (ClientEncoding, LexerOptions),
     ) -> (Option<Cow<'b, str>>, Arc<ParsedQuery>, bool) {
-        let encoding = self.shared.encoding();
         match encoding.decode(bytes) {
             Some(text) if query => {
-                let found = self.ctx.cache.get_query(&text, self.shared.lexer());
+                let found = self.ctx.cache.get_query(&text, lexer);
                 (Some(text), found.parsed, found.shared)
             }
             Some(text) => {
-                let parsed = self.ctx.cache.get(&text, self.shared.lexer());
+                let parsed = self.ctx.cache.get(&text, lexer);
                 (Some(text), parsed, false)
             }
             None => (
@@ -473,7 +568,8 @@ impl<'s> Frontend<'s> {
         query: Query,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        let (text, parsed, shared) = self.analyse(query.sql(), true);
+        let settings = self.server_lexer(query.sql(), upstream).await?;
+        let (text, parsed, shared) = self.analyse(query.sql(), true, settings);
         let statements = match &parsed.result {
             Ok(s) => s,
             Err(reason) => {
@@ -717,7 +813,7 @@ impl<'s> Frontend<'s> {
         audit: Vec<Option<Tracker>>,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        let status = self.catch_up(upstream).await?;
+        let status = self.catch_up(upstream).await?.status;
         if status == TransactionStatus::Failed {
             // The server refuses everything but the end of the transaction anyway.
             self.send(
@@ -904,7 +1000,7 @@ impl<'s> Frontend<'s> {
             },
             execute.message(),
         );
-        self.out.push(&Message::new(frontend::FLUSH, b""));
+        self.push(&frontend::flush());
         self.flush(upstream).await?;
         if rx.await.map_err(|_| FrontendError::Ended)? == LimitReport::Exceeded {
             self.send(
@@ -924,7 +1020,8 @@ impl<'s> Frontend<'s> {
         parse: Parse,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        let (_, parsed, _) = self.analyse(parse.sql(), false);
+        let settings = self.server_lexer(parse.sql(), upstream).await?;
+        let (_, parsed, _) = self.analyse(parse.sql(), false, settings);
         let name = parse.name().to_string();
         let statements = match &parsed.result {
             Ok(s) => s,
@@ -996,7 +1093,7 @@ impl<'s> Frontend<'s> {
                         },
                         parse.message(),
                     );
-                    self.out.push(&Message::new(frontend::FLUSH, b""));
+                    self.push(&frontend::flush());
                     self.flush(upstream).await?;
                     if rx.await.unwrap_or(false) {
                         self.registry.prepare(&name, prepared);

@@ -9,6 +9,7 @@ mod frontend;
 mod outbox;
 mod prepared;
 mod queue;
+mod settled;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct Shared {
     transaction: AtomicU8,
     standard_conforming_strings: AtomicBool,
     encoding: ArcSwap<ClientEncoding>,
+    /// How far the server has answered, for `settled::Sent::known`.
+    pub readies: settled::Readies,
 }
 
 impl Shared {
@@ -82,6 +85,7 @@ impl Shared {
             transaction: AtomicU8::new(TransactionStatus::Idle.byte()),
             standard_conforming_strings: AtomicBool::new(true),
             encoding: ArcSwap::from_pointee(ClientEncoding::Utf8),
+            readies: settled::Readies::default(),
         };
         for (k, v) in parameters {
             s.parameter(k, v);

@@ -144,8 +144,19 @@ pub enum Expect {
         forward_errors: bool,
         forward_ready: bool,
     },
-    /// Answered once every earlier entry has been: the server has caught up.
-    Barrier(Option<oneshot::Sender<()>>),
+    /// Answered once every earlier entry has been: the server has caught up. The reply
+    /// says whether it is discarding messages until Sync (an error came first).
+    Barrier(Option<oneshot::Sender<bool>>),
+    /// A Parse, Bind or Close the gateway sent on its own: its answer is swallowed, an
+    /// error is forwarded (the client's pipeline has failed).
+    Quiet,
+    /// The Execute of the gateway's own query of the server's lexer settings
+    /// (`client_encoding`, `standard_conforming_strings`): its row goes to `reply`, every
+    /// answer is swallowed, an error is forwarded and `reply` dropped.
+    Settings {
+        row: Option<(String, String)>,
+        reply: Option<oneshot::Sender<(String, String)>>,
+    },
     /// Once every earlier entry is answered, the session ends with this FATAL error (an
     /// expired token): the client receives every answer it was owed first.
     End(ErrorResponse),
@@ -179,6 +190,9 @@ pub struct Attribution {
     /// The RowDescription of the last portal or statement Describe, for recordings of the
     /// Execute that usually follows (its own answer has no RowDescription).
     described: Option<Message>,
+    /// Entries that end with a ReadyForQuery (Query, Sync, FunctionCall, Internal) and are
+    /// done: answered, or a Sync the server swallowed during COPY (see `settled`).
+    pub readies: u64,
 }
 
 fn is_async(tag: u8) -> bool {
@@ -206,7 +220,7 @@ impl Attribution {
             match self.pending.front_mut() {
                 Some(Expect::Barrier(reply)) => {
                     if let Some(tx) = reply.take() {
-                        let _ = tx.send(());
+                        let _ = tx.send(self.skipping);
                     }
                 }
                 Some(Expect::Sync | Expect::End(_)) | None => return,
@@ -297,6 +311,7 @@ impl Attribution {
         let at = usize::from(keep_front);
         while let Some(Expect::Sync) = self.pending.get(at) {
             self.pending.remove(at);
+            self.readies += 1;
         }
         if let Some(Expect::CopyEnd) = self.pending.get(at) {
             self.pending.remove(at);
@@ -319,6 +334,28 @@ impl Attribution {
         match self.pending.front_mut() {
             Some(Expect::Internal { .. }) => return Action::Swallow,
             Some(Expect::Query { .. }) if self.swallow_rest => return Action::Swallow,
+            Some(Expect::Quiet) => {
+                if matches!(
+                    tag,
+                    backend::PARSE_COMPLETE | backend::BIND_COMPLETE | backend::CLOSE_COMPLETE
+                ) {
+                    self.pop();
+                }
+                return Action::Swallow;
+            }
+            Some(Expect::Settings { row, reply }) => {
+                match tag {
+                    backend::DATA_ROW => *row = settings_row(msg),
+                    backend::COMMAND_COMPLETE => {
+                        if let (Some(r), Some(tx)) = (row.take(), reply.take()) {
+                            let _ = tx.send(r);
+                        }
+                        self.pop();
+                    }
+                    _ => {}
+                }
+                return Action::Swallow;
+            }
             _ => {}
         }
         match tag {
@@ -491,6 +528,15 @@ impl Attribution {
                 self.pending.push_front(e);
                 break;
             }
+            if matches!(
+                e,
+                Expect::Sync
+                    | Expect::FunctionCall { .. }
+                    | Expect::Internal { .. }
+                    | Expect::Query { .. }
+            ) {
+                self.readies += 1;
+            }
             match e {
                 Expect::Sync | Expect::FunctionCall { .. } => break,
                 Expect::Internal { forward_ready, .. } => {
@@ -523,7 +569,7 @@ impl Attribution {
                     break;
                 }
                 Expect::Barrier(Some(tx)) => {
-                    let _ = tx.send(());
+                    let _ = tx.send(false);
                 }
                 _ => {}
             }
@@ -623,7 +669,12 @@ impl Attribution {
                 self.pop();
                 action
             }
-            Some(Expect::Describe { .. } | Expect::Close { .. }) => {
+            Some(
+                Expect::Describe { .. }
+                | Expect::Close { .. }
+                | Expect::Quiet
+                | Expect::Settings { .. },
+            ) => {
                 self.skipping = true;
                 let copy = self.copy_in;
                 self.pop();
@@ -637,6 +688,28 @@ impl Attribution {
                 Action::Forward
             }
         }
+    }
+}
+
+/// The two text values of the lexer-settings row.
+fn settings_row(msg: &Message) -> Option<(String, String)> {
+    let row = backend::DataRow::decode(msg.clone()).ok()?;
+    let mut values = row
+        .values()
+        .map(|v| v.and_then(|v| std::str::from_utf8(v).ok().map(str::to_string)));
+    Some((values.next()??, values.next()??))
+}
+
+impl Expect {
+    /// Whether the server answers this entry with a ReadyForQuery.
+    pub fn ends_with_ready(&self) -> bool {
+        matches!(
+            self,
+            Expect::Query { .. }
+                | Expect::Sync
+                | Expect::FunctionCall { .. }
+                | Expect::Internal { .. }
+        )
     }
 }
 

@@ -10,6 +10,18 @@ pub struct Execute {
 }
 
 impl Execute {
+    /// Executes `portal`, returning at most `max_rows` rows (0: all).
+    pub fn new(portal: &str, max_rows: i32) -> Self {
+        let mut body = Vec::with_capacity(portal.len() + 5);
+        body.extend_from_slice(portal.as_bytes());
+        body.push(0);
+        body.extend_from_slice(&max_rows.to_be_bytes());
+        Execute {
+            msg: Message::new(super::EXECUTE, &body),
+            max_rows,
+        }
+    }
+
     pub fn decode(msg: Message) -> Result<Self, WireError> {
         let mut r = Reader::new(msg.body(), "Execute");
         r.cstr_utf8()?;
@@ -52,5 +64,9 @@ mod tests {
         let e = Execute::decode(Message::new(EXECUTE, b"p1\0\0\0\0\x0a")).unwrap();
         assert_eq!((e.portal(), e.max_rows()), ("p1", 10));
         assert!(Execute::decode(Message::new(EXECUTE, b"p1\0\0\0")).is_err());
+        let built = Execute::new("p1", 10);
+        assert_eq!(built.message().body(), b"p1\0\0\0\0\x0a");
+        let again = Execute::decode(built.message().clone()).unwrap();
+        assert_eq!((again.portal(), again.max_rows()), ("p1", 10));
     }
 }

@@ -36,6 +36,11 @@ pub fn sync() -> Message {
     Message::new(SYNC, b"")
 }
 
+/// A Flush message.
+pub fn flush() -> Message {
+    Message::new(FLUSH, b"")
+}
+
 /// A Terminate message.
 pub fn terminate() -> Message {
     Message::new(TERMINATE, b"")

@@ -309,3 +309,83 @@ fn barriers_answer_when_the_server_caught_up() {
     assert!(rx.try_recv().is_ok());
     assert!(a.is_idle());
 }
+
+#[test]
+fn barriers_say_whether_the_server_is_skipping() {
+    let mut a = Attribution::default();
+    a.push(parse());
+    let (tx, mut rx) = oneshot::channel();
+    a.push(Expect::Barrier(Some(tx)));
+    a.push(Expect::Sync);
+    a.on_message(&error("42601"));
+    assert_eq!(rx.try_recv(), Ok(true));
+    a.on_message(&rfq());
+    let (tx, mut rx) = oneshot::channel();
+    a.push(Expect::Barrier(Some(tx)));
+    assert_eq!(rx.try_recv(), Ok(false));
+}
+
+/// The gateway's own query of the lexer settings: every answer swallowed, the row
+/// delivered.
+#[test]
+fn the_settings_query_is_swallowed_and_its_row_delivered() {
+    let mut a = Attribution::default();
+    let (tx, mut rx) = oneshot::channel();
+    a.push(Expect::Quiet);
+    a.push(Expect::Quiet);
+    a.push(Expect::Settings {
+        row: None,
+        reply: Some(tx),
+    });
+    a.push(Expect::Quiet);
+    a.push(Expect::Quiet);
+    let row = backend::DataRow::new([Some(b"SJIS".as_slice()), Some(b"off".as_slice())]);
+    for m in [
+        msg(backend::PARSE_COMPLETE),
+        msg(backend::BIND_COMPLETE),
+        row.message().clone(),
+        CommandComplete::new("SELECT 1").message().clone(),
+        msg(backend::CLOSE_COMPLETE),
+        msg(backend::CLOSE_COMPLETE),
+    ] {
+        assert_eq!(a.on_message(&m), Action::Swallow);
+    }
+    assert_eq!(rx.try_recv(), Ok(("SJIS".to_string(), "off".to_string())));
+    assert!(a.is_idle());
+    // A failure is the client's pipeline's: forwarded, and the server skips to Sync.
+    let (tx, mut rx) = oneshot::channel();
+    a.push(Expect::Quiet);
+    a.push(Expect::Settings {
+        row: None,
+        reply: Some(tx),
+    });
+    a.push(parse());
+    a.push(Expect::Sync);
+    assert_eq!(a.on_message(&error("57014")), Action::Forward);
+    assert!(rx.try_recv().is_err());
+    assert_eq!(a.on_message(&rfq()), Action::Forward);
+    assert!(a.is_idle());
+}
+
+#[test]
+fn readies_count_entries_that_end_with_ready_for_query() {
+    let mut a = Attribution::default();
+    a.push(query(1));
+    a.push(parse());
+    a.push(Expect::Sync);
+    a.on_message(CommandComplete::new("SELECT 1").message());
+    a.on_message(&rfq());
+    assert_eq!(a.readies, 1);
+    a.on_message(&msg(backend::PARSE_COMPLETE));
+    a.on_message(&rfq());
+    assert_eq!(a.readies, 2);
+    // A Sync sent during COPY FROM STDIN is swallowed by the server: done, unanswered.
+    a.push(query(1));
+    a.push(Expect::Sync);
+    a.push(Expect::CopyEnd);
+    a.on_message(&msg(backend::COPY_IN_RESPONSE));
+    a.on_message(CommandComplete::new("COPY 1").message());
+    a.on_message(&rfq());
+    assert_eq!(a.readies, 4);
+    assert!(a.is_idle());
+}
