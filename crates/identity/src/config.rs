@@ -19,6 +19,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The algorithm named `s` in a token header or the configuration.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "RS256" => Algorithm::RS256,
@@ -54,7 +55,8 @@ pub struct IdentityConfig {
     pub audience: String,
     /// Accepted signature algorithms.
     pub algorithms: Vec<Algorithm>,
-    /// Tolerance for clock skew on `exp` and `nbf`.
+    /// Tolerance for clock skew on `exp` and `nbf`; a token is accepted, and a session's
+    /// token is live, until `exp` plus this.
     pub leeway: Duration,
     /// Dotted path of the subject claim, e.g. `sub` or `preferred_username`.
     pub subject_claim: String,
@@ -75,11 +77,41 @@ pub struct IdentityConfig {
     pub service_accounts: Vec<ServiceAccount>,
 }
 
+/// How a subject is compared with a configured or operator-given name (`deny_subjects`,
+/// blocked subjects). Identity providers treat `Mallory`, `mallory` and `mallory ` as one
+/// user name, so a deny list compared byte for byte is a deny list with holes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectMatch {
+    /// Case-insensitive (Unicode lowercase) and ignoring surrounding whitespace.
+    #[default]
+    Normalized,
+    /// Byte for byte, for IdPs whose subjects are case-sensitive opaque ids.
+    Exact,
+}
+
+impl SubjectMatch {
+    /// The form two subjects are compared in.
+    pub fn key(self, subject: &str) -> std::borrow::Cow<'_, str> {
+        match self {
+            SubjectMatch::Exact => subject.into(),
+            SubjectMatch::Normalized => subject.trim().to_lowercase().into(),
+        }
+    }
+
+    /// Whether `a` and `b` name the same subject.
+    pub fn matches(self, a: &str, b: &str) -> bool {
+        self.key(a) == self.key(b)
+    }
+}
+
 /// A program that logs in with its own client-credentials token: the subject is its
 /// client id, and its groups are these (plus any its token carries).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceAccount {
+    /// The token's `client_id` (or `azp`).
     pub client_id: String,
+    /// Groups the client is in, beside any its token carries.
     pub groups: Vec<String>,
 }
 
@@ -100,5 +132,23 @@ impl IdentityConfig {
             groups_prefix: None,
             service_accounts: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SubjectMatch;
+
+    #[test]
+    fn subjects_match_as_identity_providers_compare_them() {
+        let n = SubjectMatch::Normalized;
+        assert!(n.matches("mallory", "Mallory"));
+        assert!(n.matches("mallory", " mallory\t"));
+        assert!(n.matches("ÉMILE", "émile"));
+        assert!(!n.matches("mallory", "mallory2"));
+        let e = SubjectMatch::Exact;
+        assert!(e.matches("mallory", "mallory"));
+        assert!(!e.matches("mallory", "Mallory"));
+        assert!(!e.matches("mallory", "mallory "));
     }
 }

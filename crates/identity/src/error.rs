@@ -7,6 +7,10 @@ pub enum AuthError {
     NoToken,
     #[error("the password is not an access token (expected a JWT issued by {issuer})")]
     NotAToken { issuer: String },
+    #[error(
+        "token too large: {len} bytes were sent, and an access token may be at most {limit} bytes"
+    )]
+    TokenTooLarge { len: usize, limit: usize },
     #[error("malformed token: {0}")]
     Malformed(String),
     #[error("token algorithm '{0}' is not allowed")]
@@ -42,6 +46,7 @@ impl AuthError {
         match self {
             AuthError::NoToken
             | AuthError::NotAToken { .. }
+            | AuthError::TokenTooLarge { .. }
             | AuthError::Malformed(_)
             | AuthError::AlgorithmNotAllowed(_)
             | AuthError::UnknownKey(_)

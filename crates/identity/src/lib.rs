@@ -11,9 +11,13 @@ mod error;
 mod jwks;
 mod verifier;
 
-pub use config::{Algorithm, IdentityConfig, ServiceAccount};
+pub use config::{Algorithm, IdentityConfig, ServiceAccount, SubjectMatch};
 pub use error::{AuthError, ConfigError};
 pub use verifier::{Principal, Verifier};
+
+/// The longest access token accepted, in bytes (PostgreSQL's own limit for an
+/// authentication message's payload is the same).
+pub const MAX_TOKEN_BYTES: usize = 65_535;
 
 /// Formats a duration the way error messages say it: `45s`, `4m`, `3h`, `2d`.
 pub fn human_duration(d: std::time::Duration) -> String {

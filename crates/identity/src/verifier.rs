@@ -18,7 +18,12 @@ pub struct Principal {
     pub subject: String,
     pub groups: Vec<String>,
     pub issuer: String,
+    /// The token's `exp`.
     pub expires_at: SystemTime,
+    /// `exp` plus the configured leeway: the login was accepted because the clock was not
+    /// past this instant, and a live session's token counts as expired once it is (then
+    /// any `expiry_grace` applies). One instant, so login and session never disagree.
+    pub valid_until: SystemTime,
 }
 
 /// Verifies tokens for one issuer. Cheap to share: clone the `Arc`.
@@ -127,6 +132,12 @@ impl Verifier {
         if token.is_empty() {
             return Err(AuthError::NoToken);
         }
+        if token.len() > crate::MAX_TOKEN_BYTES {
+            return Err(AuthError::TokenTooLarge {
+                len: token.len(),
+                limit: crate::MAX_TOKEN_BYTES,
+            });
+        }
         let header = decode_header(token, &self.config.issuer)?;
         let alg_name = header
             .get("alg")
@@ -134,7 +145,7 @@ impl Verifier {
             .ok_or_else(|| AuthError::Malformed("header has no 'alg'".into()))?;
         let alg = Algorithm::parse(alg_name)
             .filter(|a| self.config.algorithms.contains(a))
-            .ok_or_else(|| AuthError::AlgorithmNotAllowed(alg_name.into()))?;
+            .ok_or_else(|| AuthError::AlgorithmNotAllowed(claims::echo(alg_name)))?;
         let kid = header.get("kid").and_then(Value::as_str);
 
         let stale = match self.keys.load().as_ref() {
@@ -151,18 +162,15 @@ impl Verifier {
             result = self.verify_with_cached(token, alg, kid);
         }
         let claims = result?;
-        let expires_at = claims::check_standard(&claims, &self.config, now)?;
+        let lifetime = claims::check_standard(&claims, &self.config, now)?;
         let prefix = self.config.groups_prefix.as_deref();
         let mut groups =
             claims::strip_prefix(claims::groups(&claims, &self.config.groups_claim)?, prefix);
-        let subject = claims::subject(&claims, &self.config.subject_claim);
+        let subject = claims::subject(&claims, &self.config.subject_claim)?;
         // A client-credentials token names a client, not a person: no subject of its own,
         // or the client itself as the subject.
-        let service = claims::client_id(&claims).and_then(|id| {
-            let own = match &subject {
-                Err(_) => true,
-                Ok(s) => s == id,
-            };
+        let service = claims::client_id(&claims)?.and_then(|id| {
+            let own = subject.as_deref().is_none_or(|s| s == id);
             self.config
                 .service_accounts
                 .iter()
@@ -177,13 +185,16 @@ impl Verifier {
                 }
                 sa.client_id.clone()
             }
-            None => subject?,
+            None => {
+                subject.ok_or_else(|| AuthError::MissingClaim(self.config.subject_claim.clone()))?
+            }
         };
         Ok(Principal {
             subject,
             groups,
             issuer: self.config.issuer.clone(),
-            expires_at,
+            expires_at: lifetime.expires_at,
+            valid_until: lifetime.valid_until,
         })
     }
 
@@ -228,7 +239,7 @@ impl Verifier {
             }
         }
         if !any {
-            return Err(AuthError::UnknownKey(kid.unwrap_or("(none)").into()));
+            return Err(AuthError::UnknownKey(claims::echo(kid.unwrap_or("(none)"))));
         }
         Err(AuthError::BadSignature)
     }
