@@ -1,6 +1,8 @@
 //! The configuration file: one typed struct per section, defaults in one place, and errors
 //! that name the file, the line and the setting.
 
+mod audit;
+mod identity;
 mod secret;
 
 use std::path::{Path, PathBuf};
@@ -8,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use audit::AuditSection;
+pub use identity::IdentitySection;
 pub use secret::{Secret, SecretRef};
 
 /// Why a configuration cannot be used. Messages name the file and the setting.
@@ -69,50 +73,6 @@ pub struct ServiceAccountConfig {
     /// Groups the client is in, beside any its token carries.
     #[serde(default)]
     pub groups: Vec<String>,
-}
-
-/// `[audit]`: where events go and how they are signed. Required: no audit, no access.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AuditSection {
-    /// `sqlite:PATH` (or a bare path) for the embedded store; `postgresql://user@host/db`
-    /// for a store several gateways share (a control database, never a target).
-    pub store: String,
-    /// The PostgreSQL store's password: `env:NAME` or `file:PATH`.
-    #[serde(default)]
-    pub password: Option<String>,
-    /// CA certificates the PostgreSQL store's TLS certificate is checked against, beside
-    /// the system's (TLS as the URL's `sslmode` says).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// `file:PATH` (or `env:NAME`) of the Ed25519 private key, PKCS#8 PEM, that signs
-    /// checkpoints (`openssl genpkey -algorithm ed25519`, or `portcullis audit keygen`).
-    pub signing_key: String,
-    /// How often the chain's head is signed while events arrive.
-    #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
-    pub checkpoint_interval: Duration,
-    /// Delete events older than this (down to a checkpoint); unset keeps everything.
-    #[serde(default, with = "humantime_serde")]
-    pub retention: Option<Duration>,
-    /// Record the result rows of every session (targets may override).
-    #[serde(default)]
-    pub record_results: bool,
-    /// Most bytes of result values recorded per statement.
-    #[serde(default = "default_record_statement_bytes")]
-    pub record_statement_bytes: usize,
-    /// Most bytes of result values recorded per session.
-    #[serde(default = "default_record_session_bytes")]
-    pub record_session_bytes: usize,
-}
-
-fn default_checkpoint_interval() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_record_statement_bytes() -> usize {
-    64 * 1024
-}
-fn default_record_session_bytes() -> usize {
-    4 * 1024 * 1024
 }
 
 /// `[policy]`: the Cedar policies every statement is decided by.
@@ -182,72 +142,6 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-/// `[identity]`: the OIDC issuer whose tokens are accepted.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct IdentitySection {
-    pub issuer: String,
-    #[serde(default = "default_audience")]
-    pub audience: String,
-    #[serde(default = "default_algorithms")]
-    pub algorithms: Vec<String>,
-    #[serde(default = "default_leeway", with = "humantime_serde")]
-    pub leeway: Duration,
-    #[serde(default = "default_subject_claim")]
-    pub subject_claim: String,
-    #[serde(default = "default_groups_claim")]
-    pub groups_claim: String,
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    #[serde(default = "default_refresh_min_interval", with = "humantime_serde")]
-    pub refresh_min_interval: Duration,
-    #[serde(default = "default_keys_max_age", with = "humantime_serde")]
-    pub keys_max_age: Duration,
-    #[serde(default = "default_http_timeout", with = "humantime_serde")]
-    pub http_timeout: Duration,
-    /// Only groups with this prefix count, without it (`db-dba` → `dba`).
-    #[serde(default)]
-    pub groups_prefix: Option<String>,
-    /// How long a session may outlive its token; after that its next statement outside a
-    /// transaction ends it.
-    #[serde(default, with = "humantime_serde")]
-    pub expiry_grace: Duration,
-    /// Subjects refused at login whatever their token says.
-    #[serde(default)]
-    pub deny_subjects: Vec<String>,
-    /// The scope OAUTHBEARER clients are told to ask for.
-    #[serde(default = "default_oauth_scope")]
-    pub oauth_scope: String,
-}
-
-fn default_oauth_scope() -> String {
-    "openid".into()
-}
-
-fn default_audience() -> String {
-    "portcullis".into()
-}
-fn default_algorithms() -> Vec<String> {
-    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
-}
-fn default_leeway() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_subject_claim() -> String {
-    "sub".into()
-}
-fn default_groups_claim() -> String {
-    "groups".into()
-}
-fn default_refresh_min_interval() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_keys_max_age() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_http_timeout() -> Duration {
-    Duration::from_secs(5)
-}
 fn default_port() -> u16 {
     5432
 }
@@ -393,31 +287,14 @@ impl Config {
             }
         };
         if let Some(a) = &mut self.audit {
-            if let Some(ca) = &mut a.ca_file {
-                fix(ca);
-            }
-            fix_ref(&mut a.signing_key);
-            if let Some(p) = &mut a.password {
-                fix_ref(p);
-            }
-            if !a.store.starts_with("postgres://") && !a.store.starts_with("postgresql://") {
-                let path = a.store.strip_prefix("sqlite:").unwrap_or(&a.store);
-                if Path::new(path).is_relative() {
-                    a.store = format!("sqlite:{}", dir.join(path).display());
-                }
-            }
+            a.resolve_paths(dir);
         }
         for t in &mut self.targets {
             if let Some(ca) = &mut t.ca_file {
                 fix(ca);
             }
             for r in &mut t.roles {
-                if let Some(rest) = r.secret.strip_prefix("file:") {
-                    let p = Path::new(rest);
-                    if p.is_relative() {
-                        r.secret = format!("file:{}", dir.join(p).display());
-                    }
-                }
+                fix_ref(&mut r.secret);
             }
         }
     }
@@ -432,13 +309,7 @@ impl Config {
         if self.listen.max_connections == 0 {
             return Err(invalid("listen.max_connections must be at least 1".into()));
         }
-        for a in &self.identity.algorithms {
-            if portcullis_identity::Algorithm::parse(a).is_none() {
-                return Err(invalid(format!(
-                    "identity.algorithms: '{a}' is not supported (use RS256, RS384, RS512, PS256, ES256, ES384 or EdDSA)"
-                )));
-            }
-        }
+        self.identity.validate().map_err(invalid)?;
         if self.targets.is_empty() {
             return Err(invalid("no [[target]] is configured".into()));
         }
@@ -463,28 +334,7 @@ impl Config {
                         .into(),
                 ));
             }
-            Some(a) => {
-                SecretRef::parse(&a.signing_key)
-                    .map_err(|m| invalid(format!("audit.signing_key: {m}")))?;
-                if let Some(p) = &a.password {
-                    SecretRef::parse(p).map_err(|m| invalid(format!("audit.password: {m}")))?;
-                }
-                let userinfo = a
-                    .store
-                    .split_once("://")
-                    .and_then(|(_, rest)| rest.split_once('@'))
-                    .map(|(u, _)| u);
-                if userinfo.is_some_and(|u| u.contains(':')) {
-                    return Err(invalid(
-                        "audit.store: put the password in audit.password (env:NAME or file:PATH), not in the URL".into(),
-                    ));
-                }
-                if a.checkpoint_interval.is_zero() {
-                    return Err(invalid(
-                        "audit.checkpoint_interval must be more than 0s".into(),
-                    ));
-                }
-            }
+            Some(a) => a.validate().map_err(invalid)?,
         }
         if let Some(a) = &self.admin
             && a.groups.is_empty()
