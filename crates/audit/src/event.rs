@@ -74,10 +74,27 @@ pub struct StatementEvent {
     pub upstream_role: String,
     /// `query`, `parse`, `bind` or `function_call`.
     pub origin: String,
+    /// The statement's text, or its first `statement_text_bytes` when it is longer (then
+    /// `truncated` names `text`).
     pub text: String,
-    /// Bound parameters: text as sent, binary as `\x…` hex, masked ones as `***`.
+    /// The whole text's length in bytes (UTF-8), also when `text` holds only its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_bytes: Option<u64>,
+    /// SHA-256 (hex) of the whole text as UTF-8: which text ran, provably, when only its
+    /// start is kept. Absent in events written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_sha256: Option<String>,
+    /// Bound parameters: text as sent, binary as `\x…` hex, masked ones as `***`; together
+    /// at most `statement_text_bytes`, the rest cut (see `parameter_digests`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<Option<String>>,
+    /// The whole length and hash of each parameter the trail keeps only the start of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameter_digests: Vec<ParameterDigest>,
+    /// Fields kept only in part because they were larger than the cap: `text`,
+    /// `parameters`, `tables`, `functions`, `search_path`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
     pub statement_kind: String,
     #[serde(default)]
     pub tables: Vec<String>,
@@ -100,6 +117,17 @@ pub struct StatementEvent {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search_path: Vec<String>,
     pub approval: Option<Approval>,
+}
+
+/// A bound parameter the trail holds only the start of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParameterDigest {
+    /// Its position among the parameters, from 0.
+    pub index: usize,
+    /// The whole value's length in bytes, as the trail shows values (binary as `\x…` hex).
+    pub bytes: u64,
+    /// SHA-256 (hex) of the whole value, as the trail shows values.
+    pub sha256: String,
 }
 
 /// Who approved a held statement.

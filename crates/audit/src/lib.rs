@@ -5,8 +5,10 @@
 //! - [`chain`]: the hash chain and signed checkpoints that make edits detectable.
 //! - [`store`]: SQLite (embedded) and PostgreSQL (shared) stores behind one interface.
 //! - [`writer`]: the group-committing writer the gateway appends through.
+//! - [`bound`]: size caps on what one event holds.
 //! - [`verify`], [`search`], [`replay`], [`export`]: what auditors run.
 
+pub mod bound;
 pub mod chain;
 pub mod event;
 pub mod export;
@@ -18,8 +20,8 @@ pub mod writer;
 
 pub use chain::{Checkpoint, CheckpointKey, PublicKey, Record};
 pub use event::{
-    AdminEvent, Approval, AuthFailure, Event, Recording, ResultEvent, SessionEnd, SessionStart,
-    StatementEvent,
+    AdminEvent, Approval, AuthFailure, Event, ParameterDigest, Recording, ResultEvent, SessionEnd,
+    SessionStart, StatementEvent,
 };
 pub use search::Filter;
 pub use store::{Hit, Store, StoreError};

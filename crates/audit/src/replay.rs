@@ -104,6 +104,19 @@ impl Session {
                 st.seq,
                 st.text.trim()
             );
+            if !st.truncated.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  truncated at the size cap: {}{}",
+                    st.truncated.join(", "),
+                    match (st.text_bytes, &st.text_sha256) {
+                        (Some(n), Some(h)) if st.truncated.iter().any(|f| f == "text") => {
+                            format!(" (the whole text: {n} bytes, SHA-256 {h})")
+                        }
+                        _ => String::new(),
+                    }
+                );
+            }
             if !st.parameters.is_empty() {
                 let params: Vec<String> = st
                     .parameters

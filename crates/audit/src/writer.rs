@@ -6,6 +6,8 @@
 //! statement only after that. [`AuditLog::record`] does not wait (results, session ends);
 //! if the store is failing, such events are kept in memory and written when it recovers.
 //! Every interval (and at shutdown) the writer signs a checkpoint of the chain's head.
+//! Statement events are cut to the configured size before they are queued
+//! ([`crate::bound`]).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -56,6 +58,8 @@ pub struct LogOptions {
     pub retention: Option<Duration>,
     /// CA certificates for a PostgreSQL store's TLS, beside the system's.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Most bytes of a statement's text (and of its parameters together) an event keeps.
+    pub max_text_bytes: usize,
 }
 
 impl Default for LogOptions {
@@ -65,6 +69,7 @@ impl Default for LogOptions {
             checkpoint_events: 10_000,
             retention: None,
             ca_file: None,
+            max_text_bytes: 64 * 1024,
         }
     }
 }
@@ -85,6 +90,7 @@ enum Command {
 pub struct AuditLog {
     tx: mpsc::UnboundedSender<Command>,
     healthy: Arc<AtomicBool>,
+    max_text_bytes: usize,
 }
 
 /// Resolves when an event is committed.
@@ -120,6 +126,7 @@ impl AuditLog {
         let (opened_tx, opened) = std::sync::mpsc::channel();
         let location = location.to_string();
         let flag = healthy.clone();
+        let max_text_bytes = options.max_text_bytes;
         // The store is opened on the writer's own thread and runtime: callers may be
         // inside a runtime already, where blocking on another is not allowed.
         std::thread::Builder::new()
@@ -169,11 +176,16 @@ impl AuditLog {
         opened
             .recv()
             .map_err(|_| StoreError::Other("the audit writer did not start".into()))??;
-        Ok(AuditLog { tx, healthy })
+        Ok(AuditLog {
+            tx,
+            healthy,
+            max_text_bytes,
+        })
     }
 
     /// Appends an event; the future resolves once it is committed.
-    pub fn durable(&self, event: Event) -> Durable {
+    pub fn durable(&self, mut event: Event) -> Durable {
+        crate::bound::bound(&mut event, self.max_text_bytes);
         let (reply, rx) = oneshot::channel();
         let sent = self.tx.send(Command::Append(Box::new(Request {
             pending: Pending {
@@ -186,7 +198,8 @@ impl AuditLog {
     }
 
     /// Appends an event without waiting; kept and retried while the store is failing.
-    pub fn record(&self, event: Event) {
+    pub fn record(&self, mut event: Event) {
+        crate::bound::bound(&mut event, self.max_text_bytes);
         let _ = self.tx.send(Command::Append(Box::new(Request {
             pending: Pending {
                 time_us: now_us(),

@@ -59,7 +59,11 @@ fn statement(session: &str, seq: u64, subject: &str, text: &str, decision: &str)
         upstream_role: "reader".into(),
         origin: "query".into(),
         text: text.into(),
+        text_bytes: None,
+        text_sha256: None,
         parameters: vec![Some("42".into()), None],
+        parameter_digests: vec![],
+        truncated: vec![],
         statement_kind: if text.starts_with("UPDATE") {
             "update"
         } else {

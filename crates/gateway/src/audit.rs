@@ -63,6 +63,7 @@ pub fn open_log(runtime: &crate::Runtime) -> Result<AuditLog, String> {
         checkpoint_interval: a.checkpoint_interval,
         retention: a.retention,
         ca_file: a.ca_file.clone(),
+        max_text_bytes: a.statement_text_bytes,
         ..Default::default()
     };
     AuditLog::start(&a.store, password, key, options)
@@ -160,7 +161,12 @@ pub fn statement_event(info: &SessionInfo, d: Described<'_>) -> Event {
         upstream_role: info.upstream_role.clone(),
         origin: d.origin.to_string(),
         text: redacted(d.text, facts),
+        // Filled in, and the text cut to size, as the event is appended.
+        text_bytes: None,
+        text_sha256: None,
         parameters: d.parameters,
+        parameter_digests: Vec::new(),
+        truncated: Vec::new(),
         statement_kind: facts.map_or("unknown", |f| f.kind.as_str()).to_string(),
         tables,
         functions,

@@ -1,4 +1,4 @@
-//! `[audit]`: where events go, how they are signed, and how much of a statement's
+//! `[audit]`: where events go, how they are signed, and how much of a statement or its
 //! results they hold.
 
 use std::path::PathBuf;
@@ -40,6 +40,10 @@ pub struct AuditSection {
     /// Most bytes of result values recorded per session.
     #[serde(default = "default_record_session_bytes")]
     pub record_session_bytes: usize,
+    /// Most bytes of a statement's text kept in its event (a prefix; the whole text's
+    /// length and SHA-256 are always recorded), and of its bound parameters together.
+    #[serde(default = "default_statement_text_bytes")]
+    pub statement_text_bytes: usize,
 }
 
 fn default_checkpoint_interval() -> Duration {
@@ -50,6 +54,9 @@ fn default_record_statement_bytes() -> usize {
 }
 fn default_record_session_bytes() -> usize {
     4 * 1024 * 1024
+}
+fn default_statement_text_bytes() -> usize {
+    64 * 1024
 }
 
 impl AuditSection {
