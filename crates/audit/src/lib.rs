@@ -6,6 +6,7 @@
 //! - [`store`]: SQLite (embedded) and PostgreSQL (shared) stores behind one interface.
 //! - [`writer`]: the group-committing writer the gateway appends through.
 //! - [`bound`]: size caps on what one event holds.
+//! - [`witness`]: the chain's signed head, published outside the store.
 //! - [`verify`], [`search`], [`replay`], [`export`]: what auditors run.
 
 pub mod bound;
@@ -16,6 +17,7 @@ pub mod replay;
 pub mod search;
 pub mod store;
 pub mod verify;
+pub mod witness;
 pub mod writer;
 
 pub use chain::{Checkpoint, CheckpointKey, PublicKey, Record};
@@ -25,5 +27,6 @@ pub use event::{
 };
 pub use search::Filter;
 pub use store::{Hit, Store, StoreError};
-pub use verify::{Verification, verify};
+pub use verify::{Verification, WitnessCheck, check_witness, verify};
+pub use witness::{FileWitness, Witness, WitnessError, WitnessRef};
 pub use writer::{AuditError, AuditLog, Durable, LogOptions};

@@ -167,3 +167,115 @@ pub async fn verify(
     });
     Ok(report)
 }
+
+/// What a witness says about the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WitnessCheck {
+    /// The store holds the witnessed event with the witnessed hash (and may go on past it).
+    Holds { seq: u64 },
+    /// Retention deleted the witnessed event; the store's chain starts after it, so it is
+    /// ahead of the witness.
+    Pruned { seq: u64, first: u64 },
+    /// The witness is not signed by the key (forged or edited).
+    Forged { reason: String },
+    /// The store ends before the witnessed event: its newest events were deleted.
+    Truncated { witnessed: u64, last: u64 },
+    /// The store's event at the witnessed position is another one: the chain was rewritten.
+    Diverged { seq: u64 },
+}
+
+impl WitnessCheck {
+    pub fn holds(&self) -> bool {
+        matches!(
+            self,
+            WitnessCheck::Holds { .. } | WitnessCheck::Pruned { .. }
+        )
+    }
+
+    /// A sentence for people.
+    pub fn describe(&self) -> String {
+        match self {
+            WitnessCheck::Holds { seq: 0 } => {
+                "the witness was made when the chain was empty".to_string()
+            }
+            WitnessCheck::Holds { seq } => {
+                format!("the witnessed head, event #{seq}, is in the store")
+            }
+            WitnessCheck::Pruned { seq, first } => format!(
+                "the witnessed head, event #{seq}, was deleted by retention (the store starts at #{first})"
+            ),
+            WitnessCheck::Forged { reason } => reason.clone(),
+            WitnessCheck::Truncated { witnessed, last } => format!(
+                "events after #{last} are missing: the witness signed the chain up to event #{witnessed}, so {} newest events were deleted",
+                witnessed - last
+            ),
+            WitnessCheck::Diverged { seq } => {
+                format!("event #{seq} is not the event the witness signed: the chain was rewritten")
+            }
+        }
+    }
+}
+
+/// Checks the store against a witnessed head: signed by `key`, and the store holds that
+/// event with that hash. A store ahead of the witness holds.
+pub async fn check_witness(
+    store: &mut Store,
+    key: &PublicKey,
+    witnessed: &Checkpoint,
+) -> Result<WitnessCheck, StoreError> {
+    if witnessed.key_id != key.id() || !key.verify(witnessed) {
+        return Ok(WitnessCheck::Forged {
+            reason: format!(
+                "the witness (event #{}) is not signed by key {}",
+                witnessed.seq,
+                key.id()
+            ),
+        });
+    }
+    store_holds(store, witnessed.seq, &witnessed.hash).await
+}
+
+/// Whether the store holds event `seq` with `hash` (or is past it after retention); the
+/// signature is not looked at. Seq 0 is the empty chain, which every store extends.
+pub async fn store_holds(
+    store: &mut Store,
+    seq: u64,
+    hash: &[u8; 32],
+) -> Result<WitnessCheck, StoreError> {
+    if seq == 0 {
+        return Ok(if *hash == GENESIS {
+            WitnessCheck::Holds { seq }
+        } else {
+            WitnessCheck::Diverged { seq }
+        });
+    }
+    let (count, first, last) = store.extent().await?;
+    if count == 0 || seq > last {
+        return Ok(WitnessCheck::Truncated {
+            witnessed: seq,
+            last: if count == 0 { 0 } else { last },
+        });
+    }
+    let held = if seq >= first {
+        store
+            .records(seq, 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|s| s.record.seq == seq)
+            .map(|s| s.record.hash)
+    } else {
+        // Before the first event: retention keeps the checkpoint the chain starts from.
+        let checkpoints = store.checkpoints().await?;
+        match checkpoints.iter().find(|c| c.seq == seq) {
+            Some(c) => Some(c.hash),
+            None => return Ok(WitnessCheck::Pruned { seq, first }),
+        }
+    };
+    Ok(match held {
+        Some(h) if h == *hash => WitnessCheck::Holds { seq },
+        // A gap where the witnessed event was is a deletion `verify` names; here it means
+        // the store does not hold what was witnessed.
+        _ => WitnessCheck::Diverged { seq },
+    })
+}

@@ -5,9 +5,9 @@
 //! [`AuditLog::durable`] resolves once its event is committed: the gateway forwards a
 //! statement only after that. [`AuditLog::record`] does not wait (results, session ends);
 //! if the store is failing, such events are kept in memory and written when it recovers.
-//! Every interval (and at shutdown) the writer signs a checkpoint of the chain's head.
-//! Statement events are cut to the configured size before they are queued
-//! ([`crate::bound`]).
+//! Every interval (and at shutdown) the writer signs a checkpoint of the chain's head and,
+//! once the store has it, publishes it to the configured witness. Statement events are
+//! cut to the configured size before they are queued ([`crate::bound`]).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chain::CheckpointKey;
+use crate::chain::{Checkpoint, CheckpointKey};
 use crate::event::Event;
 use crate::store::{Pending, Store, StoreError};
+use crate::witness::{Witness, WitnessRef};
 
 /// Events committed per transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -60,6 +61,8 @@ pub struct LogOptions {
     pub ca_file: Option<std::path::PathBuf>,
     /// Most bytes of a statement's text (and of its parameters together) an event keeps.
     pub max_text_bytes: usize,
+    /// Where each checkpoint is also published, outside the store.
+    pub witness: Option<WitnessRef>,
 }
 
 impl Default for LogOptions {
@@ -70,6 +73,7 @@ impl Default for LogOptions {
             retention: None,
             ca_file: None,
             max_text_bytes: 64 * 1024,
+            witness: None,
         }
     }
 }
@@ -156,11 +160,21 @@ impl AuditLog {
                             return;
                         }
                     };
+                    let mut store = store;
+                    let witness = options.witness.as_ref().map(WitnessRef::open);
+                    if let Some(w) = &witness
+                        && let Err(e) = first_witness(&mut store, &key, w.as_ref()).await
+                    {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
                     let _ = opened_tx.send(Ok(()));
                     let writer = Writer {
                         store,
                         key,
                         options,
+                        witness,
+                        unwitnessed: None,
                         healthy: flag,
                         retry: VecDeque::new(),
                         unsigned: 0,
@@ -227,6 +241,9 @@ struct Writer {
     store: Store,
     key: CheckpointKey,
     options: LogOptions,
+    witness: Option<Box<dyn Witness>>,
+    /// A checkpoint the store holds but the witness does not yet (its write failed).
+    unwitnessed: Option<Checkpoint>,
     healthy: Arc<AtomicBool>,
     /// Events not yet written: ones nobody waits for, waiting to share a commit, and
     /// ones a failing store did not take.
@@ -254,6 +271,10 @@ impl Writer {
                     SIGN_WHEN_IDLE.saturating_sub(self.last_write.elapsed())
                 }
                 None => self.options.checkpoint_interval,
+            };
+            let wait = match self.unwitnessed {
+                Some(_) => wait.min(RETRY_AFTER),
+                None => wait,
             };
             let mut batch: Vec<Request> = Vec::new();
             let mut flushes = Vec::new();
@@ -304,6 +325,7 @@ impl Writer {
             if self.unsigned > 0 && (due || !flushes.is_empty() || !open) {
                 self.checkpoint().await;
             }
+            self.witness_head().await;
             if self.last_index.elapsed() >= INDEX_EVERY || !flushes.is_empty() || !open {
                 self.last_index = Instant::now();
                 if let Err(e) = self.store.index_text().await {
@@ -394,8 +416,52 @@ impl Writer {
             Ok(()) => {
                 self.unsigned = 0;
                 self.last_checkpoint = Instant::now();
+                // Witnessed only once the store holds it: a witness is never ahead.
+                if self.witness.is_some() {
+                    self.unwitnessed = Some(c);
+                }
             }
             Err(e) => tracing::warn!(error = %e, "cannot store an audit checkpoint"),
+        }
+    }
+
+    /// Publishes the newest stored checkpoint to the witness; kept and retried on failure.
+    /// A witnessed head the store no longer holds is never replaced: that is the evidence
+    /// of a trail cut back, and the next checkpoint must not erase it.
+    async fn witness_head(&mut self) {
+        let (Some(witness), Some(c)) = (&self.witness, &self.unwitnessed) else {
+            return;
+        };
+        let previous = match witness.read() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the audit witness; retrying");
+                return;
+            }
+        };
+        if let Some(old) = previous {
+            let kept = match crate::verify::store_holds(&mut self.store, old.seq, &old.hash).await {
+                Ok(check) => check,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the audit witness against the store; retrying");
+                    return;
+                }
+            };
+            if old.seq > c.seq || !kept.holds() {
+                tracing::error!(
+                    witness = %witness.describe(),
+                    witnessed = old.seq,
+                    checkpoint = c.seq,
+                    problem = %kept.describe(),
+                    "the audit store no longer extends its witnessed head; the witness is kept as evidence and not moved"
+                );
+                self.unwitnessed = None;
+                return;
+            }
+        }
+        match witness.publish(c) {
+            Ok(()) => self.unwitnessed = None,
+            Err(e) => tracing::warn!(error = %e, "cannot publish the audit head to its witness"),
         }
     }
 
@@ -417,4 +483,27 @@ impl Writer {
             Err(e) => tracing::warn!(error = %e, "audit retention failed"),
         }
     }
+}
+
+/// Makes sure the witness exists before anything is written: it gets the store's head,
+/// signed now (and stored as a checkpoint first), or the signed empty head (seq 0). A
+/// witness that exists is left alone; one that cannot be read or written stops the start.
+async fn first_witness(
+    store: &mut Store,
+    key: &CheckpointKey,
+    witness: &dyn Witness,
+) -> Result<(), StoreError> {
+    let failed = |e: crate::witness::WitnessError| StoreError::Other(format!("audit witness: {e}"));
+    if witness.read().map_err(failed)?.is_some() {
+        return Ok(());
+    }
+    let head = match store.head().await? {
+        Some((seq, hash)) => {
+            let c = key.sign(seq, hash, now_us());
+            store.add_checkpoint(&c).await?;
+            c
+        }
+        None => key.sign(0, crate::chain::GENESIS, now_us()),
+    };
+    witness.publish(&head).map_err(failed)
 }

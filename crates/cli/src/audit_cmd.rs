@@ -25,6 +25,8 @@ pub struct StoreArgs {
 
 /// An opened store and, from the configuration, the checkpoint key.
 pub struct Opened {
+    /// Where it is, for messages.
+    pub location: String,
     pub store: Store,
     pub key: Option<PublicKey>,
     pub config: Option<portcullis_gateway::Config>,
@@ -45,6 +47,7 @@ impl StoreArgs {
                 .await
                 .with_context(|| format!("cannot open {location}"))?;
             return Ok(Opened {
+                location: location.clone(),
                 store,
                 key: None,
                 config: None,
@@ -72,6 +75,7 @@ impl StoreArgs {
             Err(_) => None,
         };
         Ok(Opened {
+            location: audit.store.clone(),
             store,
             key,
             config: Some(config),
@@ -116,48 +120,6 @@ pub fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
-}
-
-/// `audit verify`: exits 1 naming the first broken event.
-pub async fn verify(args: StoreArgs, public_key: Option<String>) -> anyhow::Result<()> {
-    let mut opened = args.open().await?;
-    let key = match public_key {
-        Some(k) => PublicKey::parse(&k)?,
-        None => opened
-            .key
-            .context("give --public-key (the configuration's signing key is not readable)")?,
-    };
-    let (total, _, _) = opened.store.extent().await?;
-    let bar = progress(total, "verifying");
-    let report =
-        portcullis_audit::verify(&mut opened.store, &key, |done, _| bar.set_position(done)).await?;
-    bar.finish_and_clear();
-    match &report.broken {
-        None => {
-            println!(
-                "ok: {} events, {} checkpoints signed by key {}; every link holds{}",
-                report.events,
-                report.checkpoints,
-                key.id(),
-                if report.unsigned > 0 {
-                    format!(
-                        " ({} newest events not yet covered by a checkpoint)",
-                        report.unsigned
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            Ok(())
-        }
-        Some(b) => {
-            println!(
-                "BROKEN at event {}: {} (checked {} events before it)",
-                b.seq, b.reason, report.events
-            );
-            std::process::exit(1);
-        }
-    }
 }
 
 /// `audit search`'s filters.

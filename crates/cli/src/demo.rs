@@ -151,6 +151,7 @@ groups = ["dba"]
 [audit]
 store = "audit.db"
 signing_key = "file:audit.key"
+witness = "file:witness.json"
 record_results = true
 
 [[target]]
@@ -214,7 +215,7 @@ Every session and statement is audited (with result rows) in {audit}. From this 
 
   {exe} audit search --subject alice          # newest first; --table, --decision, --text …
   {exe} replay SESSION_ID                     # a session as it happened
-  {exe} audit verify                          # proves nothing was edited
+  {exe} audit verify                          # proves nothing was edited or cut off
 
 Operators (dave is in the admin group) see and end sessions on the control port {admin_url}:
 

@@ -2,6 +2,7 @@
 //! audit trail.
 
 mod audit_cmd;
+mod audit_verify;
 mod connect;
 mod demo;
 mod dev_token;
@@ -138,14 +139,9 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check every link and checkpoint signature; exits 1 naming the first broken event.
-    Verify {
-        #[command(flatten)]
-        store: audit_cmd::StoreArgs,
-        /// The checkpoint key (hex or PEM), instead of the configuration's signing key.
-        #[arg(long)]
-        public_key: Option<String>,
-    },
+    /// Check every link and checkpoint signature, and the store against its witnesses;
+    /// exits 1 naming the first broken event or the events missing.
+    Verify(Box<audit_verify::VerifyArgs>),
     /// Find statements (or other events), newest first.
     Search(Box<audit_cmd::SearchArgs>),
     /// Write events as JSON Lines, for a SIEM.
@@ -184,9 +180,7 @@ fn main() -> anyhow::Result<()> {
                 command: PolicyCommand::Test(args),
             } => policy_test::run(*args).await,
             Command::Audit { command } => match command {
-                AuditCommand::Verify { store, public_key } => {
-                    audit_cmd::verify(store, public_key).await
-                }
+                AuditCommand::Verify(args) => audit_verify::verify(*args).await,
                 AuditCommand::Search(args) => audit_cmd::search(*args).await,
                 AuditCommand::Export {
                     store,

@@ -59,11 +59,18 @@ pub fn open_log(runtime: &crate::Runtime) -> Result<AuditLog, String> {
         ),
         None => None,
     };
+    let witness = match &a.witness {
+        Some(w) => {
+            Some(portcullis_audit::WitnessRef::parse(w).map_err(|e| format!("witness: {e}"))?)
+        }
+        None => None,
+    };
     let options = portcullis_audit::LogOptions {
         checkpoint_interval: a.checkpoint_interval,
         retention: a.retention,
         ca_file: a.ca_file.clone(),
         max_text_bytes: a.statement_text_bytes,
+        witness,
         ..Default::default()
     };
     AuditLog::start(&a.store, password, key, options)

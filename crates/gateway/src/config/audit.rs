@@ -1,5 +1,5 @@
-//! `[audit]`: where events go, how they are signed, and how much of a statement or its
-//! results they hold.
+//! `[audit]`: where events go, how they are signed and witnessed, and how much of a
+//! statement or its results they hold.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +44,11 @@ pub struct AuditSection {
     /// length and SHA-256 are always recorded), and of its bound parameters together.
     #[serde(default = "default_statement_text_bytes")]
     pub statement_text_bytes: usize,
+    /// Where the chain's signed head is also published at every checkpoint, outside the
+    /// store (`file:PATH`), so `audit verify` notices a trail cut back to an older
+    /// checkpoint.
+    #[serde(default)]
+    pub witness: Option<String>,
 }
 
 fn default_checkpoint_interval() -> Duration {
@@ -79,6 +84,9 @@ impl AuditSection {
         if self.checkpoint_interval.is_zero() {
             return Err("audit.checkpoint_interval must be more than 0s".into());
         }
+        if let Some(w) = &self.witness {
+            portcullis_audit::WitnessRef::parse(w).map_err(|e| format!("audit.witness: {e}"))?;
+        }
         Ok(())
     }
 
@@ -100,6 +108,9 @@ impl AuditSection {
         fix_ref(&mut self.signing_key);
         if let Some(p) = &mut self.password {
             fix_ref(p);
+        }
+        if let Some(w) = &mut self.witness {
+            fix_ref(w);
         }
         if !self.store.starts_with("postgres://") && !self.store.starts_with("postgresql://") {
             let path = self.store.strip_prefix("sqlite:").unwrap_or(&self.store);
