@@ -61,38 +61,6 @@ async fn an_expired_token_ends_the_session_after_its_transaction() {
     assert!(client.is_closed() || client.simple_query("select 1").await.is_err());
     assert_eq!(h.direct("app", "select count(*) from ledger").trim(), "2");
 
-    // A session whose token is already past (within the login leeway) ends at once, with
-    // no grace period; one with a grace period runs on.
-    let mut stale = h.issuer.claims("erin", &["engineering"]);
-    let iat = stale["iat"].as_i64().unwrap();
-    stale["exp"] = json!(iat - 5);
-    clock.set(now);
-    let (client, _conn) = connect(&h, "erin", &h.issuer.sign(&stale)).await;
-    let e = client.simple_query("select 1").await.unwrap_err();
-    assert_eq!(db_error(&e).0, "28000");
-
-    let graced = Harness::with(Setup {
-        session_clock: Some(clock.clone()),
-        identity_settings: "expiry_grace = \"10m\"".into(),
-        ..Setup::default()
-    })
-    .await;
-    let (client, _conn) = connect(
-        &graced,
-        "erin",
-        &graced.issuer.sign(&{
-            let mut c = graced.issuer.claims("erin", &["engineering"]);
-            let iat = c["iat"].as_i64().unwrap();
-            c["exp"] = json!(iat - 5);
-            c
-        }),
-    )
-    .await;
-    client
-        .simple_query("select 1")
-        .await
-        .expect("within the grace period");
-
     let ends: Vec<String> = h
         .audit_events("session_end")
         .await
@@ -103,6 +71,124 @@ async fn an_expired_token_ends_the_session_after_its_transaction() {
         })
         .collect();
     assert!(ends.iter().any(|r| r.contains("token expired")), "{ends:?}");
+}
+
+/// A token of `sub` that expires at `exp` by the fixed clock, issued an hour before.
+fn token_expiring(h: &Harness, sub: &str, exp: jiff::Timestamp) -> String {
+    let mut c = h.issuer.claims(sub, &["engineering"]);
+    let exp = exp.as_second();
+    c["exp"] = json!(exp);
+    c["iat"] = json!(exp - 3600);
+    c["nbf"] = json!(exp - 3600);
+    h.issuer.sign(&c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_and_session_agree_on_when_a_token_ends() {
+    // Every instant below is the fixed clock's: logins and sessions both read it.
+    let t0: jiff::Timestamp = "2031-03-04T05:06:07Z".parse().unwrap();
+    let clock = Arc::new(FixedClock::new(t0));
+    let h = Harness::with(Setup {
+        session_clock: Some(clock.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let seconds = jiff::SignedDuration::from_secs;
+    // Expired 5 s ago, inside the 30 s leeway: the login is accepted, and so is the session
+    // for as long as the leeway lasts, not cut at its first statement.
+    let exp = t0 - seconds(5);
+    let token = token_expiring(&h, "erin", exp);
+    let (client, _conn) = connect(&h, "erin", &token).await;
+    client
+        .simple_query("select 1")
+        .await
+        .expect("within the leeway");
+    clock.set(exp + seconds(30));
+    client
+        .simple_query("select 2")
+        .await
+        .expect("the leeway's last second");
+    // A second later, the login would be refused, and the session ends.
+    clock.set(exp + seconds(31));
+    let e = client.simple_query("select 3").await.unwrap_err();
+    let (code, message) = db_error(&e);
+    assert_eq!(code, "28000");
+    assert!(message.contains("token expired"), "{message}");
+    let refused = connect_refused(&h, "erin", &token).await;
+    assert_eq!(refused, ("28000".into(), "token expired 31s ago".into()));
+
+    // With a grace period, the session outlives the token by exactly that long after the
+    // leeway: one instant, exp + leeway + grace.
+    let graced = Harness::with(Setup {
+        session_clock: Some(clock.clone()),
+        identity_settings: "expiry_grace = \"10m\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    clock.set(t0);
+    let (client, _conn) = connect(&graced, "erin", &token_expiring(&graced, "erin", exp)).await;
+    clock.set(exp + seconds(30 + 600));
+    client
+        .simple_query("select 1")
+        .await
+        .expect("within the grace period");
+    clock.set(exp + seconds(30 + 601));
+    let e = client.simple_query("select 2").await.unwrap_err();
+    assert_eq!(db_error(&e).0, "28000");
+}
+
+/// The SQLSTATE and message of a refused login with `token`.
+async fn connect_refused(h: &Harness, user: &str, token: &str) -> (String, String) {
+    let conninfo = format!("{} password={token}", h.conninfo(user, "app", "disable"));
+    match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
+        Ok(_) => panic!("{user} logged in but should have been refused"),
+        Err(e) => db_error(&e),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_and_blocked_subjects_match_as_the_identity_provider_compares_names() {
+    let h = Harness::with(Setup {
+        extra_toml: ADMIN.into(),
+        identity_settings: "deny_subjects = [\"mallory\"]".into(),
+        ..Setup::default()
+    })
+    .await;
+    for sub in ["mallory", "Mallory", "mallory ", " MALLORY"] {
+        let (code, message) = connect_refused(&h, "m", &h.token(sub, &["engineering"])).await;
+        assert_eq!(code, "28000", "{sub:?}");
+        assert!(
+            message.contains("revoked by the gateway's configuration"),
+            "{sub:?}: {message}"
+        );
+    }
+    let (client, _conn) = connect(&h, "m", &h.token("mallory2", &["engineering"])).await;
+    client.simple_query("select 1").await.unwrap();
+
+    // An operator's block compares names the same way.
+    let blocked = h
+        .admin_client()
+        .post(format!("{}/v1/sessions/kill", h.admin_url()))
+        .bearer_auth(h.token("sam", &["security"]))
+        .json(&json!({"subject": "Erin", "block_for": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), 200);
+    let (code, message) = connect_refused(&h, "erin", &h.token("erin", &["engineering"])).await;
+    assert_eq!(code, "28000");
+    assert!(message.contains("refused for another"), "{message}");
+
+    // Where the IdP's subjects are case-sensitive ids, matching can be exact.
+    let exact = Harness::with(Setup {
+        identity_settings: "deny_subjects = [\"mallory\"]\ndeny_subjects_match = \"exact\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    let (client, _conn) = connect(&exact, "m", &exact.token("Mallory", &["engineering"])).await;
+    client.simple_query("select 1").await.unwrap();
+    let (code, _) = connect_refused(&exact, "m", &exact.token("mallory", &["engineering"])).await;
+    assert_eq!(code, "28000");
 }
 
 const ADMIN: &str = "[admin]\naddress = \"127.0.0.1:0\"\ngroups = [\"security\"]\n";

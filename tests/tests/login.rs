@@ -258,3 +258,23 @@ async fn startup_parameters_are_forwarded() {
     assert_eq!(row.get::<_, String>(1), "pg_catalog,public");
     assert_eq!(row.get::<_, String>(2), "7MB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminate_before_the_startup_packet_closes_silently() {
+    let h = Harness::start().await;
+    // node-postgres's `connect(); end()`: a Terminate where the startup packet belongs. The
+    // client keeps its end open: the gateway is the one that closes.
+    let mut c = RawClient::connect(h.port()).await;
+    c.send_raw(b"X\0\0\0\x04").await.unwrap();
+    assert!(
+        c.recv().await.is_none(),
+        "the gateway closes without a word, as PostgreSQL does"
+    );
+    // Other garbage still gets its FATAL, and nothing of this is an authentication failure.
+    let mut c = RawClient::connect(h.port()).await;
+    c.send_raw(b"Y\0\0\0\x04").await.unwrap();
+    let e = c.recv().await.expect("a FATAL for garbage");
+    assert_eq!(e.tag(), b'E');
+    assert!(h.audit_events("auth_failure").await.is_empty());
+    h.client().await.simple_query("select 1").await.unwrap();
+}

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use portcullis_identity::SubjectMatch;
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -135,15 +136,18 @@ impl Sessions {
         n
     }
 
-    /// How much longer `subject`'s logins are refused, if they are.
-    pub fn blocked(&self, subject: &str) -> Option<Duration> {
+    /// How much longer `subject`'s logins are refused, if they are; blocked names are
+    /// compared with `subject` as `how` says (like the configured deny list).
+    pub fn blocked(&self, subject: &str, how: SubjectMatch) -> Option<Duration> {
         let mut state = self.lock();
-        let until = *state.blocked.get(subject)?;
         let now = Instant::now();
-        if until <= now {
-            state.blocked.remove(subject);
-            return None;
-        }
+        state.blocked.retain(|_, until| *until > now);
+        let until = state
+            .blocked
+            .iter()
+            .filter(|(name, _)| how.matches(name, subject))
+            .map(|(_, until)| *until)
+            .max()?;
         Some(until - now)
     }
 }
@@ -173,8 +177,10 @@ mod tests {
         assert_eq!(s.revoke("alice", Duration::from_secs(60)), 1);
         // The permit is stored: the session sees it when it next waits.
         a.end.notified().await;
-        assert!(s.blocked("alice").is_some());
-        assert!(s.blocked("bob").is_none());
+        assert!(s.blocked("alice", SubjectMatch::Normalized).is_some());
+        assert!(s.blocked(" Alice", SubjectMatch::Normalized).is_some());
+        assert!(s.blocked("Alice", SubjectMatch::Exact).is_none());
+        assert!(s.blocked("bob", SubjectMatch::Normalized).is_none());
         drop(a);
         assert_eq!(s.list().len(), 1);
         assert_eq!(s.revoke("alice", Duration::ZERO), 0);

@@ -27,9 +27,14 @@ pub struct Greeted {
     pub preamble: Vec<Message>,
 }
 
-/// The longest token accepted in a password message (PostgreSQL's own limit for
-/// authentication tokens is 65535 bytes).
-const MAX_PASSWORD_MESSAGE: usize = 65_535;
+/// The largest password (or SASL) message read: the longest token accepted, with room for
+/// the message's own framing (a NUL, a SASL mechanism name and GS2 header).
+const MAX_PASSWORD_MESSAGE: usize = portcullis_identity::MAX_TOKEN_BYTES + 256;
+
+/// A Terminate message ('X', length 4) read as the length of a startup packet: what a
+/// client sends when it gives up before its startup packet (node-postgres's
+/// `connect(); end()`). No startup packet is this long.
+const TERMINATE_AS_LENGTH: usize = u32::from_be_bytes(*b"X\0\0\0") as usize;
 
 /// What one startup packet leads to.
 enum Step {
@@ -117,9 +122,19 @@ async fn next_step(
     peer: SocketAddr,
 ) -> Result<Step, StartupError> {
     let timeout = runtime.config.listen.startup_timeout;
-    let packet = with_timeout(timeout, reader.next_startup(MAX_STARTUP_PACKET))
-        .await??
-        .ok_or(StartupError::Closed)?;
+    let packet = match with_timeout(timeout, reader.next_startup(MAX_STARTUP_PACKET)).await? {
+        Ok(Some(packet)) => packet,
+        Ok(None) => return Err(StartupError::Closed),
+        // PostgreSQL closes such a connection without a word; so does the gateway.
+        Err(portcullis_wire::WireError::TooLarge {
+            len: TERMINATE_AS_LENGTH,
+            ..
+        }) => {
+            tracing::debug!(%peer, "client terminated before its startup packet");
+            return Ok(Step::Done);
+        }
+        Err(e) => return Err(e.into()),
+    };
     match StartupPacket::decode(&packet)? {
         StartupPacket::SslRequest => {
             if tls {
@@ -215,11 +230,13 @@ pub enum AuthMethod {
     OAuthBearer,
 }
 
-/// Asks for the token, by `method`, and verifies it.
+/// Asks for the token, by `method`, and verifies it as of `now` (the clock live sessions
+/// check expiry against, so login and session agree on when the token ends).
 pub async fn authenticate(
     greeted: &mut Greeted,
     runtime: &Runtime,
     method: AuthMethod,
+    now: std::time::SystemTime,
 ) -> Result<Principal, StartupError> {
     let timeout = runtime.config.listen.startup_timeout;
     let mut out = Vec::new();
@@ -241,14 +258,24 @@ pub async fn authenticate(
     stream.flush().await.map_err(|_| StartupError::Closed)?;
 
     greeted.reader.limits_mut().max_message = MAX_PASSWORD_MESSAGE;
-    let msg = with_timeout(timeout, greeted.reader.next_message())
-        .await??
-        .ok_or(StartupError::Closed)?;
+    let msg = match with_timeout(timeout, greeted.reader.next_message()).await? {
+        Ok(Some(msg)) => msg,
+        Ok(None) => return Err(StartupError::Closed),
+        // An oversized token is a bad credential, not a broken protocol: say so, and
+        // audit it, without reading it.
+        Err(portcullis_wire::WireError::TooLarge { len, .. }) => {
+            return Err(StartupError::Auth(AuthError::TokenTooLarge {
+                len,
+                limit: portcullis_identity::MAX_TOKEN_BYTES,
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if msg.tag() != portcullis_wire::frontend::PASSWORD {
         return Err(StartupError::ExpectedPassword);
     }
     if method == AuthMethod::OAuthBearer {
-        return oauth_bearer(greeted, runtime, &msg).await;
+        return oauth_bearer(greeted, runtime, &msg, now).await;
     }
     let password = PasswordMessage::decode(msg)?;
     let token = std::str::from_utf8(password.password()).map_err(|_| {
@@ -256,7 +283,7 @@ pub async fn authenticate(
             issuer: runtime.verifier.config().issuer.clone(),
         })
     })?;
-    Ok(runtime.verifier.verify(token).await?)
+    Ok(runtime.verifier.verify_at(token, now).await?)
 }
 
 /// The rest of an OAUTHBEARER exchange, from the client's first message.
@@ -264,6 +291,7 @@ async fn oauth_bearer(
     greeted: &mut Greeted,
     runtime: &Runtime,
     first: &Message,
+    now: std::time::SystemTime,
 ) -> Result<Principal, StartupError> {
     use crate::oauth::{ClientFirst, InitialResponse, challenge, client_first, is_ack};
     let initial = InitialResponse::decode(first)?;
@@ -276,7 +304,7 @@ async fn oauth_bearer(
     let data = initial.data.unwrap_or_default();
     let parsed = client_first(&data).map_err(|e| StartupError::OAuth(e.to_string()))?;
     let verified = match parsed {
-        ClientFirst::Bearer(token) => match runtime.verifier.verify(token).await {
+        ClientFirst::Bearer(token) => match runtime.verifier.verify_at(token, now).await {
             Ok(p) => return Ok(p),
             Err(e) => Err(StartupError::Auth(e)),
         },

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use portcullis_identity::SubjectMatch;
 use serde::Deserialize;
 
 /// `[identity]`: the OIDC issuer whose tokens are accepted.
@@ -38,6 +39,11 @@ pub struct IdentitySection {
     /// Subjects refused at login whatever their token says.
     #[serde(default)]
     pub deny_subjects: Vec<String>,
+    /// How `deny_subjects` and subjects an operator blocked are compared with a token's
+    /// subject: `normalized` (case-insensitive, surrounding whitespace ignored, as identity
+    /// providers compare user names) or `exact`.
+    #[serde(default)]
+    pub deny_subjects_match: SubjectMatch,
     /// The scope OAUTHBEARER clients are told to ask for.
     #[serde(default = "default_oauth_scope")]
     pub oauth_scope: String,

@@ -511,6 +511,44 @@ signing_key = "file:audit.key"
     }
 
     #[test]
+    fn audit_caps_witness_and_subject_matching() {
+        let c = Config::parse(MINIMAL, "t").unwrap();
+        let a = c.audit.clone().unwrap();
+        assert_eq!(a.statement_text_bytes, 64 * 1024);
+        assert_eq!(a.witness, None);
+        assert_eq!(
+            c.identity.deny_subjects_match,
+            portcullis_identity::SubjectMatch::Normalized
+        );
+        let text = MINIMAL
+            .replace(
+                "signing_key = ",
+                "statement_text_bytes = 1024\nwitness = \"file:w/head.json\"\nsigning_key = ",
+            )
+            .replace("issuer = ", "deny_subjects_match = \"exact\"\nissuer = ");
+        let mut c = Config::parse(&text, "t").unwrap();
+        c.resolve_paths(Path::new("/etc/portcullis"));
+        let a = c.audit.clone().unwrap();
+        assert_eq!(a.statement_text_bytes, 1024);
+        assert_eq!(
+            a.witness.as_deref(),
+            Some("file:/etc/portcullis/w/head.json")
+        );
+        assert_eq!(
+            c.identity.deny_subjects_match,
+            portcullis_identity::SubjectMatch::Exact
+        );
+        let journal = MINIMAL.replace("signing_key = ", "witness = \"journal:\"\nsigning_key = ");
+        let e = Config::parse(&journal, "t").unwrap_err().to_string();
+        assert!(
+            e.contains("audit.witness") && e.contains("file:PATH"),
+            "{e}"
+        );
+        let bad = MINIMAL.replace("issuer = ", "deny_subjects_match = \"fuzzy\"\nissuer = ");
+        assert!(Config::parse(&bad, "t").is_err());
+    }
+
+    #[test]
     fn relative_paths_follow_the_file() {
         let text = MINIMAL.replace("env:READER_PASSWORD", "file:secrets/reader");
         let mut c = Config::parse(&text, "t").unwrap();

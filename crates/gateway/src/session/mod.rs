@@ -208,12 +208,37 @@ pub async fn serve(
                         .await;
                     let _ = stream.flush().await;
                     let _ = stream.shutdown().await;
+                    if matches!(
+                        e,
+                        StartupError::Auth(portcullis_identity::AuthError::TokenTooLarge { .. })
+                    ) {
+                        discard_input(stream, runtime.config.listen.startup_timeout).await;
+                    }
                 }
             }
         }
     }
     .instrument(span)
     .await
+}
+
+/// Reads and drops what a refused client is still sending (the rest of a token too large
+/// to read), until it closes, for at most `timeout` and a few MiB. Closing with its bytes
+/// unread would reset the connection, and the client could lose the refusal with it.
+async fn discard_input(stream: &mut crate::stream::Stream, timeout: std::time::Duration) {
+    use tokio::io::AsyncReadExt;
+    const MAX_DISCARD: usize = 8 << 20;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = MAX_DISCARD;
+    let _ = tokio::time::timeout(timeout, async {
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// A logged-in session, ready to relay; dropping it releases its connection slot and
@@ -228,7 +253,6 @@ struct LoggedIn {
     _live: crate::sessions::Registration,
 }
 
-/// Verifies the caller, logs in upstream and welcomes the client.
 /// Who is connecting, as far as is known.
 struct Caller {
     id: SessionId,
@@ -238,6 +262,7 @@ struct Caller {
     subject: Option<String>,
 }
 
+/// Verifies the caller, logs in upstream and welcomes the client.
 async fn login(
     greeted: &mut startup::Greeted,
     runtime: &Runtime,
@@ -253,20 +278,24 @@ async fn login(
     let slot = Slot(services.active.clone());
 
     let target = startup::choose_target(greeted, runtime)?;
-    let principal = startup::authenticate(greeted, runtime, who.method).await?;
+    // Verified against the clock sessions read, so login and session expiry are one rule.
+    let now = std::time::SystemTime::try_from(services.clock.now())
+        .unwrap_or_else(|_| std::time::SystemTime::now());
+    let principal = startup::authenticate(greeted, runtime, who.method, now).await?;
     who.subject = Some(principal.subject.clone());
-    if runtime
-        .config
-        .identity
+    let identity = &runtime.config.identity;
+    let how = identity.deny_subjects_match;
+    if identity
         .deny_subjects
-        .contains(&principal.subject)
+        .iter()
+        .any(|denied| how.matches(denied, &principal.subject))
     {
         return Err(StartupError::Revoked(format!(
             "access for {} is revoked by the gateway's configuration",
             principal.subject
         )));
     }
-    if let Some(left) = services.sessions.blocked(&principal.subject) {
+    if let Some(left) = services.sessions.blocked(&principal.subject, how) {
         return Err(StartupError::Revoked(format!(
             "access for {} was revoked by an administrator; new logins are refused for another {}",
             principal.subject,
@@ -423,7 +452,10 @@ async fn login(
             limits: record_limits,
         },
         revoked: live.end.clone(),
-        expires_at: jiff::Timestamp::try_from(principal.expires_at).unwrap_or(jiff::Timestamp::MIN),
+        // The instant the login check used (exp plus leeway); the frontend adds the grace.
+        // The verifier caps it at the year 9999, which every timestamp type holds.
+        expires_at: jiff::Timestamp::try_from(principal.valid_until)
+            .unwrap_or(jiff::Timestamp::MIN),
         expiry_grace: runtime.config.identity.expiry_grace,
         clock: services.clock.clone(),
     };
