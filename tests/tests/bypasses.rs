@@ -289,3 +289,152 @@ async fn aliases_do_not_hide_masked_columns() {
         .await
         .expect("a join alias over tables without masked columns");
 }
+
+/// Item 5: planner statistics hold the values of every column; other views show other
+/// sessions' statements. Alice, who may not read customers at all, read 101 card numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogs_that_show_values_are_governed() {
+    let h = harness().await;
+    h.direct("app", "analyze");
+    let alice = h.connect_as(ALICE.0, ALICE.1, "app").await.unwrap();
+    let bob = h.connect_as(BOB.0, BOB.1, "app").await.unwrap();
+    for sql in [
+        "SELECT histogram_bounds, most_common_vals FROM pg_stats WHERE tablename = 'customers'",
+        "SELECT * FROM pg_catalog.pg_stats",
+        "SELECT s.most_common_vals FROM pg_stats s",
+        "SELECT * FROM pg_stats_ext",
+        "SELECT * FROM pg_stats_ext_exprs",
+        "SELECT query FROM pg_stat_activity",
+        "SELECT * FROM pg_stat_activity",
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE '%4111%'",
+        "SELECT statement FROM pg_prepared_statements",
+        "SELECT * FROM pg_cursors",
+        "SELECT pg_stat_get_backend_activity(1)",
+    ] {
+        for (who, client) in [("alice", &alice), ("bob", &bob)] {
+            let e = client.simple_query(sql).await.expect_err(sql);
+            assert_eq!(db_error(&e).0, "42501", "{who}: {sql}: {e}");
+            let e = client.query(sql, &[]).await.expect_err(sql);
+            assert_eq!(db_error(&e).0, "42501", "{who}, extended: {sql}");
+        }
+    }
+    // What every tool reads still works.
+    alice
+        .simple_query("SELECT pid, state FROM pg_stat_activity")
+        .await
+        .expect("activity without statement texts");
+    alice
+        .simple_query("SELECT relname FROM pg_class WHERE relname = 'customers'")
+        .await
+        .expect("the catalog");
+    // A DBA reads statistics (and may read every column they describe).
+    let dave = h.connect_as("dave", &["dba"], "app").await.unwrap();
+    let rows = dave
+        .simple_query("SELECT most_common_vals FROM pg_stats WHERE tablename = 'customers'")
+        .await
+        .expect("a DBA reads statistics");
+    assert!(!rows.is_empty());
+}
+
+/// Item 6: a fast-path FunctionCall of set_config (OID 2078) switched roles although the
+/// same call in SQL is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_path_call_has_the_facts_of_the_sql_call() {
+    let h = harness().await;
+    let call = |args: &[&[u8]]| {
+        // Text format for every argument.
+        Message::build(portcullis_wire::frontend::FUNCTION_CALL, |b| {
+            use bytes::BufMut;
+            b.put_u32(2078);
+            b.put_i16(0);
+            b.put_i16(args.len() as i16);
+            for a in args {
+                b.put_i32(a.len() as i32);
+                b.put_slice(a);
+            }
+            b.put_i16(0);
+        })
+    };
+    let mut raw = raw_as(&h, BOB).await;
+    raw.send(&[call(&[b"role", b"postgres", b"false"])]).await;
+    let answers = raw.until_ready().await;
+    let errs = errors(&answers);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].code(), "42501");
+    assert!(errs[0].message().contains("no-role-switching"), "{errs:?}");
+    raw.send(&[query(b"SELECT current_user")]).await;
+    let answers = raw.until_ready().await;
+    assert_eq!(rows(&answers)[0][0].as_deref(), Some("gw_app"));
+
+    // A setting changed by a fast-path call is the server's for the next message.
+    let before = orders(&h);
+    raw.send(&[
+        call(&[b"standard_conforming_strings", b"off", b"false"]),
+        query(ON_HARMLESS),
+    ])
+    .await;
+    let answers = readies(&mut raw, 2).await;
+    assert!(
+        errors(&answers).iter().any(|e| e.code() == "42501"),
+        "{:?}",
+        errors(&answers)
+    );
+    assert_eq!(orders(&h), before);
+
+    // The trail shows the SQL call the fast-path call stands for.
+    let events = h.audit_events("statement").await;
+    assert!(
+        events.iter().any(|e| format!("{e:?}").contains("set_config")
+            && format!("{e:?}").contains("'role'")),
+        "no statement event names the set_config call"
+    );
+}
+
+/// Item 7: functions that write are writes: bob created a large object without approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_that_write_are_writes() {
+    let h = harness().await;
+    h.direct(
+        "app",
+        "create sequence public.order_ids;
+         create function public.bump() returns int language sql volatile
+             as 'update orders set amount = amount + 1 returning 1';
+         create function public.double(int) returns int language sql immutable
+             as 'select $1 * 2';
+         alter function public.bump() owner to gw_app;
+         alter function public.double(int) owner to gw_app;
+         alter sequence public.order_ids owner to gw_app;",
+    );
+    let objects = || h.direct("app", "select count(*) from pg_largeobject_metadata");
+    let before = (objects(), h.direct("app", SAMPLE_CHECKSUM));
+    let bob = h.connect_as(BOB.0, BOB.1, "app").await.unwrap();
+    let alice = h.connect_as(ALICE.0, ALICE.1, "app").await.unwrap();
+    for sql in [
+        "SELECT lo_from_bytea(0, 'x')",
+        "SELECT lo_creat(-1)",
+        "SELECT nextval('order_ids')",
+        "SELECT setval('order_ids', 100)",
+        "SELECT pg_advisory_lock(1)",
+        "SELECT bump()",
+        "SELECT public.bump()",
+        "SELECT * FROM reporting.daily_revenue WHERE bump() = 1",
+    ] {
+        let e = bob.simple_query(sql).await.expect_err(sql);
+        let (code, message) = db_error(&e);
+        assert_eq!(code, "42501", "bob: {sql}: {message}");
+        assert!(message.contains("approval"), "bob: {sql}: {message}");
+        let e = alice.simple_query(sql).await.expect_err(sql);
+        assert_eq!(db_error(&e).0, "42501", "alice: {sql}");
+    }
+    assert_eq!((objects(), h.direct("app", SAMPLE_CHECKSUM)), before);
+    // Functions that cannot write are ordinary.
+    for sql in [
+        "SELECT double(2), lower('X'), now(), random() < 2, currval IS NULL FROM (SELECT NULL::bigint AS currval) x",
+        "SELECT count(*) FROM reporting.daily_revenue WHERE double(orders) > 2",
+    ] {
+        alice
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}

@@ -36,7 +36,7 @@ const INT4MI: u32 = 181;
 
 impl Decider for Markers {
     fn decide(&self, _session: &SessionInfo, s: &Statement<'_>) -> Verdict {
-        if let Origin::FunctionCall { oid } = s.origin {
+        if let Origin::FunctionCall { oid, .. } = s.origin {
             return if oid == INT4MI {
                 Verdict::Refuse(ErrorResponse::new(
                     Severity::Error,

@@ -1,6 +1,7 @@
 //! What each target's catalog holds: which schemas have a relation of a given name, its
-//! columns, and function names by OID. Policies use it to resolve unqualified names and
-//! `*`, and to name the function a fast-path call invokes.
+//! columns, and functions (by OID and by name, with their volatility and argument types).
+//! Policies use it to resolve unqualified names and `*`, to tell functions that may write
+//! from those that cannot, and to name the function a fast-path call invokes.
 //!
 //! A snapshot is loaded over a session's own upstream connection right after login, when
 //! there is none yet or it is stale (older than a minute, or a DDL statement went through
@@ -27,21 +28,34 @@ const QUERY: &str = "select n.nspname, c.relname, a.attname \
      left join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped \
      where c.relkind in ('r', 'v', 'm', 'p', 'f', 'S') \
      order by n.nspname, c.relname, a.attnum; \
-     select p.oid::text, n.nspname, p.proname from pg_catalog.pg_proc p \
-     join pg_catalog.pg_namespace n on n.oid = p.pronamespace";
+     select p.oid::text, n.nspname, p.proname, p.provolatile::text, p.proargtypes::text \
+     from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace";
+
+/// A function as the catalog describes it.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub schema: String,
+    pub name: String,
+    /// `provolatile = 'v'`: it may change the database.
+    pub volatile: bool,
+    /// Argument type OIDs, in order.
+    pub arguments: Vec<u32>,
+}
 
 /// One loaded catalog.
 #[derive(Default)]
 pub struct Snapshot {
     relations: HashMap<String, Vec<String>>,
     columns: HashMap<(String, String), Vec<String>>,
-    functions: HashMap<u32, (String, String)>,
+    functions: HashMap<u32, Function>,
+    /// Per function name: each function's schema and volatility.
+    by_name: HashMap<String, Vec<(String, bool)>>,
     loaded: Option<Instant>,
 }
 
 impl Snapshot {
     /// The function a fast-path call names.
-    pub fn function(&self, oid: u32) -> Option<&(String, String)> {
+    pub fn function(&self, oid: u32) -> Option<&Function> {
         self.functions.get(&oid)
     }
 
@@ -59,6 +73,32 @@ impl portcullis_policy::Catalog for Snapshot {
         self.columns
             .get(&(schema.to_string(), relation.to_string()))
             .cloned()
+    }
+
+    fn relations(&self) -> Option<Vec<(String, String)>> {
+        Some(self.columns.keys().cloned().collect())
+    }
+
+    fn functions_named(&self, name: &str) -> Option<Vec<(String, bool)>> {
+        Some(self.by_name.get(name).cloned().unwrap_or_default())
+    }
+}
+
+/// A target whose catalog could not be loaded: unqualified names match every schema on
+/// the search path, and no function is known, so every call may write.
+pub struct Unloaded;
+
+impl portcullis_policy::Catalog for Unloaded {
+    fn schemas_with(&self, _relation: &str) -> Option<Vec<String>> {
+        None
+    }
+
+    fn columns(&self, _schema: &str, _relation: &str) -> Option<Vec<String>> {
+        None
+    }
+
+    fn functions_named(&self, _name: &str) -> Option<Vec<(String, bool)>> {
+        Some(Vec::new())
     }
 }
 
@@ -99,9 +139,19 @@ impl TargetCatalog {
         if !self.needs_load() {
             return;
         }
-        let Ok(_guard) = self.loading.try_lock() else {
-            // Another session is loading it right now.
-            return;
+        let _guard = if self.current.load().is_none() {
+            // No snapshot at all: wait for one being loaded rather than decide without.
+            let guard = self.loading.lock().await;
+            if !self.needs_load() {
+                return;
+            }
+            guard
+        } else {
+            match self.loading.try_lock() {
+                Ok(guard) => guard,
+                // Another session is refreshing it; the current one serves meanwhile.
+                Err(_) => return,
+            }
         };
         self.stale.store(false, Ordering::Relaxed);
         match load(upstream).await {
@@ -189,11 +239,35 @@ async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                             cols.push(c.clone());
                         }
                     }
-                    (1, [Some(oid), Some(schema), Some(name)]) => {
+                    (
+                        1,
+                        [
+                            Some(oid),
+                            Some(schema),
+                            Some(name),
+                            Some(volatility),
+                            Some(args),
+                        ],
+                    ) => {
                         if let Ok(oid) = oid.parse() {
+                            let volatile = volatility == "v";
                             snapshot
-                                .functions
-                                .insert(oid, (schema.clone(), name.clone()));
+                                .by_name
+                                .entry(name.clone())
+                                .or_default()
+                                .push((schema.clone(), volatile));
+                            snapshot.functions.insert(
+                                oid,
+                                Function {
+                                    schema: schema.clone(),
+                                    name: name.clone(),
+                                    volatile,
+                                    arguments: args
+                                        .split_whitespace()
+                                        .filter_map(|a| a.parse().ok())
+                                        .collect(),
+                                },
+                            );
                         }
                     }
                     _ => {}

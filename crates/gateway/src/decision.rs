@@ -53,8 +53,12 @@ pub enum Origin<'a> {
     /// A Bind of a prepared statement, decided again: policies (and the clock) may have
     /// changed since it was prepared.
     Bind { statement: &'a str },
-    /// A fast-path FunctionCall of the function with this OID; there is no SQL text.
-    FunctionCall { oid: u32 },
+    /// A fast-path FunctionCall of the function with this OID and these arguments; there
+    /// is no SQL text (the policy decider writes out the SQL call it stands for).
+    FunctionCall {
+        oid: u32,
+        arguments: &'a [portcullis_wire::frontend::Argument<'a>],
+    },
     /// A setting in the startup packet that changes the session's identity (`role`,
     /// `session_authorization`, directly or through `options`), decided before login.
     Startup,
@@ -145,6 +149,9 @@ pub struct Reasons {
     /// The facts decided on, when not the statement's own (an `EXECUTE` decided on what
     /// it runs, a fast-path function call).
     pub facts: Option<Arc<portcullis_sql::analysis::Facts>>,
+    /// The SQL decided on when the statement has none of its own: the SQL call a
+    /// fast-path function call stands for.
+    pub text: Option<Arc<str>>,
     /// A policy asks for the statement's result rows to be recorded.
     pub record: bool,
     /// A policy marks the statement's parameters as sensitive: masked in the trail.
@@ -163,6 +170,7 @@ impl Reasons {
             policies: Arc::from(Vec::new()),
             observed: None,
             facts: None,
+            text: None,
             record: false,
             sensitive: false,
         }

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod config;
 pub mod decision;
 mod error;
+mod fastpath;
 mod oauth;
 mod policy;
 mod runtime;

@@ -5,15 +5,11 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use portcullis_policy::{
-    Catalog, Clock, Environment, NoCatalog, Outcome, Principal, StatementInput,
-};
-use portcullis_sql::analysis::{
-    Facts, FunctionRef, Kind, classify_function, large_object_function_by_oid,
-};
+use portcullis_policy::{Catalog, Clock, Environment, Outcome, Principal, StatementInput};
+use portcullis_sql::analysis::{Facts, Kind};
 use portcullis_wire::backend::{ErrorResponse, Severity};
 
-use crate::catalog::{Catalogs, Snapshot};
+use crate::catalog::{Catalogs, Unloaded};
 use crate::decision::{Decider, Origin, Reasons, SessionInfo, Statement, Verdict};
 use crate::runtime::Runtime;
 
@@ -124,26 +120,6 @@ fn refuse(code: &str, message: impl Into<String>) -> (Verdict, Reasons) {
     (v, r)
 }
 
-/// Facts for a fast-path FunctionCall: the function the OID names in the catalog (or in
-/// the fixed list of large-object functions drivers call this way), else unknown.
-fn function_call_facts(oid: u32, snapshot: Option<&Snapshot>) -> Facts {
-    let named = snapshot.and_then(|s| s.function(oid).cloned()).or_else(|| {
-        large_object_function_by_oid(oid).map(|n| ("pg_catalog".to_string(), n.to_string()))
-    });
-    match named {
-        Some((schema, name)) => {
-            let mut f = Facts::new(Kind::Select, "FunctionCall");
-            f.functions.push(FunctionRef {
-                schema: Some(schema),
-                classes: classify_function(&name),
-                name,
-            });
-            f
-        }
-        None => Facts::new(Kind::Unknown, "FunctionCall"),
-    }
-}
-
 impl Decider for PolicyDecider {
     fn decide(&self, session: &SessionInfo, statement: &Statement<'_>) -> Verdict {
         self.decide_with_reasons(session, statement).0
@@ -158,15 +134,18 @@ impl Decider for PolicyDecider {
         let snapshot = self.catalogs.snapshot(&session.target);
         let catalog: &dyn Catalog = match &snapshot {
             Some(s) => s.as_ref(),
-            None => &NoCatalog,
+            None => &Unloaded,
         };
         let owned: Arc<Facts>;
         let mut own_facts: Option<&Arc<Facts>> = None;
+        let mut own_text: Option<Arc<str>> = None;
         let (facts, text): (&Facts, &str) = match (statement.origin, statement.parsed) {
-            (Origin::FunctionCall { oid }, _) => {
-                owned = Arc::new(function_call_facts(oid, snapshot.as_deref()));
+            (Origin::FunctionCall { oid, arguments }, _) => {
+                let (f, sql) = crate::fastpath::facts(oid, arguments, snapshot.as_deref());
+                owned = Arc::new(f);
                 own_facts = Some(&owned);
-                (&owned, "")
+                own_text = Some(Arc::from(sql));
+                (&owned, own_text.as_deref().unwrap_or(""))
             }
             (_, Ok(parsed)) if parsed.facts.tags.contains("execute") => {
                 let Some(prepared) = statement.prepared else {
@@ -234,6 +213,7 @@ impl Decider for PolicyDecider {
             policies: why.policies,
             observed: why.observed,
             facts: own_facts.cloned(),
+            text: own_text.clone(),
             record: why.record,
             sensitive: why.sensitive,
         };

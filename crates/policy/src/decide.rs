@@ -7,7 +7,9 @@ use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
     EntityUid, PolicyId, PolicySet, Request, Response,
 };
-use portcullis_sql::analysis::{Columns, Facts, Kind, SessionChange};
+use portcullis_sql::analysis::{
+    Columns, Facts, FunctionClass, FunctionRef, Kind, SessionChange, harmless_volatile,
+};
 use serde_json::json;
 
 use crate::environment::{Catalog, Environment, Principal};
@@ -245,18 +247,57 @@ impl PolicyStore {
                 }
             }
         }
+        if facts.tags.contains("catalog_values") {
+            // Planner statistics hold samples of every column of every table: reading
+            // them reads those columns.
+            let Some(relations) = catalog.relations() else {
+                return refusal(
+                    "the statement reads planner statistics, which hold values of every column, and the gateway has no catalog to tell which"
+                        .into(),
+                );
+            };
+            // The statistics of system catalogs are covered by the `credentials` tag the
+            // analysis adds beside `catalog_values`.
+            let system = |s: &str| {
+                matches!(s, "pg_catalog" | "information_schema") || s.starts_with("pg_toast")
+            };
+            for (schema, name) in relations.into_iter().filter(|(s, _)| !system(s)) {
+                let full = format!("{schema}.{name}");
+                let schema_uid = uid("Schema", &schema);
+                entities.add(schema_uid.clone(), [target.clone()]);
+                let table = uid("Table", &full);
+                entities.add(table.clone(), [schema_uid]);
+                asks.push(Ask {
+                    action: "select",
+                    resource: table.clone(),
+                    describe: format!("table {full} (through its statistics)"),
+                });
+                for c in catalog.columns(&schema, &name).unwrap_or_default() {
+                    let col = uid("Column", &format!("{full}.{c}"));
+                    entities.add(col.clone(), [table.clone()]);
+                    asks.push(Ask {
+                        action: "read_unmasked",
+                        resource: col,
+                        describe: format!("column {full}.{c} (through its statistics)"),
+                    });
+                }
+            }
+        }
         let mut function_names = BTreeSet::new();
         let mut function_classes = BTreeSet::new();
         for f in &facts.functions {
-            let classes: Vec<EntityUid> = f
-                .classes
+            let mut f_classes = f.classes.clone();
+            if writes_by_catalog(f, catalog) {
+                f_classes.insert(FunctionClass::Writes);
+            }
+            let classes: Vec<EntityUid> = f_classes
                 .iter()
                 .map(|c| uid("FunctionClass", c.as_str()))
                 .collect();
             for c in &classes {
                 entities.add(c.clone(), []);
             }
-            for c in &f.classes {
+            for c in &f_classes {
                 function_classes.insert(c.as_str().to_string());
             }
             function_names.insert(f.name.clone());
@@ -433,7 +474,7 @@ impl PolicyStore {
                 });
                 match masking {
                     Some((strategy, policy)) => {
-                        let column = ask.describe.trim_start_matches("column ").to_string();
+                        let column = AsRef::<str>::as_ref(ask.resource.id()).to_string();
                         mask.get_or_insert(Outcome::Mask {
                             message: format!(
                                 "permission denied: {} must be masked ({strategy}, policy \"{policy}\"), and this gateway does not mask results yet",
@@ -573,6 +614,26 @@ fn weekday(w: jiff::civil::Weekday) -> &'static str {
         Saturday => "saturday",
         Sunday => "sunday",
     }
+}
+
+/// Whether the catalog says a call of `f` may write: some function of that name (in its
+/// schema, if the call names one) is volatile and is not a built-in known to be harmless.
+/// A name the catalog does not know at all (created since, or a typo) may write too.
+/// The built-ins of a known class (`set_config`, `pg_read_file`, …) are governed by it; a
+/// function of the same name elsewhere is not.
+fn writes_by_catalog(f: &FunctionRef, catalog: &dyn Catalog) -> bool {
+    let Some(found) = catalog.functions_named(&f.name) else {
+        return false;
+    };
+    let candidates: Vec<&(String, bool)> = found
+        .iter()
+        .filter(|(schema, _)| f.schema.as_ref().is_none_or(|s| s == schema))
+        .collect();
+    let governed = harmless_volatile(&f.name) || !f.classes.is_empty();
+    candidates.is_empty()
+        || candidates
+            .iter()
+            .any(|(schema, volatile)| *volatile && !(schema == "pg_catalog" && governed))
 }
 
 /// The schemas an access may refer to. A qualified name is itself; an unqualified one is

@@ -31,6 +31,16 @@ pub trait Catalog {
     fn schemas_with(&self, relation: &str) -> Option<Vec<String>>;
     /// The columns of `schema.relation`, in order; `None` when unknown.
     fn columns(&self, schema: &str, relation: &str) -> Option<Vec<String>>;
+    /// Every relation, as `(schema, name)`; `None` when the catalog is not available.
+    fn relations(&self) -> Option<Vec<(String, String)>> {
+        None
+    }
+    /// The functions called `name`: each one's schema and whether the catalog marks it
+    /// volatile. `None` when the catalog is not available: functions are then classified
+    /// by name only.
+    fn functions_named(&self, _name: &str) -> Option<Vec<(String, bool)>> {
+        None
+    }
 }
 
 /// No catalog: unqualified names resolve to every schema on the search path.

@@ -38,6 +38,37 @@ impl Catalog for DemoCatalog {
         };
         Some(cols.iter().map(|c| c.to_string()).collect())
     }
+
+    fn relations(&self) -> Option<Vec<(String, String)>> {
+        Some(
+            [
+                ("public", "customers"),
+                ("public", "orders"),
+                ("reporting", "daily_revenue"),
+                ("pg_catalog", "pg_class"),
+            ]
+            .iter()
+            .map(|(s, n)| (s.to_string(), n.to_string()))
+            .collect(),
+        )
+    }
+
+    fn functions_named(&self, name: &str) -> Option<Vec<(String, bool)>> {
+        let found: &[(&str, bool)] = match name {
+            "lower" | "now" => &[("pg_catalog", false)],
+            "random" | "nextval" => &[("pg_catalog", true)],
+            "bump" => &[("public", true)],
+            "double" => &[("public", false)],
+            // Overloads in two schemas: either may be the one the search path finds.
+            "shadowed" => &[("pg_catalog", false), ("public", true)],
+            // A user's function named like a classified built-in is not governed by it.
+            "set_config" => &[("pg_catalog", true), ("public", true)],
+            "never_heard_of" => &[],
+            // Other names: as without a catalog, classified by name only.
+            _ => return None,
+        };
+        Some(found.iter().map(|(s, v)| (s.to_string(), *v)).collect())
+    }
 }
 
 fn store() -> PolicyStore {
@@ -299,4 +330,84 @@ fn unknown_statements_are_denied() {
         denied(&d.outcome),
         "permission denied: no policy permits unknown on target analytics"
     );
+}
+
+fn needs_approval(o: &Outcome) -> bool {
+    matches!(o, Outcome::NeedsApproval { .. })
+}
+
+/// Functions the catalog marks volatile are writes unless they are built-ins known to be
+/// harmless; functions it does not know at all may write too.
+#[test]
+fn volatile_functions_are_writes() {
+    let s = store();
+    let bob = ("bob", &["engineering"][..]);
+    let alice = ("alice", &["data-science"][..]);
+    for sql in [
+        "select bump()",
+        "select public.bump()",
+        "select shadowed()",
+        "select nextval('s')",
+        "select never_heard_of()",
+        "select public.set_config('a', 'b', false)",
+    ] {
+        assert!(needs_approval(&decide(&s, bob.0, bob.1, sql)), "bob: {sql}");
+        assert!(
+            !decide(&s, alice.0, alice.1, sql).is_allow(),
+            "alice: {sql}"
+        );
+    }
+    for sql in [
+        "select lower('x'), now(), random(), double(1)",
+        "select pg_catalog.shadowed()",
+        "select pg_catalog.set_config('a', 'b', false)",
+    ] {
+        assert!(decide(&s, alice.0, alice.1, sql).is_allow(), "{sql}");
+    }
+}
+
+/// Reading planner statistics reads every column they describe: a masked column's
+/// statistics are a read of the masked column.
+#[test]
+fn statistics_are_reads_of_the_columns_they_describe() {
+    let text = r#"permit(principal, action, resource);
+@id("mask-email")
+@mask("email")
+forbid(principal, action == Action::"read_unmasked", resource == Column::"public.customers.email");
+"#;
+    let s = PolicyStore::from_sources(&[("p.cedar".into(), text.into())], Mode::Enforce)
+        .expect("policies");
+    match decide(&s, "erin", &["stats"], "select * from pg_stats") {
+        Outcome::Mask { column, .. } => assert_eq!(column, "public.customers.email"),
+        other => panic!("statistics of a masked column were readable: {other:?}"),
+    }
+    // Without a catalog the gateway cannot tell whose statistics they are.
+    let groups = vec!["stats".to_string()];
+    let parsed = parse("select * from pg_stats", LexerOptions::default());
+    let st = &parsed.result.unwrap()[0];
+    let tz = TimeZone::UTC;
+    let env = Environment {
+        target: "analytics",
+        role: "analyst",
+        client_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        application_name: "test",
+        now: at(TUESDAY_10),
+        timezone: &tz,
+    };
+    let o = s
+        .decide(
+            Principal {
+                subject: "erin",
+                groups: &groups,
+            },
+            &env,
+            StatementInput {
+                facts: &st.facts,
+                text: &st.text,
+                search_path: &[],
+            },
+            &portcullis_policy::NoCatalog,
+        )
+        .outcome;
+    assert!(denied(&o).contains("statistics"), "{o:?}");
 }

@@ -784,21 +784,25 @@ impl<'s> Frontend<'s> {
             return;
         };
         for s in statements {
-            for change in &s.facts.session {
-                match change {
-                    SessionChange::SearchPath(Some(path)) if !path.is_empty() => {
-                        self.search_path = path.clone()
-                    }
-                    SessionChange::SearchPath(_) => self.search_path = self.ctx.search_path.clone(),
-                    SessionChange::Setting(all) if all == "*" => {
-                        self.search_path = self.ctx.search_path.clone()
-                    }
-                    _ => {}
+            self.track_facts(&s.facts);
+        }
+    }
+
+    fn track_facts(&mut self, facts: &portcullis_sql::analysis::Facts) {
+        for change in &facts.session {
+            match change {
+                SessionChange::SearchPath(Some(path)) if !path.is_empty() => {
+                    self.search_path = path.clone()
                 }
+                SessionChange::SearchPath(_) => self.search_path = self.ctx.search_path.clone(),
+                SessionChange::Setting(all) if all == "*" => {
+                    self.search_path = self.ctx.search_path.clone()
+                }
+                _ => {}
             }
-            if s.facts.kind == Kind::Ddl {
-                (self.ctx.catalog_changed)();
-            }
+        }
+        if facts.kind == Kind::Ddl {
+            (self.ctx.catalog_changed)();
         }
     }
 
@@ -1122,10 +1126,14 @@ impl<'s> Frontend<'s> {
         msg: Message,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        let oid = portcullis_wire::Reader::new(msg.body(), "FunctionCall").u32()?;
+        let call = frontend::FunctionCall::decode(msg.clone())?;
+        let arguments = call.arguments();
         let search_path = self.search_path.clone();
         let statement = Statement {
-            origin: Origin::FunctionCall { oid },
+            origin: Origin::FunctionCall {
+                oid: call.oid(),
+                arguments: &arguments,
+            },
             text: None,
             parsed: Err("a fast-path function call has no SQL text"),
             prepared: None,
@@ -1133,9 +1141,16 @@ impl<'s> Frontend<'s> {
             search_path: &search_path,
         };
         let (outcome, why) = self.decide(&statement, upstream).await?;
-        let text = format!("/* fast-path function call */ function oid {oid}");
+        let text = why.text.as_deref().map_or_else(
+            || format!("/* fast-path function call */ function oid {}", call.oid()),
+            str::to_string,
+        );
         let outcome = match outcome {
             Ok(_) => {
+                // A fast-path set_config moves the search path as the SQL call would.
+                if let Some(facts) = &why.facts {
+                    self.track_facts(facts);
+                }
                 let seq = self.next_seq();
                 let event = statement_event(
                     &self.ctx.info,

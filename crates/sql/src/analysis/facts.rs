@@ -164,6 +164,10 @@ pub enum FunctionClass {
     Admin,
     /// Reads or writes large objects.
     LargeObjects,
+    /// Changes data or state beyond the statement's result: sequences, large objects,
+    /// advisory locks, replication origins, statistics; and any function the catalog marks
+    /// volatile that is not known to be harmless (see `functions::harmless_volatile`).
+    Writes,
 }
 
 impl FunctionClass {
@@ -175,6 +179,7 @@ impl FunctionClass {
             FunctionClass::SessionConfig => "session_config",
             FunctionClass::Admin => "admin",
             FunctionClass::LargeObjects => "large_objects",
+            FunctionClass::Writes => "writes",
         }
     }
 }
@@ -235,7 +240,9 @@ pub struct Facts {
     pub session: Vec<SessionChange>,
     /// Notable properties: `alter_system`, `drop_database`, `load`, `notify`,
     /// `anonymous_code` (DO), `returning`, `select_into`, `rule`, `cursor`,
-    /// `prepare`, `execute`, `explain_analyze`, `temporary`.
+    /// `prepare`, `execute`, `explain_analyze`, `temporary`; and what a catalog it reads
+    /// exposes (`exposures`): `catalog_values`, `statement_texts`, `credentials`,
+    /// `large_object_data`.
     pub tags: BTreeSet<String>,
     /// For `PREPARE` / `EXECUTE`: the prepared statement's name.
     pub prepared_name: Option<String>,

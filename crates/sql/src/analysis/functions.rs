@@ -111,6 +111,155 @@ const LARGE_OBJECTS: &[&str] = &[
     "lo_export",
 ];
 
+/// Built-in functions that change data or shared state: writes, whatever statement calls
+/// them.
+const WRITES: &[&str] = &[
+    // Large objects that are created, changed or removed.
+    "lo_creat",
+    "lo_create",
+    "lo_open",
+    "lowrite",
+    "lo_truncate",
+    "lo_truncate64",
+    "lo_unlink",
+    "lo_put",
+    "lo_from_bytea",
+    "lo_import",
+    "lo_export",
+    // Sequences.
+    "nextval",
+    "setval",
+    // Advisory locks hold other sessions up.
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_shared",
+    "pg_advisory_unlock_all",
+    // Other servers, other backends, the WAL, replication, statistics, indexes.
+    "dblink_exec",
+    "pg_cancel_backend",
+    "pg_terminate_backend",
+    "pg_logical_emit_message",
+    "pg_replication_origin_create",
+    "pg_replication_origin_drop",
+    "pg_replication_origin_advance",
+    "pg_replication_origin_session_setup",
+    "pg_replication_origin_session_reset",
+    "pg_replication_origin_xact_setup",
+    "pg_replication_origin_xact_reset",
+    "pg_replication_slot_advance",
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_get_binary_changes",
+    "pg_create_physical_replication_slot",
+    "pg_create_logical_replication_slot",
+    "pg_copy_physical_replication_slot",
+    "pg_copy_logical_replication_slot",
+    "pg_drop_replication_slot",
+    "pg_create_restore_point",
+    "pg_switch_wal",
+    "pg_stat_reset",
+    "pg_stat_reset_shared",
+    "pg_stat_reset_slru",
+    "pg_stat_reset_single_table_counters",
+    "pg_stat_reset_single_function_counters",
+    "pg_stat_reset_replication_slot",
+    "pg_stat_reset_subscription_stats",
+    "pg_stat_statements_reset",
+    "brin_summarize_new_values",
+    "brin_summarize_range",
+    "brin_desummarize_range",
+    "gin_clean_pending_list",
+    "pg_import_system_collations",
+    "pg_extension_config_dump",
+    "pg_nextoid",
+    "pg_stop_making_pinned_objects",
+];
+
+/// Built-in (`pg_catalog`) functions the catalog marks volatile that change nothing but
+/// the session's own transient state: reading clocks, random numbers, sleeping, sizes and
+/// statistics, the server's status. Every other volatile function is a write.
+const HARMLESS_VOLATILE: &[&str] = &[
+    "random",
+    "random_normal",
+    "setseed",
+    "clock_timestamp",
+    "timeofday",
+    "gen_random_uuid",
+    "pg_sleep",
+    "pg_sleep_for",
+    "pg_sleep_until",
+    "currval",
+    "lastval",
+    "current_query",
+    "currtid2",
+    "txid_status",
+    "pg_xact_status",
+    "pg_xact_commit_timestamp",
+    "pg_xact_commit_timestamp_origin",
+    "pg_last_committed_xact",
+    "pg_blocking_pids",
+    "pg_safe_snapshot_blocking_pids",
+    "pg_isolation_test_session_is_blocked",
+    "pg_lock_status",
+    "pg_database_size",
+    "pg_relation_size",
+    "pg_table_size",
+    "pg_indexes_size",
+    "pg_total_relation_size",
+    "pg_tablespace_size",
+    "pg_partition_tree",
+    "pg_partition_ancestors",
+    "pg_is_in_recovery",
+    "pg_is_wal_replay_paused",
+    "pg_get_wal_replay_pause_state",
+    "pg_current_wal_lsn",
+    "pg_current_wal_insert_lsn",
+    "pg_current_wal_flush_lsn",
+    "pg_last_wal_receive_lsn",
+    "pg_last_wal_replay_lsn",
+    "pg_last_xact_replay_timestamp",
+    "pg_jit_available",
+    "pg_collation_actual_version",
+    "pg_database_collation_actual_version",
+    "pg_notification_queue_usage",
+    "pg_sequence_last_value",
+    "pg_get_multixact_members",
+    "pg_prepared_xact",
+    "pg_stat_clear_snapshot",
+    "pg_stat_force_next_flush",
+    "pg_stat_have_stats",
+    "pg_stat_get_recovery_prefetch",
+    "pg_stat_get_xact_numscans",
+    "pg_stat_get_xact_tuples_returned",
+    "pg_stat_get_xact_tuples_fetched",
+    "pg_stat_get_xact_tuples_inserted",
+    "pg_stat_get_xact_tuples_updated",
+    "pg_stat_get_xact_tuples_deleted",
+    "pg_stat_get_xact_tuples_hot_updated",
+    "pg_stat_get_xact_blocks_fetched",
+    "pg_stat_get_xact_blocks_hit",
+    "pg_stat_get_xact_function_calls",
+    "pg_stat_get_xact_function_total_time",
+    "pg_stat_get_xact_function_self_time",
+    "pg_get_wal_resource_managers",
+    "pg_show_replication_origin_status",
+    "pg_replication_origin_progress",
+    "pg_replication_origin_session_is_setup",
+    "pg_replication_origin_session_progress",
+];
+
+/// Whether `pg_catalog.name`, which the catalog marks volatile, is known to write
+/// nothing.
+pub fn harmless_volatile(name: &str) -> bool {
+    HARMLESS_VOLATILE.contains(&name)
+}
+
 /// The classes of the function called `name` (already folded to lower case by the parser).
 pub fn classify(name: &str) -> BTreeSet<FunctionClass> {
     let mut out = BTreeSet::new();
@@ -121,6 +270,7 @@ pub fn classify(name: &str) -> BTreeSet<FunctionClass> {
         (SESSION_CONFIG, FunctionClass::SessionConfig),
         (ADMIN, FunctionClass::Admin),
         (LARGE_OBJECTS, FunctionClass::LargeObjects),
+        (WRITES, FunctionClass::Writes),
     ] {
         if list.contains(&name) {
             out.insert(class);
@@ -191,5 +341,19 @@ mod tests {
         assert!(classify("query_to_xml").contains(&FunctionClass::DynamicSql));
         assert!(classify("lower").is_empty());
         assert_eq!(large_object_function_by_oid(765), Some("lo_export"));
+        for writes in [
+            "lo_from_bytea",
+            "nextval",
+            "setval",
+            "pg_advisory_lock",
+            "dblink_exec",
+        ] {
+            assert!(
+                classify(writes).contains(&FunctionClass::Writes),
+                "{writes}"
+            );
+        }
+        assert!(!classify("currval").contains(&FunctionClass::Writes));
+        assert!(harmless_volatile("random") && !harmless_volatile("nextval"));
     }
 }

@@ -1,16 +1,20 @@
 //! Statement analysis: from a parse tree to the [`Facts`] policies decide on.
 
+mod exposures;
 mod facts;
 mod functions;
 mod scope;
 mod values;
 mod walk;
 
+pub use exposures::Exposure;
 pub use facts::{
     Access, Columns, CopyFacts, Facts, FunctionClass, FunctionRef, Kind, RelationName,
     SessionChange,
 };
-pub use functions::{classify as classify_function, large_object_function_by_oid};
+pub use functions::{
+    classify as classify_function, harmless_volatile, large_object_function_by_oid,
+};
 
 use pg_query::protobuf::Node;
 
@@ -30,7 +34,9 @@ pub(crate) fn analyse_with_values(node: &Node) -> (Facts, Vec<i32>) {
     };
     let mut walker = walk::Walker::new(Facts::new(walk::kind_of(name, body), name));
     walker.run(name, body);
-    (walker.finish(), values::value_constants(name, body))
+    let mut facts = walker.finish();
+    exposures::tag(&mut facts);
+    (facts, values::value_constants(name, body))
 }
 
 #[cfg(test)]

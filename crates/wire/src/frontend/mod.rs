@@ -3,6 +3,7 @@
 mod bind;
 mod describe;
 mod execute;
+mod function_call;
 mod parse;
 mod password;
 mod query;
@@ -10,6 +11,7 @@ mod query;
 pub use bind::Bind;
 pub use describe::{Close, Describe, Target};
 pub use execute::Execute;
+pub use function_call::{Argument, FunctionCall};
 pub use parse::Parse;
 pub use password::PasswordMessage;
 pub use query::Query;
