@@ -9,6 +9,7 @@
 //!   superuser `postgres` for dba);
 //! - `gw_admin` is a superuser. Their passwords exist only in the harness's secret files.
 
+pub mod oracle;
 pub mod raw;
 
 use std::path::{Path, PathBuf};
