@@ -438,3 +438,36 @@ async fn functions_that_write_are_writes() {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 }
+
+/// A prepared statement made behind the gateway's back (a function's dynamic SQL) is never
+/// bound: the gateway runs only what it decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_prepared_out_of_sight_are_not_run() {
+    let h = harness().await;
+    h.direct(
+        "app",
+        "create function public.prep() returns void language plpgsql volatile
+             as $$ begin execute 'prepare hidden as delete from orders'; end $$;
+         alter function public.prep() owner to gw_app;",
+    );
+    let before = orders(&h);
+    // Break-glass may call the function; what it prepared was never decided.
+    let mut raw = raw_as(&h, ("erin", &["dba", "break-glass"])).await;
+    raw.send(&[query(b"SELECT prep()")]).await;
+    assert!(errors(&raw.until_ready().await).is_empty());
+    raw.send(&[
+        bind("", "hidden", &[]),
+        execute("", 0),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    let answers = raw.until_ready().await;
+    let errs = errors(&answers);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].code(), "26000");
+    assert!(
+        errs[0].message().contains("\"hidden\" does not exist"),
+        "{errs:?}"
+    );
+    assert_eq!(orders(&h), before);
+}

@@ -881,14 +881,35 @@ impl<'s> Frontend<'s> {
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
         let Some(prepared) = self.registry.statement(bind.statement()).cloned() else {
-            // Unknown to the gateway, so unknown to the server: it answers with its error.
-            self.registry.bind(bind.portal(), bind.statement());
+            // Unknown to the gateway. Usually unknown to the server too, but a function's
+            // dynamic SQL can PREPARE behind the gateway's back: never run what was not
+            // decided. The client gets the error the server gives for a missing statement.
+            let e = ErrorResponse::new(
+                Severity::Error,
+                "26000",
+                match bind.statement() {
+                    "" => "unnamed prepared statement does not exist".to_string(),
+                    name => format!("prepared statement \"{name}\" does not exist"),
+                },
+            );
+            let text = format!(
+                "/* Bind of prepared statement \"{}\", which the gateway has not seen prepared */",
+                bind.statement()
+            );
+            self.record_refusal(
+                "bind",
+                &text,
+                None,
+                &Reasons::of(&Verdict::Refuse(e.clone())),
+                &e,
+            );
+            self.registry.close_portal(bind.portal());
             self.send(
                 Expect::Bind {
-                    on_error: OnError::Forward,
+                    on_error: OnError::Replace(e),
                     audit: None,
                 },
-                bind.message(),
+                Bind::new(bind.portal(), REFUSED).message(),
             );
             return Ok(());
         };
