@@ -1,5 +1,5 @@
-//! What the audit trail records: session, statement, result and admin events, and the
-//! columns a store indexes them by.
+//! What the audit trail records: session, statement, result, admin and security events,
+//! and the columns a store indexes them by.
 //!
 //! An event is serialised once, to JSON, when it is appended; that text is what the hash
 //! chain covers. The indexed columns are derived from it, so `audit verify` can re-derive
@@ -19,6 +19,7 @@ pub enum Event {
     Statement(StatementEvent),
     Result(ResultEvent),
     Admin(AdminEvent),
+    Security(SecurityEvent),
 }
 
 /// A client logged in and was connected to its target.
@@ -175,6 +176,21 @@ pub struct AdminEvent {
     pub actor: Option<String>,
 }
 
+/// The server's answer contradicted what the gateway decided (a write's command tag for a
+/// statement analysed as a read, more results than statements): the analysis was wrong
+/// somewhere, and the session was ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurityEvent {
+    pub session: String,
+    pub subject: String,
+    pub target: String,
+    /// The statement whose answer tripped it, when known.
+    pub seq: Option<u64>,
+    /// `tripwire`.
+    pub what: String,
+    pub detail: String,
+}
+
 /// The columns a store indexes an event by.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Indexed<'a> {
@@ -199,6 +215,7 @@ impl Event {
             Event::Statement(_) => "statement",
             Event::Result(_) => "result",
             Event::Admin(_) => "admin",
+            Event::Security(_) => "security",
         }
     }
 
@@ -245,6 +262,13 @@ impl Event {
             }
             Event::Admin(e) => {
                 i.subject = e.actor.as_deref();
+            }
+            Event::Security(e) => {
+                i.session = Some(&e.session);
+                i.statement_seq = e.seq;
+                i.subject = Some(&e.subject);
+                i.target = Some(&e.target);
+                i.text = Some(&e.detail);
             }
         }
         i

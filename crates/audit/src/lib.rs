@@ -22,8 +22,8 @@ pub mod writer;
 
 pub use chain::{Checkpoint, CheckpointKey, PublicKey, Record};
 pub use event::{
-    AdminEvent, Approval, AuthFailure, Event, ParameterDigest, Recording, ResultEvent, SessionEnd,
-    SessionStart, StatementEvent,
+    AdminEvent, Approval, AuthFailure, Event, ParameterDigest, Recording, ResultEvent,
+    SecurityEvent, SessionEnd, SessionStart, StatementEvent,
 };
 pub use search::Filter;
 pub use store::{Hit, Store, StoreError};

@@ -155,7 +155,8 @@ pub struct SearchArgs {
     /// Words that must all appear in the statement text.
     #[arg(long)]
     pub text: Option<String>,
-    /// Event kind instead of statements: session_start, session_end, auth_failure, admin.
+    /// Event kind instead of statements: session_start, session_end, auth_failure, admin,
+    /// security.
     #[arg(long)]
     pub event: Option<String>,
     #[arg(long, default_value_t = 50)]
@@ -264,6 +265,10 @@ fn summary(h: &Hit) -> String {
             f.reason
         ),
         Event::Admin(a) => format!("{time}  admin  {}  {}", a.action, a.detail),
+        Event::Security(e) => format!(
+            "{time}  {}  SECURITY {}  {}  {}: {}",
+            e.session, e.what, e.subject, e.target, e.detail
+        ),
         Event::Result(r) => format!("{time}  result  {}#{}", r.session, r.seq),
     }
 }

@@ -188,6 +188,19 @@ pub fn statement_event(info: &SessionInfo, d: Described<'_>) -> Event {
     })
 }
 
+/// A security event: the server answered something the gateway did not decide (the
+/// tripwire); `seq` is the statement whose answer it was, when known.
+pub fn security_event(info: &SessionInfo, seq: Option<u64>, what: &str, detail: &str) -> Event {
+    Event::Security(portcullis_audit::SecurityEvent {
+        session: info.id.to_string(),
+        subject: info.subject.clone(),
+        target: info.target.clone(),
+        seq,
+        what: what.into(),
+        detail: detail.into(),
+    })
+}
+
 /// A forwarded statement, followed until the server says how it ended.
 pub struct Tracker {
     pub seq: u64,

@@ -105,6 +105,9 @@ impl<'s> Backend<'s> {
                             Action::Swallow => {}
                         }
                         self.shared.readies.publish(self.attribution.readies);
+                        if let Some((why, seq)) = self.attribution.tripped.take() {
+                            return self.trip(&why, seq, client).await;
+                        }
                         for f in self.attribution.finished.drain(..) {
                             self.ctx.audit.log.record(f.into_event(&self.ctx.info));
                         }
@@ -160,6 +163,31 @@ impl<'s> Backend<'s> {
             Some(e) => self.end_with(&e, client).await.map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The server's answer contradicts the gateway's decision: log it loudly, record a
+    /// security event, and end the session (what is not committed yet is rolled back when
+    /// the upstream connection closes).
+    async fn trip<W: AsyncWrite + Unpin>(
+        &mut self,
+        why: &str,
+        seq: Option<u64>,
+        client: &mut W,
+    ) -> Result<BackendEnd, BackendError> {
+        tracing::error!(
+            session = %self.ctx.info.id,
+            subject = %self.ctx.info.subject,
+            statement = ?seq,
+            %why,
+            "tripwire: the server's answer contradicts what the gateway decided"
+        );
+        self.ctx.audit.log.record(crate::audit::security_event(
+            &self.ctx.info,
+            seq,
+            "tripwire",
+            why,
+        ));
+        self.end_with(&super::tripwire::fatal(why), client).await
     }
 
     async fn end_with<W: AsyncWrite + Unpin>(

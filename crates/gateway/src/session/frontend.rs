@@ -32,6 +32,7 @@ use super::outbox::Outbox;
 use super::prepared::{Prepared, Registry, Treatment};
 use super::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
 use super::settled::Sent;
+use super::tripwire::Expected;
 use super::{Context, Shared};
 use crate::audit::{Described, Tracker, statement_event, unavailable};
 use crate::decision::{Origin, Reasons, Statement, Verdict};
@@ -617,7 +618,8 @@ impl<'s> Frontend<'s> {
             };
             let (outcome, why) = self.decide(&statement, upstream).await?;
             match outcome {
-                Ok(t) => {
+                Ok(mut t) => {
+                    t.expected = Expected::of(s, prepared);
                     treatments.push(t);
                     reasons.push(why);
                 }
@@ -683,6 +685,7 @@ impl<'s> Frontend<'s> {
             self.send(
                 Expect::Query {
                     statements: Vec::new(),
+                    expected: Vec::new(),
                     on_error: OnError::Replace(refusal),
                     limits: None,
                     completed: None,
@@ -723,17 +726,26 @@ impl<'s> Frontend<'s> {
             (None, None)
         };
         let rewrites: Vec<_> = treatments.iter().map(|t| t.rewrite.clone()).collect();
+        let expected: Vec<_> = treatments.iter().map(|t| t.expected).collect();
         if treatments.iter().any(|t| t.cap.is_some()) {
             let caps = treatments
                 .iter()
                 .map(|t| t.cap.clone().map(|(max, policy)| RowCap { max, policy }))
                 .collect();
-            self.limited_query(query, rewrites, caps, completed_tx, trackers, upstream)
-                .await?;
+            self.limited_query(
+                query,
+                (rewrites, expected),
+                caps,
+                completed_tx,
+                trackers,
+                upstream,
+            )
+            .await?;
         } else {
             self.send(
                 Expect::Query {
                     statements: rewrites,
+                    expected,
                     on_error: OnError::Forward,
                     limits: None,
                     completed: completed_tx,
@@ -811,7 +823,10 @@ impl<'s> Frontend<'s> {
     async fn limited_query<W: AsyncWrite + Unpin>(
         &mut self,
         query: Query,
-        rewrites: Vec<Option<Arc<dyn crate::decision::Rewrite>>>,
+        (rewrites, expected): (
+            Vec<Option<Arc<dyn crate::decision::Rewrite>>>,
+            Vec<Expected>,
+        ),
         caps: Vec<Option<RowCap>>,
         completed: Option<oneshot::Sender<usize>>,
         audit: Vec<Option<Tracker>>,
@@ -823,6 +838,7 @@ impl<'s> Frontend<'s> {
             self.send(
                 Expect::Query {
                     statements: rewrites,
+                    expected,
                     on_error: OnError::Forward,
                     limits: None,
                     completed,
@@ -846,6 +862,7 @@ impl<'s> Frontend<'s> {
         self.send(
             Expect::Query {
                 statements: rewrites,
+                expected,
                 on_error: OnError::Forward,
                 limits: Some(QueryLimits::new(caps, began, tx)),
                 completed,
@@ -940,6 +957,8 @@ impl<'s> Frontend<'s> {
         let (outcome, why) = self.decide(&statement, upstream).await?;
         let outcome = match outcome {
             Ok(mut treatment) => {
+                treatment.expected =
+                    Expected::of(stmt, registered.as_ref().and_then(|p| p.statement()));
                 let seq = self.next_seq();
                 let event = statement_event(
                     &self.ctx.info,
@@ -1007,6 +1026,7 @@ impl<'s> Frontend<'s> {
             self.send(
                 Expect::Execute {
                     rewrite: treatment.rewrite,
+                    expected: treatment.expected,
                     limit: None,
                     audit,
                 },
@@ -1020,6 +1040,7 @@ impl<'s> Frontend<'s> {
         self.send(
             Expect::Execute {
                 rewrite: treatment.rewrite,
+                expected: treatment.expected,
                 limit: Some((RowCap { max, policy }, tx)),
                 audit,
             },

@@ -10,6 +10,7 @@ mod outbox;
 mod prepared;
 mod queue;
 mod settled;
+mod tripwire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use portcullis_sql::{ParsedQuery, ParsedStatement};
 
+use super::tripwire::Expected;
 use crate::decision::Rewrite;
 
-/// What the decision attached to a statement: a rewrite of its rows, a row limit.
+/// What the decision attached to a statement: a rewrite of its rows, a row limit, what its
+/// result may report.
 #[derive(Clone, Default)]
 pub struct Treatment {
     pub rewrite: Option<Arc<dyn Rewrite>>,
     pub cap: Option<(u64, String)>,
+    pub expected: Expected,
     /// For a portal: the audited statement's number, the result formats asked for, and
     /// whether its rows are recorded.
     pub audit: Option<(u64, Arc<[i16]>, bool)>,

@@ -16,6 +16,7 @@ use portcullis_wire::Message;
 use portcullis_wire::backend::{self, CommandComplete, ErrorResponse, Severity};
 use tokio::sync::oneshot;
 
+use super::tripwire::Expected;
 use crate::audit::{Finished, Tracker};
 use crate::decision::Rewrite;
 
@@ -96,6 +97,8 @@ pub enum Expect {
     /// A simple Query: one result per statement, then ReadyForQuery.
     Query {
         statements: Vec<Option<Arc<dyn Rewrite>>>,
+        /// Per statement, what its result may report (the tripwire).
+        expected: Vec<Expected>,
         on_error: OnError,
         limits: Option<QueryLimits>,
         /// Told, at ReadyForQuery, how many statements completed.
@@ -124,6 +127,7 @@ pub enum Expect {
     /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
     Execute {
         rewrite: Option<Arc<dyn Rewrite>>,
+        expected: Expected,
         limit: Option<(RowCap, oneshot::Sender<LimitReport>)>,
         audit: Option<Tracker>,
     },
@@ -193,6 +197,13 @@ pub struct Attribution {
     /// Entries that end with a ReadyForQuery (Query, Sync, FunctionCall, Internal) and are
     /// done: answered, or a Sync the server swallowed during COPY (see `settled`).
     pub readies: u64,
+    /// The server answered something the gateway did not decide (see `tripwire`): why,
+    /// and the statement's number in the trail when known. Taken by the backend, which
+    /// ends the session.
+    pub tripped: Option<(String, Option<u64>)>,
+    /// The trail's number of the statement that ended last: the one whose text produced
+    /// a result beyond those analysed.
+    last_seq: Option<u64>,
 }
 
 fn is_async(tag: u8) -> bool {
@@ -277,6 +288,7 @@ impl Attribution {
             _ => None,
         };
         if let Some(t) = tracker {
+            self.last_seq = Some(t.seq);
             self.finished.push(t.finish(command, rows, error));
         }
     }
@@ -464,6 +476,13 @@ impl Attribution {
         };
         let rows = complete.as_ref().and_then(CommandComplete::rows);
         let statement = self.statement;
+        if let Some(c) = &complete
+            && let Some(why) = self.contradiction(c)
+        {
+            let seq = self.current_tracker().map(|t| t.seq).or(self.last_seq);
+            self.tripped = Some((why, seq));
+            return Action::Swallow;
+        }
         match self.pending.front_mut() {
             Some(Expect::Query { limits, .. }) => {
                 let mut over = None;
@@ -517,6 +536,24 @@ impl Attribution {
             _ => {}
         }
         action
+    }
+
+    /// Whether a CommandComplete contradicts what the gateway decided: a write's tag for
+    /// a statement that was not analysed as one, or a result beyond the statements of a
+    /// Query.
+    fn contradiction(&self, complete: &CommandComplete) -> Option<String> {
+        match self.pending.front()? {
+            Expect::Query { expected, .. } => match expected.get(self.statement) {
+                Some(e) => e.contradiction(complete.tag()),
+                None => Some(format!(
+                    "the server reported a result (\"{}\") beyond the {} statements the gateway analysed",
+                    complete.tag(),
+                    expected.len()
+                )),
+            },
+            Expect::Execute { expected, .. } => expected.contradiction(complete.tag()),
+            _ => None,
+        }
     }
 
     fn on_ready(&mut self) -> Action {

@@ -1,6 +1,7 @@
 //! The queue against hand-written server answers.
 
 use super::*;
+use crate::session::tripwire::Expected;
 use portcullis_wire::backend::{ReadyForQuery, TransactionStatus};
 
 fn msg(tag: u8) -> Message {
@@ -25,6 +26,7 @@ fn refusal() -> ErrorResponse {
 fn query(n: usize) -> Expect {
     Expect::Query {
         statements: (0..n).map(|_| None).collect(),
+        expected: vec![Expected::Unchecked; n],
         on_error: OnError::Forward,
         limits: None,
         completed: None,
@@ -43,6 +45,7 @@ fn parse() -> Expect {
 fn execute() -> Expect {
     Expect::Execute {
         rewrite: None,
+        expected: Expected::Unchecked,
         limit: None,
         audit: None,
     }
@@ -217,6 +220,7 @@ fn a_query_over_its_row_limit_is_refused_and_reported() {
     let (tx, mut rx) = oneshot::channel();
     a.push(Expect::Query {
         statements: vec![None],
+        expected: vec![Expected::Write],
         on_error: OnError::Forward,
         limits: Some(QueryLimits::new(vec![Some(cap(10))], true, tx)),
         completed: None,
@@ -253,6 +257,7 @@ fn a_query_within_its_row_limit_passes() {
     let (tx, mut rx) = oneshot::channel();
     a.push(Expect::Query {
         statements: vec![None],
+        expected: vec![Expected::Write],
         on_error: OnError::Forward,
         limits: Some(QueryLimits::new(vec![Some(cap(10))], false, tx)),
         completed: None,
@@ -272,6 +277,7 @@ fn an_execute_over_its_row_limit_is_reported() {
     let (tx, mut rx) = oneshot::channel();
     a.push(Expect::Execute {
         rewrite: None,
+        expected: Expected::Write,
         limit: Some((cap(5), tx)),
         audit: None,
     });
@@ -388,4 +394,60 @@ fn readies_count_entries_that_end_with_ready_for_query() {
     a.on_message(&rfq());
     assert_eq!(a.readies, 4);
     assert!(a.is_idle());
+}
+
+/// The tripwire: a write's tag for a statement analysed as not writing, and a result
+/// beyond the statements analysed, are swallowed and reported.
+#[test]
+fn answers_that_contradict_the_decision_trip() {
+    let with = |expected: Vec<Expected>| Expect::Query {
+        statements: expected.iter().map(|_| None).collect(),
+        expected,
+        on_error: OnError::Forward,
+        limits: None,
+        completed: None,
+        audit: Vec::new(),
+    };
+    let mut a = Attribution::default();
+    a.push(with(vec![Expected::NoWrite]));
+    assert_eq!(
+        a.on_message(CommandComplete::new("SELECT 1").message()),
+        Action::Forward
+    );
+    assert!(a.tripped.is_none());
+    a.on_message(&rfq());
+    a.push(with(vec![Expected::NoWrite]));
+    assert_eq!(
+        a.on_message(CommandComplete::new("DELETE 5000").message()),
+        Action::Swallow
+    );
+    assert!(a.tripped.take().unwrap().0.contains("DELETE 5000"));
+    a.on_message(&rfq());
+    // Two results for one statement.
+    a.push(with(vec![Expected::NoWrite]));
+    a.on_message(CommandComplete::new("SELECT 1").message());
+    assert_eq!(
+        a.on_message(CommandComplete::new("SELECT 1").message()),
+        Action::Swallow
+    );
+    assert!(
+        a.tripped
+            .take()
+            .unwrap()
+            .0
+            .contains("beyond the 1 statements")
+    );
+    a.on_message(&rfq());
+    // An Execute of a portal analysed as a read.
+    a.push(Expect::Execute {
+        rewrite: None,
+        expected: Expected::NoWrite,
+        limit: None,
+        audit: None,
+    });
+    assert_eq!(
+        a.on_message(CommandComplete::new("UPDATE 3").message()),
+        Action::Swallow
+    );
+    assert!(a.tripped.is_some());
 }
