@@ -307,9 +307,26 @@ async fn an_unwritable_store_refuses_statements_until_it_recovers() {
         texts.contains(&"select 1") && texts.contains(&"select 4"),
         "{texts:?}"
     );
+    // A statement refused because its event could not be written is recorded, as refused,
+    // once the store takes writes again.
+    let refused: Vec<_> = statements(&events)
+        .into_iter()
+        .filter(|s| s.text == "select 2")
+        .collect();
+    assert_eq!(refused.len(), 1, "{texts:?}");
+    assert_eq!(refused[0].sqlstate.as_deref(), Some("58030"));
     assert!(
-        !texts.contains(&"select 2"),
-        "a statement whose event failed never ran: {texts:?}"
+        refused[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("not run")),
+        "{:?}",
+        refused[0]
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Result(r)
+            if r.session == refused[0].session && r.seq == refused[0].seq)),
+        "a statement whose event failed never ran"
     );
     let v = verify(&mut store, &h.audit_key(), |_, _| {}).await.unwrap();
     assert!(v.is_intact(), "{v:?}");

@@ -383,16 +383,23 @@ impl Writer {
                     tracing::error!(error = %e, "audit store cannot write; statements are refused until it can");
                 }
                 let error = AuditError::Unavailable(e.to_string());
-                for (pending, reply) in pending.into_iter().zip(replies) {
-                    match reply {
-                        Some(reply) => {
-                            let _ = reply.send(Err(error.clone()));
-                        }
-                        None => self.retry.push_back(Request {
-                            pending,
-                            reply: None,
-                        }),
+                for (mut pending, reply) in pending.into_iter().zip(replies) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(error.clone()));
+                        // The statement is refused because its event could not be
+                        // written: it is still recorded, as refused, when the store can.
+                        let Event::Statement(s) = &mut pending.event else {
+                            continue;
+                        };
+                        s.sqlstate = Some("58030".into());
+                        s.message = Some(format!(
+                            "not run: the audit store could not record it ({e})"
+                        ));
                     }
+                    self.retry.push_back(Request {
+                        pending,
+                        reply: None,
+                    });
                 }
                 while self.retry.len() > MAX_RETRY {
                     self.retry.pop_front();
