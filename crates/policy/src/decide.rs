@@ -8,7 +8,8 @@ use cedar_policy::{
     EntityUid, PolicyId, PolicySet, Request, Response,
 };
 use portcullis_sql::analysis::{
-    Columns, Facts, FunctionClass, FunctionRef, Kind, SessionChange, harmless_volatile,
+    Columns, Facts, FunctionClass, FunctionRef, Kind, RelationName, SessionChange,
+    harmless_volatile,
 };
 use serde_json::json;
 
@@ -202,14 +203,20 @@ impl PolicyStore {
         let mut tables: BTreeSet<String> = BTreeSet::new();
         let mut reads: BTreeSet<String> = BTreeSet::new();
         let mut writes: BTreeSet<String> = BTreeSet::new();
+        let mut resolved: HashMap<&RelationName, Vec<String>> = HashMap::new();
         for access in &facts.accesses {
-            for schema in resolve(
+            let schemas = resolve(
                 &access.relation.schema,
                 &access.relation.name,
                 statement.search_path,
                 env.role,
                 catalog,
-            ) {
+            );
+            resolved
+                .entry(&access.relation)
+                .or_default()
+                .extend(schemas.iter().cloned());
+            for schema in schemas {
                 let full = format!("{schema}.{}", access.relation.name);
                 let schema_uid = uid("Schema", &schema);
                 entities.add(schema_uid.clone(), [target.clone()]);
@@ -283,9 +290,30 @@ impl PolicyStore {
                 }
             }
         }
+        // `t.f` meaning `f(t)`: a call, which reads t's whole row.
+        let row_calls = crate::row_calls::calls(facts, &resolved, catalog);
+        for call in &row_calls {
+            for (schema, name) in &call.rows_of {
+                let full = format!("{schema}.{name}");
+                let table = uid("Table", &full);
+                for c in catalog.columns(schema, name).unwrap_or_default() {
+                    let col = uid("Column", &format!("{full}.{c}"));
+                    entities.add(col.clone(), [table.clone()]);
+                    asks.push(Ask {
+                        action: "read_unmasked",
+                        resource: col,
+                        describe: format!("column {full}.{c}"),
+                    });
+                }
+            }
+        }
         let mut function_names = BTreeSet::new();
         let mut function_classes = BTreeSet::new();
-        for f in &facts.functions {
+        for f in facts
+            .functions
+            .iter()
+            .chain(row_calls.iter().map(|c| &c.function))
+        {
             let mut f_classes = f.classes.clone();
             if writes_by_catalog(f, catalog) {
                 f_classes.insert(FunctionClass::Writes);

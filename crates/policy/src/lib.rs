@@ -16,6 +16,7 @@
 mod clock;
 mod decide;
 mod environment;
+mod row_calls;
 mod store;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -58,7 +58,8 @@ impl Catalog for DemoCatalog {
             "lower" | "now" => &[("pg_catalog", false)],
             "random" | "nextval" => &[("pg_catalog", true)],
             "bump" => &[("public", true)],
-            "double" => &[("public", false)],
+            "double" | "card_tail" => &[("public", false)],
+            "bump_row" => &[("public", true)],
             // Overloads in two schemas: either may be the one the search path finds.
             "shadowed" => &[("pg_catalog", false), ("public", true)],
             // A user's function named like a classified built-in is not governed by it.
@@ -410,4 +411,37 @@ forbid(principal, action == Action::"read_unmasked", resource == Column::"public
         )
         .outcome;
     assert!(denied(&o).contains("statistics"), "{o:?}");
+}
+
+/// `t.f` is `f(t)` when t has no column f: a function call that receives the whole row.
+#[test]
+fn functional_notation_is_a_call_with_the_whole_row() {
+    let s = store();
+    let bob = ("bob", &["engineering"][..]);
+    // A column of the table: an ordinary read.
+    assert!(decide(&s, bob.0, bob.1, "select c.name from customers c").is_allow());
+    // Not a column: card_tail(c) gets every column, e-mail and card number included.
+    for sql in [
+        "select c.card_tail from customers c",
+        "select customers.card_tail from customers",
+        "select x.card_tail from (customers join orders on true) as x",
+    ] {
+        assert!(
+            matches!(decide(&s, bob.0, bob.1, sql), Outcome::Mask { .. }),
+            "{sql}"
+        );
+    }
+    // And a call like any other: one that writes needs approval.
+    assert!(needs_approval(&decide(
+        &s,
+        bob.0,
+        bob.1,
+        "select o.bump_row from orders o"
+    )));
+    assert!(needs_approval(&decide(
+        &s,
+        bob.0,
+        bob.1,
+        "select (o).bump_row from orders o"
+    )));
 }

@@ -201,6 +201,17 @@ impl std::fmt::Display for FunctionRef {
     }
 }
 
+/// A name used as `t.name` (or `(t).name`): a column of `t`, or, when `t` has no column
+/// of that name, a call of the function `name` with `t`'s whole row (PostgreSQL's
+/// functional notation). Only the catalog can tell which; the policy layer decides.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowCall {
+    pub name: String,
+    /// The base relations whose row `t` stands for (none for a subquery, a CTE, a
+    /// function or a composite value).
+    pub relations: Vec<RelationName>,
+}
+
 /// A change to the session's identity or settings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SessionChange {
@@ -234,6 +245,8 @@ pub struct Facts {
     pub node: String,
     pub accesses: Vec<Access>,
     pub functions: Vec<FunctionRef>,
+    /// Names that are columns or functional-notation calls (`t.name`).
+    pub row_calls: Vec<RowCall>,
     /// For UPDATE and DELETE: whether there is a WHERE clause (`WHERE CURRENT OF` counts).
     pub has_where: Option<bool>,
     pub copy: Option<CopyFacts>,
@@ -259,6 +272,7 @@ impl Facts {
             node: node.to_string(),
             accesses: Vec::new(),
             functions: Vec::new(),
+            row_calls: Vec::new(),
             has_where: None,
             copy: None,
             session: Vec::new(),
@@ -285,6 +299,13 @@ impl Facts {
                 columns,
             });
             self.accesses.len() - 1
+        }
+    }
+
+    /// Records a possible functional-notation call, once.
+    pub fn row_call(&mut self, call: RowCall) {
+        if !self.row_calls.contains(&call) {
+            self.row_calls.push(call);
         }
     }
 
@@ -317,6 +338,9 @@ impl Facts {
             if !self.functions.contains(f) {
                 self.functions.push(f.clone());
             }
+        }
+        for r in &inner.row_calls {
+            self.row_call(r.clone());
         }
         if inner.has_where.is_some() {
             self.has_where = inner.has_where;

@@ -9,7 +9,7 @@ mod walk;
 
 pub use exposures::Exposure;
 pub use facts::{
-    Access, Columns, CopyFacts, Facts, FunctionClass, FunctionRef, Kind, RelationName,
+    Access, Columns, CopyFacts, Facts, FunctionClass, FunctionRef, Kind, RelationName, RowCall,
     SessionChange,
 };
 pub use functions::{

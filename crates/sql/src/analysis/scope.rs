@@ -8,7 +8,7 @@
 //! through it reads every column). Where a reference could mean several things, it reads
 //! all of them: the server picks one, and the facts must hold whichever it is.
 
-use super::facts::{Columns, Facts};
+use super::facts::{Columns, Facts, RowCall};
 
 /// One name a FROM item makes visible.
 pub(super) struct ScopeItem {
@@ -110,7 +110,19 @@ impl Scopes {
             for item in self.items().filter(|it| it.name == *name) {
                 found = true;
                 match next {
-                    Some(col) => column(item, col, facts),
+                    Some(col) => {
+                        column(item, col, facts);
+                        // `t.f` is `f(t)` when t has no column f.
+                        let relations = item
+                            .accesses
+                            .iter()
+                            .map(|&i| facts.accesses[i].relation.clone())
+                            .collect();
+                        facts.row_call(RowCall {
+                            name: col.clone(),
+                            relations,
+                        });
+                    }
                     None => every(item, facts),
                 }
             }
@@ -118,6 +130,13 @@ impl Scopes {
         if !found && let Some(Some(composite)) = fields.first() {
             for item in self.items() {
                 column(item, composite, facts);
+            }
+            // `c.f` on a composite column: a field, or the function `f(c)`.
+            for f in fields.iter().skip(1).flatten() {
+                facts.row_call(RowCall {
+                    name: f.clone(),
+                    relations: Vec::new(),
+                });
             }
         }
     }

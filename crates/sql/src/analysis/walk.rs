@@ -430,6 +430,16 @@ impl Walker {
             }
             "FuncCall" => self.func_call(body, ctx),
             "ColumnRef" => self.column_ref(body),
+            "AIndirection" => {
+                // `(x).f`: a field of x, or the function `f(x)`.
+                for name in string_list(body.get("indirection")) {
+                    self.facts.row_call(super::facts::RowCall {
+                        name,
+                        relations: Vec::new(),
+                    });
+                }
+                self.visit_except(body, &[], ctx);
+            }
             _ => self.visit_except(body, &[], ctx),
         }
     }
