@@ -20,9 +20,10 @@ pub(crate) struct Call {
 }
 
 /// The statement's `t.name` references that are calls. `resolved` holds the schemas each
-/// relation of the statement may be in. A reference through a subquery, CTE or composite
-/// value is a call when the catalog has a function of that name; through relations, when
-/// none of them has such a column in every schema it may be in. Without a catalog, none.
+/// relation of the statement may be in. Only a name the catalog has a function of can be
+/// a call: through a subquery, CTE or composite value it is taken for one; through
+/// relations, when none of them has such a column in every schema it may be in. Without a
+/// catalog, none.
 pub(crate) fn calls(
     facts: &Facts,
     resolved: &HashMap<&RelationName, Vec<String>>,
@@ -31,9 +32,13 @@ pub(crate) fn calls(
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for rc in &facts.row_calls {
+        // No function of that name: a column (or an error the server reports).
         let Some(functions) = catalog.functions_named(&rc.name) else {
             continue;
         };
+        if functions.is_empty() {
+            continue;
+        }
         let is_column = |rel: &RelationName| {
             let schemas = resolved.get(rel).map(Vec::as_slice).unwrap_or_default();
             !schemas.is_empty()
@@ -41,15 +46,11 @@ pub(crate) fn calls(
                     Some(cols) => {
                         cols.contains(&rc.name) || SYSTEM_COLUMNS.contains(&rc.name.as_str())
                     }
-                    // Columns unknown: a call only if such a function exists.
-                    None => functions.is_empty(),
+                    // Columns unknown, and such a function exists: a call.
+                    None => false,
                 })
         };
-        let call = if rc.relations.is_empty() {
-            !functions.is_empty()
-        } else {
-            !rc.relations.iter().any(is_column)
-        };
+        let call = rc.relations.is_empty() || !rc.relations.iter().any(is_column);
         if !call || !seen.insert((rc.name.clone(), rc.relations.clone())) {
             continue;
         }
