@@ -1,45 +1,70 @@
 //! The differential oracle: what the PostgreSQL server itself says a statement touches,
 //! compared with the analyser's facts (`portcullis_sql::analysis::Facts`).
 //!
-//! **Reads and writes (DML).** For a statement S the server is asked, on a direct superuser
-//! connection and inside a transaction that is rolled back (a savepoint when the session is
-//! already in one), to create `pg_temp.portcullis_oracle()` as
-//! `LANGUAGE sql BEGIN ATOMIC S; END`. A `BEGIN ATOMIC` body is parse-analysed at creation
-//! and its dependencies recorded in `pg_depend`: one row per column a Var references (join
-//! alias Vars resolved to the join's inputs), a relation-level row (`refobjsubid = 0`)
-//! for a relation referenced with no column (`count(*)`, a DELETE target, a whole-row
-//! reference), target columns of INSERT and UPDATE, every function called, and every
-//! object named by a `regclass`/`regproc` constant. These are the server's own answer,
-//! before rewriting: views are not expanded and triggers do not run, so nothing the
-//! statement does not itself name is counted. Statements the server refuses in a body
-//! (utility statements), statements with `$n` parameters and statements the server
-//! rejects are skipped, by reason. Wrappers are unwrapped: EXPLAIN, DECLARE CURSOR,
-//! PREPARE (without parameter types), CREATE TABLE AS, SELECT INTO, CREATE
-//! [MATERIALIZED] VIEW and COPY (query) are checked with their query, deparsed, against
-//! the facts of the whole statement.
+//! **Reads and writes (DML).** For a statement S the server is asked, on a direct
+//! connection to the harness's cluster and inside a transaction that is rolled back (a
+//! savepoint when the session is already in one), to create `pg_temp.portcullis_oracle()`
+//! as `LANGUAGE sql BEGIN ATOMIC S; END`. A `BEGIN ATOMIC` body is parse-analysed at
+//! creation, so the server resolves every name in S exactly as it would to run it, before
+//! rewriting (views are not expanded, rules and triggers do not run: nothing S does not
+//! itself name is counted). Two records of that analysis are read back
+//! (`portcullis_oracle.deps()`, created by [`DDL_SETUP`]):
+//! - `pg_depend` rows of the function: one per column a Var references (join alias Vars
+//!   resolved to the join's inputs), a relation-level row (`refobjsubid = 0`) for a
+//!   relation referenced with no column (`count(*)`, a DELETE target, a whole-row
+//!   reference), the target columns of INSERT and UPDATE. PostgreSQL records no
+//!   dependency on pinned objects (the bootstrap catalogs and built-in functions), so:
+//! - the stored tree itself (`pg_proc.prosqlbody`): every range-table entry of a plain
+//!   relation (`:rtekind 0 :relid N`, pinned catalogs included), every `regclass`,
+//!   `regproc` and `regprocedure` constant, and every function the tree calls
+//!   (`FUNCEXPR` with its `funcformat`, `AGGREF`, `WINDOWFUNC`, a TABLESAMPLE method).
+//!   Column references to pinned catalogs are not recorded anywhere, so for those only
+//!   the relation is checked.
+//!
+//! Statements a body refuses (utility statements), statements with `$n` parameters,
+//! statements the server rejects and statements that name nothing (no relation, column,
+//! function or `reg*` cast: [`names_nothing`]) are skipped, by reason. Wrappers are
+//! unwrapped: EXPLAIN, DECLARE CURSOR, PREPARE (without parameter types), CREATE TABLE
+//! AS, SELECT INTO, CREATE [MATERIALIZED] VIEW and COPY (query) are checked with their
+//! query, deparsed, against the facts of the whole statement.
+//!
+//! **A miss** is a relation the server references (a range-table entry, a `regclass`
+//! constant, a `pg_depend` row) that no access in the facts names (unqualified names
+//! match any schema, `pg_temp` matches the session's temporary schema), a column of a
+//! relation in a range table that no access to it lists (`Columns::All` lists every
+//! column; a relation-level reference needs only the relation), or a function the tree
+//! calls that `facts.functions` does not name (by name, any schema). Not required, and
+//! counted apart, with the reason each can't be named from the statement's text:
+//! - cast functions (`funcformat` 1 and 2: `::`, `CAST`, implicit coercions): chosen by
+//!   type resolution, which needs the catalog;
+//! - functions called for a default argument (found in `proargdefaults` of a function the
+//!   statement calls): the function's definition names them, not the statement;
+//! - `regproc`/`regprocedure` constants: they name a function without calling it;
+//! - a relation's row type (a column of a function's `SETOF customers` result, of a
+//!   composite column, of `NULL::t`), which `pg_depend` records as the type relation's
+//!   columns though no range table reads it, and composite types (`relkind = 'c'`), which
+//!   have no rows; when a statement both reads a relation and uses its row type, the
+//!   relation's column rows are ambiguous and not required (the relation is);
+//! - the columns of an `INSERT … ON CONFLICT DO UPDATE` target: the EXCLUDED row's
+//!   target list records every column of the target whether the statement reads it or not.
 //!
 //! **DDL.** Event triggers installed by [`DDL_SETUP`] log every relation a DDL command
 //! created or altered (`ddl_command_end`, with triggers, constraints, rules, policies,
 //! defaults and extended statistics mapped to their table) and every relation it dropped
 //! (`sql_drop`), when the statement really runs (the regression replay) or runs in a
-//! transaction that is rolled back (the project's cases). Implicit objects count as named
-//! when what they belong to is named: an index by its table, a sequence owned by a column
-//! by its table, a TOAST table by its table. Objects dropped only because they depended on
-//! a dropped object (CASCADE, DROP OWNED) are counted, not required: the statement names
-//! what it drops, and the rest follows from the catalog.
+//! transaction that is rolled back (the project's cases). Each must be named by the
+//! facts, or by a name the statement gives it (`RENAME TO`, `SET SCHEMA`). Implicit
+//! objects count as named when what they belong to is named: an index by its table, a
+//! sequence owned by a column by its table, a TOAST table by its table. Not required,
+//! and counted: objects dropped only because they depended on a dropped object; commands
+//! a function, procedure or DO block ran (seen in `PG_CONTEXT`); changes that recursed to
+//! inheritance children and partitions of a named table; tables of a type `ALTER TYPE …
+//! CASCADE` changed; statistics objects named by their own name; and what DROP OWNED,
+//! REASSIGN OWNED and ALTER TABLE ALL IN TABLESPACE reach through a role or tablespace.
 //!
 //! `pg_stat_xact_user_tables` is not used: it counts the tables that views, rules and
-//! triggers reach, which the statement does not name, while `pg_depend` records exactly
-//! what parse analysis resolved.
-//!
-//! **A miss** is a relation the server references that no access in the facts names
-//! (unqualified names match any schema, `pg_temp` matches the session's temporary
-//! schema), a column of such a relation that no access to it lists (`Columns::All`
-//! lists every column; a relation-level reference needs only the relation), or a function
-//! the server resolved that `facts.functions` does not name. Cast functions
-//! (`pg_cast.castfunc`) are not required: the server applies them for `::`, `CAST` and
-//! implicit coercions chosen by type resolution, which the statement's text does not name
-//! and the analyser cannot know without the catalog; they are counted apart.
+//! triggers reach, which the statement does not name, while parse analysis records
+//! exactly what the statement itself resolved.
 
 pub mod generate;
 pub mod script;
@@ -61,6 +86,11 @@ pub enum Via {
     /// Neither: the relation's row type, through a function's result, a composite
     /// column or a cast.
     RowType,
+    /// A function called for a default argument of a function the statement calls.
+    DefaultArgument,
+    /// A column of a relation whose row type the statement also uses (a function's
+    /// `SETOF t` result, a whole-row value): the column may be the row type's, not read.
+    RowTypeToo,
 }
 
 /// A relation (or one of its columns) the server references.
@@ -107,6 +137,12 @@ pub struct DdlRef {
     pub owner: Option<(String, String)>,
     /// For drops: named by the statement rather than dropped by dependency.
     pub original: bool,
+    /// Run by a function, procedure or DO block, not by the statement itself.
+    pub nested: bool,
+    /// The tables the relation inherits from or is a partition of.
+    pub ancestors: Vec<String>,
+    /// The catalog of the object the command reported (`pg_class`, `pg_trigger`, …).
+    pub via: String,
 }
 
 /// Why a statement was not checked.
@@ -187,12 +223,54 @@ pub const ROW_TYPE: &str = "row types";
 pub const COMPOSITE_TYPE: &str = "composite types";
 pub const REGPROC_CONSTANT: &str = "regproc constants";
 pub const CAST_FUNCTION: &str = "cast functions";
+pub const DEFAULT_ARGUMENT: &str = "default arguments";
+pub const ROW_TYPE_TOO: &str = "columns of a row type also used as such";
+/// `INSERT … ON CONFLICT DO UPDATE` records a dependency on every column of the target:
+/// the EXCLUDED row's target list lists them all, whether the statement reads them or
+/// not, so the target's columns are not required (the relation is).
+pub const CONFLICT_TARGET: &str = "ON CONFLICT DO UPDATE target columns";
 
-/// The server's references that the facts lack.
-pub fn compare(facts: &Facts, refs: &ServerRefs) -> Misses {
+/// The targets of `INSERT … ON CONFLICT DO UPDATE` anywhere in the statement.
+fn conflict_update_targets(statement: &ParsedStatement) -> Vec<(Option<String>, String)> {
+    use pg_query::NodeRef as R;
+    use pg_query::protobuf::OnConflictAction;
+    let Some(root) = statement.root() else {
+        return Vec::new();
+    };
+    root.nodes()
+        .into_iter()
+        .filter_map(|(node, ..)| match node {
+            R::InsertStmt(i)
+                if i.on_conflict_clause
+                    .as_ref()
+                    .is_some_and(|c| c.action == OnConflictAction::OnconflictUpdate as i32) =>
+            {
+                i.relation.as_ref().map(|rv| {
+                    (
+                        (!rv.schemaname.is_empty()).then(|| rv.schemaname.clone()),
+                        rv.relname.clone(),
+                    )
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The server's references that the facts of `statement` lack.
+pub fn compare(statement: &ParsedStatement, refs: &ServerRefs) -> Misses {
+    let facts = &statement.facts;
+    let conflict_targets = conflict_update_targets(statement);
     let mut m = Misses::default();
     for r in &refs.relations {
-        let qualified = format!("{}.{}", r.schema, r.name);
+        // The session's temporary schema is numbered by its backend slot: print it as
+        // pg_temp, so that the listing is the same in every run.
+        let schema = if r.schema.starts_with("pg_temp_") {
+            "pg_temp"
+        } else {
+            r.schema.as_str()
+        };
+        let qualified = format!("{schema}.{}", r.name);
         let mut any = false;
         let mut has_column = false;
         for a in accesses_to(facts, &r.schema, &r.name) {
@@ -207,6 +285,13 @@ pub fn compare(facts: &Facts, refs: &ServerRefs) -> Misses {
             Some(COMPOSITE_TYPE)
         } else if r.via == Via::RowType {
             Some(ROW_TYPE)
+        } else if r.via == Via::RowTypeToo {
+            Some(ROW_TYPE_TOO)
+        } else if conflict_targets
+            .iter()
+            .any(|(s, n)| same_relation(s.as_deref(), n, &r.schema, &r.name))
+        {
+            Some(CONFLICT_TARGET)
         } else {
             None
         };
@@ -242,6 +327,10 @@ pub fn compare(facts: &Facts, refs: &ServerRefs) -> Misses {
             *m.not_required.entry(REGPROC_CONSTANT).or_default() += 1;
             continue;
         }
+        if f.via == Via::DefaultArgument {
+            *m.not_required.entry(DEFAULT_ARGUMENT).or_default() += 1;
+            continue;
+        }
         let q = format!("{}.{}", f.schema, f.name);
         if !m.functions.contains(&q) {
             m.functions.push(q);
@@ -256,6 +345,17 @@ pub fn compare(facts: &Facts, refs: &ServerRefs) -> Misses {
 /// REASSIGN OWNED, ALTER TABLE ALL IN TABLESPACE), which no parse tree can list.
 pub const CASCADED_DROP: &str = "cascaded drops";
 pub const THROUGH_ROLE_OR_TABLESPACE: &str = "relations of a role or tablespace";
+/// Commands a function, procedure or DO block ran (the event trigger fires for those too):
+/// the statement names the routine, not what its body does.
+pub const NESTED_COMMAND: &str = "commands run by routines";
+/// A column or constraint change that recursed from a named table to the tables that
+/// inherit from it or are its partitions.
+pub const INHERITANCE: &str = "inheritance children";
+/// Extended statistics are objects of their own (`ALTER STATISTICS s`), named by their
+/// own name; the table they are on is not named.
+pub const STATISTICS_OBJECT: &str = "statistics objects";
+/// `ALTER TYPE … CASCADE` changes the tables typed with or using the named type.
+pub const TYPED_TABLE: &str = "tables of an altered type";
 
 /// Names a statement gives a relation it renames or moves, as `(schema, name)`.
 fn new_names(statement: &ParsedStatement) -> Vec<(Option<String>, String)> {
@@ -318,6 +418,10 @@ pub fn compare_ddl(
             missing.push(format!("event trigger failed: {}", r.tag));
             continue;
         }
+        if r.nested {
+            *not_required.entry(NESTED_COMMAND).or_default() += 1;
+            continue;
+        }
         if r.source == "drop" && !r.original {
             *not_required.entry(CASCADED_DROP).or_default() += 1;
             continue;
@@ -330,11 +434,31 @@ pub fn compare_ddl(
         {
             continue;
         }
+        if r.ancestors
+            .iter()
+            .any(|a| a.split_once('.').is_some_and(|(s, n)| named(s, n)))
+        {
+            *not_required.entry(INHERITANCE).or_default() += 1;
+            continue;
+        }
+        if r.via == "pg_statistic_ext" {
+            *not_required.entry(STATISTICS_OBJECT).or_default() += 1;
+            continue;
+        }
+        if r.tag == "ALTER TYPE" && r.kind != "c" {
+            *not_required.entry(TYPED_TABLE).or_default() += 1;
+            continue;
+        }
         if through_owner {
             *not_required.entry(THROUGH_ROLE_OR_TABLESPACE).or_default() += 1;
             continue;
         }
-        let what = format!("{} {} {}.{}", r.tag, r.kind, r.schema, r.name);
+        let schema = if r.schema.starts_with("pg_temp_") {
+            "pg_temp"
+        } else {
+            r.schema.as_str()
+        };
+        let what = format!("{} {} {schema}.{}", r.tag, r.kind, r.name);
         if !missing.contains(&what) {
             missing.push(what);
         }
@@ -352,14 +476,31 @@ const DEPS_SQL: &str = "SELECT * FROM portcullis_oracle.deps()";
 pub const DDL_SETUP: &str = r#"
 CREATE SCHEMA portcullis_oracle;
 CREATE TABLE portcullis_oracle.log (
-  seq bigserial, pid int DEFAULT pg_catalog.pg_backend_pid(), source text, tag text, schema_name text, object_name text, kind text,
-  owner_schema text, owner_name text, original bool);
+  seq bigserial, pid int DEFAULT pg_catalog.pg_backend_pid(), source text, tag text,
+  schema_name text, object_name text, kind text, owner_schema text, owner_name text,
+  original bool, nested bool, ancestors text, via text);
+-- Whether the event trigger fires for a command run by a function, procedure or DO block
+-- (or by the server itself) rather than for the statement the client sent.
+CREATE FUNCTION portcullis_oracle.nested(context text) RETURNS bool
+LANGUAGE sql IMMUTABLE AS $f$
+  SELECT pg_catalog.array_length(pg_catalog.string_to_array(context, E'\n'), 1) > 1
+$f$;
+-- The tables a relation inherits from or is a partition of, one per line.
+CREATE FUNCTION portcullis_oracle.ancestors(rel oid) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $f$
+  WITH RECURSIVE up(oid) AS (
+    SELECT inhparent FROM pg_inherits WHERE inhrelid = rel
+    UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.oid)
+  SELECT string_agg(n.nspname || '.' || c.relname, E'\n')
+    FROM up JOIN pg_class c ON c.oid = up.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+$f$;
 CREATE FUNCTION portcullis_oracle.on_command_end() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $f$
-DECLARE r record; rel oid;
+DECLARE r record; rel oid; context text;
 BEGIN
   -- The oracle's own probe function creates no relation.
   IF tg_tag = 'CREATE FUNCTION' THEN RETURN; END IF;
+  GET DIAGNOSTICS context = PG_CONTEXT;
   FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
     rel := CASE r.classid
       WHEN 'pg_class'::regclass THEN r.objid
@@ -371,8 +512,11 @@ BEGIN
       WHEN 'pg_statistic_ext'::regclass THEN (SELECT stxrelid FROM pg_statistic_ext WHERE oid = r.objid)
     END;
     CONTINUE WHEN rel IS NULL;
-    INSERT INTO portcullis_oracle.log (source, tag, schema_name, object_name, kind, owner_schema, owner_name, original)
-    SELECT 'command', r.command_tag, n.nspname, c.relname, c.relkind::text, owner_n.nspname, owner_c.relname, true
+    INSERT INTO portcullis_oracle.log (source, tag, schema_name, object_name, kind, owner_schema,
+                                       owner_name, original, nested, ancestors, via)
+    SELECT 'command', r.command_tag, n.nspname, c.relname, c.relkind::text, owner_n.nspname,
+           owner_c.relname, true, portcullis_oracle.nested(context),
+           portcullis_oracle.ancestors(c.oid), r.classid::regclass::text
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN pg_class owner_c ON owner_c.oid = CASE
            WHEN c.relkind IN ('i', 'I') THEN (SELECT indrelid FROM pg_index WHERE indexrelid = c.oid)
@@ -388,9 +532,16 @@ EXCEPTION WHEN OTHERS THEN
 END $f$;
 CREATE FUNCTION portcullis_oracle.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $f$
+DECLARE context text;
 BEGIN
-  INSERT INTO portcullis_oracle.log (source, tag, schema_name, object_name, kind, original)
-  SELECT 'drop', tg_tag, d.address_names[1], d.address_names[2], d.object_type, d.original
+  GET DIAGNOSTICS context = PG_CONTEXT;
+  INSERT INTO portcullis_oracle.log (source, tag, schema_name, object_name, kind, original,
+                                     nested, ancestors, via)
+  SELECT 'drop', tg_tag, d.address_names[1], d.address_names[2], d.object_type, d.original,
+         portcullis_oracle.nested(context),
+         portcullis_oracle.ancestors(to_regclass(quote_ident(d.address_names[1]) || '.'
+                                                 || quote_ident(d.address_names[2]))),
+         'pg_class'
     FROM pg_event_trigger_dropped_objects() d
    WHERE d.classid = 'pg_class'::regclass AND d.object_type <> 'toast table';
 EXCEPTION WHEN OTHERS THEN
@@ -401,40 +552,73 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = of
   DELETE FROM portcullis_oracle.log WHERE pid = pg_backend_pid() RETURNING *
 $f$;
 CREATE FUNCTION portcullis_oracle.deps()
-RETURNS TABLE (oracle_1 text, oracle_2 text, oracle_3 text, oracle_4 text, oracle_5 text, oracle_6 text, oracle_7 text)
-LANGUAGE plpgsql STABLE SET jit = off AS $f$
+RETURNS TABLE (oracle_1 text, oracle_2 text, oracle_3 text, oracle_4 text, oracle_5 text, oracle_6 text, oracle_7 text, oracle_8 text)
+LANGUAGE plpgsql STABLE SET jit = off SET search_path = pg_catalog, pg_temp AS $f$
 BEGIN
   RETURN QUERY
-WITH f AS MATERIALIZED (
-  SELECT p.oid, p.prosqlbody::pg_catalog.text AS body FROM pg_catalog.pg_proc p
-   WHERE p.proname OPERATOR(pg_catalog.=) 'portcullis_oracle'
-     AND p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()),
-d AS MATERIALIZED (
-  SELECT d.refclassid, d.refobjid, d.refobjsubid FROM f, pg_catalog.pg_depend d
-   WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-     AND d.objid OPERATOR(pg_catalog.=) f.oid)
-SELECT 'r', n.nspname::text, c.relname::text, d.refobjsubid::text, coalesce(a.attname::text, ''),
-       c.oid::text, c.relkind::text
-  FROM d
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.refobjid
-  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-       AND a.attnum OPERATOR(pg_catalog.=) d.refobjsubid AND d.refobjsubid OPERATOR(pg_catalog.<>) 0
- WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-UNION ALL
-SELECT 'f', n.nspname::text, p.proname::text,
-       (EXISTS (SELECT FROM pg_catalog.pg_cast k WHERE k.castfunc OPERATOR(pg_catalog.=) p.oid))::text, '',
-       p.oid::text, ''
-  FROM d
-  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.refobjid
-  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
- WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-UNION ALL
-SELECT 't', m[1], '', '', '', '', '' FROM f,
-       pg_catalog.regexp_matches(f.body, ':rtekind 0 :relid ([0-9]+)', 'g') m
-UNION ALL
-SELECT 'k', m[1], m[2], m[3], m[4], m[5], '' FROM f,
-       pg_catalog.regexp_matches(f.body, ':consttype (24|2202|2205) :consttypmod -?[0-9]+ :constcollid [0-9]+ :constlen 4 :constbyval true :constisnull false :location -?[0-9]+ :constvalue 4 [[] ([0-9]+) ([0-9]+) ([0-9]+) ([0-9]+)', 'g') m;
+  WITH f AS MATERIALIZED (
+    SELECT p.oid, p.prosqlbody::text AS body FROM pg_proc p
+     WHERE p.proname = 'portcullis_oracle' AND p.pronamespace = pg_my_temp_schema()),
+  d AS MATERIALIZED (
+    SELECT d.refclassid, d.refobjid, d.refobjsubid FROM f, pg_depend d
+     WHERE d.classid = 'pg_proc'::regclass AND d.objid = f.oid),
+  -- Range-table entries of plain relations, at any level of the stored tree.
+  rt AS MATERIALIZED (
+    SELECT DISTINCT m[1]::oid AS relid FROM f,
+           regexp_matches(f.body, ':rtekind 0 :relid ([0-9]+)', 'g') m),
+  -- regproc (24), regprocedure (2202) and regclass (2205) constants.
+  k AS MATERIALIZED (
+    SELECT DISTINCT m[1]::oid AS typ,
+           -- outDatum prints the bytes as signed chars, little-endian here.
+           ((m[2]::int8 + 256) % 256 + (m[3]::int8 + 256) % 256 * 256
+            + (m[4]::int8 + 256) % 256 * 65536 + (m[5]::int8 + 256) % 256 * 16777216)::oid AS val
+      FROM f, regexp_matches(f.body, ':consttype (24|2202|2205) :consttypmod -?[0-9]+ :constcollid [0-9]+ :constlen 4 :constbyval true :constisnull false :location -?[0-9]+ :constvalue 4 [[] (-?[0-9]+) (-?[0-9]+) (-?[0-9]+) (-?[0-9]+)', 'g') m),
+  -- Functions the tree calls, with how (CoercionForm: 0 call, 1 explicit cast,
+  -- 2 implicit cast, 3 SQL syntax); aggregates, window functions and TABLESAMPLE
+  -- methods are called by name.
+  x AS MATERIALIZED (
+    SELECT m[1]::oid AS oid, min(m[2]) AS format FROM f,
+           regexp_matches(f.body, '[{]FUNCEXPR :funcid ([0-9]+) :funcresulttype [0-9]+ :funcretset [a-z]+ :funcvariadic [a-z]+ :funcformat ([0-9])', 'g') m
+     GROUP BY 1
+    UNION
+    SELECT m[1]::oid, '0' FROM f, regexp_matches(f.body, '[{](?:AGGREF :aggfnoid|WINDOWFUNC :winfnoid|TABLESAMPLECLAUSE :tsmhandler) ([0-9]+)', 'g') m),
+  defaults AS (
+    SELECT coalesce(string_agg(q.proargdefaults::text, ' '), '') AS t
+      FROM pg_proc q WHERE q.oid IN (SELECT oid FROM x) AND q.proargdefaults IS NOT NULL)
+  -- The eighth column says whether the tree also uses the relation's row type (a
+  -- function's result, a whole-row or composite value): then its column rows may come
+  -- from that use rather than from a range table.
+  SELECT 'r', n.nspname::text, c.relname::text, d.refobjsubid::text, coalesce(a.attname::text, ''),
+         c.oid::text, c.relkind::text,
+         (position(':funcresulttype ' || c.reltype || ' ' IN f.body) > 0
+          OR position(':vartype ' || c.reltype || ' ' IN f.body) > 0
+          OR position(':consttype ' || c.reltype || ' ' IN f.body) > 0
+          OR position(':resulttype ' || c.reltype || ' ' IN f.body) > 0)::text
+    FROM f, d
+    JOIN pg_class c ON c.oid = d.refobjid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid AND d.refobjsubid <> 0
+   WHERE d.refclassid = 'pg_class'::regclass
+  UNION ALL
+  SELECT 't', n.nspname::text, c.relname::text, '', '', c.oid::text, c.relkind::text, ''
+    FROM rt JOIN pg_class c ON c.oid = rt.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+  UNION ALL
+  SELECT 'c', n.nspname::text, c.relname::text, '', '', c.oid::text, c.relkind::text, ''
+    FROM k JOIN pg_class c ON c.oid = k.val JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE k.typ = 2205
+  UNION ALL
+  SELECT 'p', n.nspname::text, p.proname::text, '', '', p.oid::text, '', ''
+    FROM k JOIN pg_proc p ON p.oid = k.val JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE k.typ IN (24, 2202)
+  UNION ALL
+  SELECT 'f', n.nspname::text, p.proname::text, '', '', p.oid::text, '', ''
+    FROM d JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE d.refclassid = 'pg_proc'::regclass
+  UNION ALL
+  SELECT 'x', n.nspname::text, p.proname::text, x.format,
+         (position(':funcid ' || p.oid || ' ' IN defaults.t) > 0)::text, p.oid::text,
+         (EXISTS (SELECT FROM pg_cast c WHERE c.castfunc = p.oid))::text, ''
+    FROM x JOIN pg_proc p ON p.oid = x.oid JOIN pg_namespace n ON n.oid = p.pronamespace, defaults;
 END $f$;
 GRANT USAGE ON SCHEMA portcullis_oracle TO PUBLIC;
 CREATE EVENT TRIGGER portcullis_oracle_command_end ON ddl_command_end
@@ -513,55 +697,67 @@ pub async fn server_refs(client: &Client, body: &str) -> Result<ServerRefs, Skip
     let rows = undone(client, &sql)
         .await
         .map_err(|state| format!("server error {state}"))?;
-    let rows: Vec<Vec<String>> = rows.into_iter().filter(|r| r.len() == 7).collect();
-    let range_table: Vec<&str> = rows
-        .iter()
-        .filter(|r| r[0] == "t")
-        .map(|r| r[1].as_str())
-        .collect();
-    // `regclass` (2205), `regproc` (24), `regprocedure` (2202) constants: an OID stored
-    // little-endian.
-    let constants: Vec<(String, String)> = rows
-        .iter()
-        .filter(|r| r[0] == "k")
-        .map(|r| {
-            let b: Vec<u64> = r[2..6].iter().map(|x| x.parse().unwrap_or(0)).collect();
-            let oid = b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24);
-            (r[1].clone(), oid.to_string())
-        })
-        .collect();
-    let constant = |types: &[&str], oid: &str| {
-        constants
-            .iter()
-            .any(|(t, o)| types.contains(&t.as_str()) && o == oid)
+    let rows: Vec<Vec<String>> = rows.into_iter().filter(|r| r.len() == 8).collect();
+    let oids = |tag: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r[0] == tag)
+            .map(|r| r[5].clone())
+            .collect()
     };
+    let range_table = oids("t");
+    let regclass = oids("c");
+    let regproc = oids("p");
+    let called = oids("x");
     let mut refs = ServerRefs::default();
     for r in &rows {
+        let rel = |attnum: i32, attname: &str, via: Via| RelRef {
+            schema: r[1].clone(),
+            name: r[2].clone(),
+            attnum,
+            attname: attname.to_string(),
+            relkind: r[6].clone(),
+            via,
+        };
+        let func = |cast: bool, via: Via| FuncRef {
+            schema: r[1].clone(),
+            name: r[2].clone(),
+            cast,
+            via,
+        };
         match r[0].as_str() {
-            "r" => refs.relations.push(RelRef {
-                schema: r[1].clone(),
-                name: r[2].clone(),
-                attnum: r[3].parse().unwrap_or(0),
-                attname: r[4].clone(),
-                relkind: r[6].clone(),
-                via: if range_table.contains(&r[5].as_str()) {
+            // pg_depend: columns and relations of the body (not pinned catalogs).
+            "r" => refs.relations.push(rel(
+                r[3].parse().unwrap_or(0),
+                &r[4],
+                if r[3] != "0" && r[7] == "true" {
+                    Via::RowTypeToo
+                } else if range_table.contains(&r[5]) {
                     Via::RangeTable
-                } else if constant(&["2205"], &r[5]) {
+                } else if regclass.contains(&r[5]) {
                     Via::Constant
                 } else {
                     Via::RowType
                 },
-            }),
-            "f" => refs.functions.push(FuncRef {
-                schema: r[1].clone(),
-                name: r[2].clone(),
-                cast: r[3] == "true",
-                via: if constant(&["24", "2202"], &r[5]) {
-                    Via::Constant
+            )),
+            // Every relation in a range table, pinned catalogs included.
+            "t" => refs.relations.push(rel(0, "", Via::RangeTable)),
+            "c" => refs.relations.push(rel(0, "", Via::Constant)),
+            "p" if !called.contains(&r[5]) => refs.functions.push(func(false, Via::Constant)),
+            // pg_depend names a function the tree does not call: by a route this oracle
+            // does not know, so it is required.
+            "f" if !called.contains(&r[5]) && !regproc.contains(&r[5]) => {
+                refs.functions.push(func(false, Via::RangeTable))
+            }
+            "x" => {
+                let via = if r[4] == "true" {
+                    Via::DefaultArgument
                 } else {
                     Via::RangeTable
-                },
-            }),
+                };
+                // CoercionForm 1 and 2: an explicit or implicit cast.
+                let cast = matches!(r[3].as_str(), "1" | "2");
+                refs.functions.push(func(cast, via));
+            }
             _ => {}
         }
     }
@@ -570,34 +766,38 @@ pub async fn server_refs(client: &Client, body: &str) -> Result<ServerRefs, Skip
     Ok(refs)
 }
 
+/// The query reading and clearing this session's DDL log.
+const TAKE_SQL: &str = "SELECT 'portcullis_ddl', source, coalesce(tag, ''), \
+    coalesce(schema_name, ''), coalesce(object_name, ''), coalesce(kind, ''), \
+    coalesce(owner_schema, ''), coalesce(owner_name, ''), coalesce(original, true)::text, \
+    coalesce(nested, false)::text, coalesce(ancestors, ''), coalesce(via, '') \
+    FROM portcullis_oracle.take() ORDER BY seq";
+
+fn ddl_refs(rows: Vec<Vec<String>>) -> Vec<DdlRef> {
+    rows.into_iter()
+        .filter(|r| r.len() == 12 && r[0] == "portcullis_ddl")
+        .map(|r| DdlRef {
+            source: r[1].clone(),
+            tag: r[2].clone(),
+            schema: r[3].clone(),
+            name: r[4].clone(),
+            kind: r[5].clone(),
+            owner: (!r[7].is_empty()).then(|| (r[6].clone(), r[7].clone())),
+            original: r[8] == "true",
+            nested: r[9] == "true",
+            ancestors: r[10].lines().map(str::to_string).collect(),
+            via: r[11].clone(),
+        })
+        .collect()
+}
+
 /// Reads and clears the DDL log of the event triggers.
 pub async fn take_ddl(client: &Client) -> Result<Vec<DdlRef>, Skip> {
     let messages = client
-        .simple_query(
-            "SELECT source, coalesce(tag, ''), coalesce(schema_name, ''), coalesce(object_name, ''), \
-             coalesce(kind, ''), owner_schema, owner_name, coalesce(original, true)::text \
-             FROM portcullis_oracle.take() ORDER BY seq",
-        )
+        .simple_query(TAKE_SQL)
         .await
         .map_err(|e| sqlstate(&e))?;
-    Ok(messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(DdlRef {
-                source: r.get(0).unwrap_or("").into(),
-                tag: r.get(1).unwrap_or("").into(),
-                schema: r.get(2).unwrap_or("").into(),
-                name: r.get(3).unwrap_or("").into(),
-                kind: r.get(4).unwrap_or("").into(),
-                owner: match (r.get(5), r.get(6)) {
-                    (Some(s), Some(n)) => Some((s.into(), n.into())),
-                    _ => None,
-                },
-                original: r.get(7) == Some("true"),
-            }),
-            _ => None,
-        })
-        .collect())
+    Ok(ddl_refs(rows(messages)))
 }
 
 /// The text to check for a statement with `BEGIN ATOMIC`, or why it cannot be checked.
@@ -788,7 +988,6 @@ pub fn may_run_ddl(facts: &Facts) -> bool {
             | Kind::Update
             | Kind::Delete
             | Kind::Merge
-            | Kind::Explain
             | Kind::Transaction
             | Kind::SetSession
             | Kind::CopyIn
@@ -801,15 +1000,44 @@ pub fn parse(sql: &str) -> Result<Vec<ParsedStatement>, String> {
     portcullis_sql::parse(sql, LexerOptions::default()).result
 }
 
+/// Whether a statement names nothing the server could resolve to a relation or a
+/// function the facts must name: no relation, column, function call, function in FROM,
+/// table function or `reg*` cast. Such a statement (`SELECT '1'::int4 + 2`) can reference
+/// only types, operators and casts, which the oracle does not require, so asking the
+/// server about it would only cost time.
+pub fn names_nothing(statement: &ParsedStatement) -> bool {
+    let Some(node) = &statement.node else {
+        return true;
+    };
+    let Ok(json) = serde_json::to_string(node) else {
+        return false;
+    };
+    ![
+        "\"relname\"",
+        "\"funcname\"",
+        "\"ColumnRef\"",
+        "\"RangeFunction\"",
+        "\"RangeTableFunc\"",
+        "\"RangeTableSample\"",
+        "\"JsonTable\"",
+        "\"reg",
+    ]
+    .iter()
+    .any(|k| json.contains(k))
+}
+
 /// Checks one statement's DML with the oracle and records the outcome.
 pub async fn check_dml(client: &Client, statement: &ParsedStatement, tally: &mut Tally) {
     let body = match dml_body(statement) {
         Ok(b) => b,
         Err(reason) => return tally.skip(reason),
     };
+    if names_nothing(statement) {
+        return tally.skip("names nothing to resolve (literals, operators, casts)");
+    }
     match server_refs(client, &body).await {
         Ok(refs) => {
-            let misses = compare(&statement.facts, &refs);
+            let misses = compare(statement, &refs);
             tally.record(&statement.text, &misses);
         }
         Err(reason) => tally.skip(reason),
@@ -818,27 +1046,10 @@ pub async fn check_dml(client: &Client, statement: &ParsedStatement, tally: &mut
 
 /// Runs a DDL statement in a transaction that is rolled back and checks what it touched.
 pub async fn check_ddl_undone(client: &Client, statement: &ParsedStatement, tally: &mut Tally) {
-    let sql = format!(
-        "{};\nSET LOCAL jit = off;\nSELECT 'portcullis_ddl', source, coalesce(tag, ''), coalesce(schema_name, ''), \
-         coalesce(object_name, ''), coalesce(kind, ''), owner_schema, owner_name, \
-         coalesce(original, true)::text FROM portcullis_oracle.take() ORDER BY seq",
-        statement.text
-    );
+    let sql = format!("{};\n{TAKE_SQL}", statement.text);
     match undone(client, &sql).await {
         Ok(rows) => {
-            let refs: Vec<DdlRef> = rows
-                .into_iter()
-                .filter(|r| r.len() == 9 && r[0] == "portcullis_ddl")
-                .map(|r| DdlRef {
-                    source: r[1].clone(),
-                    tag: r[2].clone(),
-                    schema: r[3].clone(),
-                    name: r[4].clone(),
-                    kind: r[5].clone(),
-                    owner: (!r[6].is_empty()).then(|| (r[6].clone(), r[7].clone())),
-                    original: r[8] == "true",
-                })
-                .collect();
+            let refs = ddl_refs(rows);
             let (missing, not_required) = compare_ddl(std::slice::from_ref(statement), &refs);
             tally.record_ddl(&statement.text, missing, not_required);
         }
