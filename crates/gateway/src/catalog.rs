@@ -31,6 +31,9 @@ const QUERY: &str = "select n.nspname, c.relname, a.attname \
      select p.oid::text, n.nspname, p.proname, p.provolatile::text, p.proargtypes::text \
      from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace";
 
+/// The type OID of `regclass`.
+const REGCLASS: u32 = 2205;
+
 /// A function as the catalog describes it.
 #[derive(Debug, Clone)]
 pub struct Function {
@@ -50,6 +53,8 @@ pub struct Snapshot {
     functions: HashMap<u32, Function>,
     /// Per function name: each function's schema and volatility.
     by_name: HashMap<String, Vec<(String, bool)>>,
+    /// Per function name: the argument positions where some overload takes a regclass.
+    regclass_args: HashMap<String, Vec<usize>>,
     loaded: Option<Instant>,
 }
 
@@ -81,6 +86,10 @@ impl portcullis_policy::Catalog for Snapshot {
 
     fn functions_named(&self, name: &str) -> Option<Vec<(String, bool)>> {
         Some(self.by_name.get(name).cloned().unwrap_or_default())
+    }
+
+    fn regclass_parameters(&self, name: &str) -> Vec<usize> {
+        self.regclass_args.get(name).cloned().unwrap_or_default()
     }
 }
 
@@ -256,16 +265,27 @@ async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                                 .entry(name.clone())
                                 .or_default()
                                 .push((schema.clone(), volatile));
+                            let arguments: Vec<u32> = args
+                                .split_whitespace()
+                                .filter_map(|a| a.parse().ok())
+                                .collect();
+                            for (i, _) in arguments
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, t)| **t == REGCLASS)
+                            {
+                                let at = snapshot.regclass_args.entry(name.clone()).or_default();
+                                if !at.contains(&i) {
+                                    at.push(i);
+                                }
+                            }
                             snapshot.functions.insert(
                                 oid,
                                 Function {
                                     schema: schema.clone(),
                                     name: name.clone(),
                                     volatile,
-                                    arguments: args
-                                        .split_whitespace()
-                                        .filter_map(|a| a.parse().ok())
-                                        .collect(),
+                                    arguments,
                                 },
                             );
                         }

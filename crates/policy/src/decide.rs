@@ -8,8 +8,8 @@ use cedar_policy::{
     EntityUid, PolicyId, PolicySet, Request, Response,
 };
 use portcullis_sql::analysis::{
-    Columns, Facts, FunctionClass, FunctionRef, Kind, RelationName, SessionChange,
-    harmless_volatile,
+    Access, Columns, Facts, FunctionClass, FunctionRef, Kind, RelationName, SessionChange,
+    harmless_volatile, regclass_relation,
 };
 use serde_json::json;
 
@@ -203,8 +203,24 @@ impl PolicyStore {
         let mut tables: BTreeSet<String> = BTreeSet::new();
         let mut reads: BTreeSet<String> = BTreeSet::new();
         let mut writes: BTreeSet<String> = BTreeSet::new();
+        // Strings passed where a function takes a regclass name relations too.
+        let named: Vec<Access> = facts
+            .name_arguments
+            .iter()
+            .filter(|n| {
+                catalog
+                    .regclass_parameters(&n.function)
+                    .contains(&n.position)
+            })
+            .filter_map(|n| regclass_relation(&n.value))
+            .map(|relation| Access {
+                relation,
+                action: Kind::Select,
+                columns: Columns::None,
+            })
+            .collect();
         let mut resolved: HashMap<&RelationName, Vec<String>> = HashMap::new();
-        for access in &facts.accesses {
+        for access in facts.accesses.iter().chain(&named) {
             let schemas = resolve(
                 &access.relation.schema,
                 &access.relation.name,

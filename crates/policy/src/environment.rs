@@ -41,6 +41,11 @@ pub trait Catalog {
     fn functions_named(&self, _name: &str) -> Option<Vec<(String, bool)>> {
         None
     }
+    /// The argument positions (from 0) at which some function called `name` takes a
+    /// `regclass`: a string passed there names a relation.
+    fn regclass_parameters(&self, _name: &str) -> Vec<usize> {
+        Vec::new()
+    }
 }
 
 /// No catalog: unqualified names resolve to every schema on the search path.

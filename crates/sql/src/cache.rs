@@ -304,6 +304,11 @@ mod tests {
             // Sequences and settings are named by constants.
             ("select nextval('a')", "select nextval('b')"),
             ("select current_setting('a')", "select current_setting('b')"),
+            // A string passed to a function may be a regclass naming a relation.
+            (
+                "select pg_relation_size('orders')",
+                "select pg_relation_size('customers')",
+            ),
             // Utility statements never share.
             ("set work_mem = 1", "set work_mem = 2"),
             ("fetch 1 from c", "fetch 2 from c"),
@@ -337,8 +342,8 @@ mod tests {
                 "update t set a = 'y', b = 9 where id = 1",
             ),
             (
-                "select lower('A'), '2025-01-01'::date, 1.5::numeric(10, 2)",
-                "select lower('B'), '2026-01-01'::date, 2.5::numeric(12, 4)",
+                "select round(1.5), '2025-01-01'::date, 1.5::numeric(10, 2), 'a' || 'b'",
+                "select round(2.5), '2026-01-01'::date, 2.5::numeric(12, 4), 'c' || ''",
             ),
         ] {
             let c = ParseCache::new(10);

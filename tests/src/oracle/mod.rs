@@ -30,10 +30,14 @@
 //!
 //! **A miss** is a relation the server references (a range-table entry, a `regclass`
 //! constant, a `pg_depend` row) that no access in the facts names (unqualified names
-//! match any schema, `pg_temp` matches the session's temporary schema), a column of a
-//! relation in a range table that no access to it lists (`Columns::All` lists every
-//! column; a relation-level reference needs only the relation), or a function the tree
-//! calls that `facts.functions` does not name (by name, any schema). Not required, and
+//! match any schema, `pg_temp` matches the session's temporary schema; a string passed
+//! to a function counts when `facts.name_arguments` holds it, which the policy layer
+//! resolves through the catalog's `regclass` parameters), a column of a relation in a
+//! range table that no access to it lists (`Columns::All` lists every column; a
+//! relation-level reference needs only the relation), or a function the tree calls that
+//! neither `facts.functions` names (by name, any schema) nor `facts.row_calls` (a `t.f`
+//! that the policy layer decides as the call `f(t)` when t has no column f). Not required,
+//! and
 //! counted apart, with the reason each can't be named from the statement's text:
 //! - cast functions (`funcformat` 1 and 2: `::`, `CAST`, implicit coercions): chosen by
 //!   type resolution, which needs the catalog;
@@ -295,6 +299,18 @@ pub fn compare(statement: &ParsedStatement, refs: &ServerRefs) -> Misses {
         } else {
             None
         };
+        // A string passed to a function names this relation where the function takes a
+        // regclass: the policy layer resolves it with the catalog's argument types.
+        if !any
+            && r.via == Via::Constant
+            && facts.name_arguments.iter().any(|n| {
+                portcullis_sql::analysis::regclass_relation(&n.value).is_some_and(|rel| {
+                    same_relation(rel.schema.as_deref(), &rel.name, &r.schema, &r.name)
+                })
+            })
+        {
+            continue;
+        }
         if !any {
             if let Some(reason) = reason {
                 *m.not_required.entry(reason).or_default() += 1;
@@ -316,7 +332,11 @@ pub fn compare(statement: &ParsedStatement, refs: &ServerRefs) -> Misses {
         }
     }
     for f in &refs.functions {
-        if facts.functions.iter().any(|g| g.name == f.name) {
+        // A `t.f` the facts record may be the call f(t) (functional notation), which the
+        // policy layer decides as a call when the catalog says t has no column f.
+        if facts.functions.iter().any(|g| g.name == f.name)
+            || facts.row_calls.iter().any(|r| r.name == f.name)
+        {
             continue;
         }
         if f.cast {

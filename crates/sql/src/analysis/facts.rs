@@ -212,6 +212,16 @@ pub struct RowCall {
     pub relations: Vec<RelationName>,
 }
 
+/// A string constant passed to a function: where the function takes a `regclass`, it names
+/// a relation, which only the catalog's argument types can tell.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NameArgument {
+    pub function: String,
+    /// The argument's position, from 0.
+    pub position: usize,
+    pub value: String,
+}
+
 /// A change to the session's identity or settings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SessionChange {
@@ -247,6 +257,8 @@ pub struct Facts {
     pub functions: Vec<FunctionRef>,
     /// Names that are columns or functional-notation calls (`t.name`).
     pub row_calls: Vec<RowCall>,
+    /// String constants passed to functions, which may name relations.
+    pub name_arguments: Vec<NameArgument>,
     /// For UPDATE and DELETE: whether there is a WHERE clause (`WHERE CURRENT OF` counts).
     pub has_where: Option<bool>,
     pub copy: Option<CopyFacts>,
@@ -273,6 +285,7 @@ impl Facts {
             accesses: Vec::new(),
             functions: Vec::new(),
             row_calls: Vec::new(),
+            name_arguments: Vec::new(),
             has_where: None,
             copy: None,
             session: Vec::new(),
@@ -341,6 +354,11 @@ impl Facts {
         }
         for r in &inner.row_calls {
             self.row_call(r.clone());
+        }
+        for n in &inner.name_arguments {
+            if !self.name_arguments.contains(n) {
+                self.name_arguments.push(n.clone());
+            }
         }
         if inner.has_where.is_some() {
             self.has_where = inner.has_where;

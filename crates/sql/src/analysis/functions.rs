@@ -185,6 +185,11 @@ const WRITES: &[&str] = &[
 /// the session's own transient state: reading clocks, random numbers, sleeping, sizes and
 /// statistics, the server's status. Every other volatile function is a write.
 const HARMLESS_VOLATILE: &[&str] = &[
+    // TABLESAMPLE methods.
+    "system",
+    "bernoulli",
+    "system_rows",
+    "system_time",
     "random",
     "random_normal",
     "setseed",

@@ -3,6 +3,7 @@
 mod exposures;
 mod facts;
 mod functions;
+mod regclass;
 mod scope;
 mod values;
 mod walk;
@@ -15,6 +16,7 @@ pub use facts::{
 pub use functions::{
     classify as classify_function, harmless_volatile, large_object_function_by_oid,
 };
+pub use regclass::relation as regclass_relation;
 
 use pg_query::protobuf::Node;
 

@@ -46,27 +46,41 @@ impl Scopes {
         }
     }
 
-    /// How many items the innermost level has: a mark for [`Scopes::accesses_since`].
+    /// How many items the innermost level has: a mark for [`Scopes::since`].
     pub fn mark(&self) -> usize {
         self.levels.last().map_or(0, Vec::len)
     }
 
-    /// The base relations of the items added to the innermost level since `mark`: what a
-    /// join's alias stands for.
-    pub fn accesses_since(&self, mark: usize) -> Vec<usize> {
-        let mut out: Vec<usize> = self
-            .levels
+    /// The items added to the innermost level since `mark`: what a join holds.
+    pub fn since(&self, mark: usize) -> &[ScopeItem] {
+        self.levels
             .last()
-            .map(|l| {
-                l.iter()
-                    .skip(mark)
-                    .flat_map(|i| i.accesses.iter().copied())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort_unstable();
-        out.dedup();
-        out
+            .map_or(&[], |l| l.get(mark..).unwrap_or(&[]))
+    }
+
+    /// The item a join's alias adds: every relation inside it, through names that may be
+    /// renamed if any inside is (a column alias list there makes `j.y` any column).
+    pub fn join_item(&self, mark: usize, name: String, renames: bool) -> ScopeItem {
+        let inside = self.since(mark);
+        let mut accesses: Vec<usize> = inside
+            .iter()
+            .flat_map(|i| i.accesses.iter().copied())
+            .collect();
+        accesses.sort_unstable();
+        accesses.dedup();
+        ScopeItem {
+            name,
+            accesses,
+            every_column: renames || inside.iter().any(|i| i.every_column),
+        }
+    }
+
+    /// `USING (c)`: column c is read on both sides, through their own names (a side whose
+    /// names are renamed reads any column).
+    pub fn using(&self, mark: usize, name: &str, facts: &mut Facts) {
+        for item in self.since(mark) {
+            column(item, name, facts);
+        }
     }
 
     fn items(&self) -> impl Iterator<Item = &ScopeItem> {

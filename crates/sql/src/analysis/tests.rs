@@ -568,6 +568,66 @@ fn columns_named_through_aliases() {
     );
 }
 
+/// What the differential oracle found the analysis missing, class by class.
+#[test]
+fn what_the_oracle_found() {
+    let names = |sql: &str| -> Vec<String> {
+        let mut v: Vec<String> = facts(sql)
+            .accesses
+            .iter()
+            .map(|a| a.relation.to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    // Constants that name relations.
+    assert_eq!(names("select 'customers'::regclass"), vec!["customers"]);
+    assert_eq!(
+        names("select oid from pg_class where oid::regclass in ('a_star', 'public.c_star')"),
+        vec!["a_star", "pg_class", "public.c_star"]
+    );
+    let f = facts("select nextval('orders_id_seq'), pg_relation_size('customers', 'main')");
+    assert!(
+        f.name_arguments
+            .iter()
+            .any(|n| n.function == "nextval" && n.position == 0 && n.value == "orders_id_seq")
+    );
+    assert!(
+        f.name_arguments
+            .iter()
+            .any(|n| n.function == "pg_relation_size" && n.position == 1)
+    );
+    // Set operations keep their columns.
+    let f = facts("select id from t union select email from customers");
+    assert_eq!(columns(&f, "customers", Kind::Select), cols(&["email"]));
+    let f = facts(
+        "with recursive r(n, e) as (select 1, email from customers union all select n + 1, e from r where n < 3) select e from r",
+    );
+    assert_eq!(columns(&f, "customers", Kind::Select), cols(&["email"]));
+    // A sampling method is a function.
+    let f = facts("select * from customers tablesample system (50)");
+    assert!(f.functions.iter().any(|fu| fu.name == "system"));
+    // COMMENT ON defines on the relation.
+    for sql in [
+        "comment on table customers is 'x'",
+        "comment on column customers.card_number is 'x'",
+        "comment on trigger trg on customers is 'x'",
+    ] {
+        assert_eq!(names(sql), vec!["customers"], "{sql}");
+    }
+    // An alias list inside a join renames through the join's alias too.
+    let f = facts("select j.y from (customers a join customers b(one, x, y) using (one)) j");
+    assert_eq!(columns(&f, "customers", Kind::Select), Columns::All);
+    // Functional notation is recorded for the policy layer.
+    let f = facts("select c.card_tail from customers c");
+    assert!(
+        f.row_calls
+            .iter()
+            .any(|r| r.name == "card_tail" && r.relations == vec![rel("customers")])
+    );
+}
+
 #[test]
 fn unknown_root_types() {
     let body = serde_json::Map::new();

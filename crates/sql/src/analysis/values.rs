@@ -37,6 +37,16 @@ pub(crate) fn value_constants(root: &str, body: &Map<String, Value>) -> Vec<i32>
     out
 }
 
+/// Whether a constant found directly in a slot is a value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    No,
+    Value,
+    /// A value unless it is a string: a function argument, where a string may be a
+    /// `regclass` naming a relation (`Facts::name_arguments`).
+    NotString,
+}
+
 /// Visits the fields of node `ty`, each in its own slot.
 fn children(ty: &str, body: &Map<String, Value>, out: &mut Vec<i32>) {
     for (field, child) in body {
@@ -45,8 +55,8 @@ fn children(ty: &str, body: &Map<String, Value>, out: &mut Vec<i32>) {
     }
 }
 
-/// Visits a value in a slot: `slot` says whether a constant found directly here is a value.
-fn visit(v: &Value, slot: bool, out: &mut Vec<i32>) {
+/// Visits a value in a slot.
+fn visit(v: &Value, slot: Slot, out: &mut Vec<i32>) {
     match v {
         Value::Array(items) => {
             for i in items {
@@ -55,7 +65,9 @@ fn visit(v: &Value, slot: bool, out: &mut Vec<i32>) {
         }
         Value::Object(map) => match tagged(map) {
             Some(("AConst", c)) => {
-                if slot && let Some(loc) = c.get("location").and_then(Value::as_i64) {
+                let string = c.get("val").is_some_and(|v| v.get("Sval").is_some());
+                let value = slot == Slot::Value || (slot == Slot::NotString && !string);
+                if value && let Some(loc) = c.get("location").and_then(Value::as_i64) {
                     out.push(loc as i32);
                 }
             }
@@ -71,14 +83,14 @@ fn visit(v: &Value, slot: bool, out: &mut Vec<i32>) {
                 // `numeric(10, 2)`: type modifiers are values (`float(p)`, whose precision
                 // picks the type, leaves no constant here).
                 if let Some(mods) = map.get("typmods") {
-                    visit(mods, true, out);
+                    visit(mods, Slot::Value, out);
                 }
             }
             // Untagged structs (aliases, range variables, clauses): nothing in them is a
             // listed slot.
             None => {
                 for child in map.values() {
-                    visit(child, false, out);
+                    visit(child, Slot::No, out);
                 }
             }
         },
@@ -91,7 +103,8 @@ fn is_type_name(map: &Map<String, Value>) -> bool {
 }
 
 /// Whether a constant directly in field `field` of node `ty` is a value.
-fn value_slot(ty: &str, field: &str, body: &Map<String, Value>) -> bool {
+fn value_slot(ty: &str, field: &str, body: &Map<String, Value>) -> Slot {
+    let value = |v: bool| if v { Slot::Value } else { Slot::No };
     match (ty, field) {
         ("AExpr", "lexpr" | "rexpr")
         | ("BoolExpr", "args")
@@ -111,7 +124,7 @@ fn value_slot(ty: &str, field: &str, body: &Map<String, Value>) -> bool {
         | ("AIndirection", "arg")
         | ("NamedArgExpr", "arg")
         | ("MultiAssignRef", "source")
-        | ("WindowDef", "start_offset" | "end_offset") => true,
+        | ("WindowDef", "start_offset" | "end_offset") => Slot::Value,
         ("FuncCall", "args") => {
             let name = body
                 .get("funcname")
@@ -119,7 +132,11 @@ fn value_slot(ty: &str, field: &str, body: &Map<String, Value>) -> bool {
                 .and_then(|parts| parts.last())
                 .and_then(|n| tagged(n.as_object()?))
                 .and_then(|(_, s)| s.get("sval")?.as_str());
-            name.is_some_and(|n| !functions::reads_constant_arguments(n))
+            if name.is_some_and(|n| !functions::reads_constant_arguments(n)) {
+                Slot::NotString
+            } else {
+                Slot::No
+            }
         }
         ("TypeCast", "arg") => {
             let name = body
@@ -130,8 +147,8 @@ fn value_slot(ty: &str, field: &str, body: &Map<String, Value>) -> bool {
                 .and_then(|n| tagged(n.as_object()?))
                 .and_then(|(_, s)| s.get("sval")?.as_str());
             // `'customers'::regclass` names an object; so does every other reg* type.
-            name.is_some_and(|n| !n.starts_with("reg"))
+            value(name.is_some_and(|n| !n.starts_with("reg")))
         }
-        _ => false,
+        _ => Slot::No,
     }
 }

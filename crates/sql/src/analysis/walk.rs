@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::facts::{Columns, CopyFacts, Facts, FunctionRef, Kind, RelationName, SessionChange};
 use super::functions;
-use super::scope::{ScopeItem, Scopes};
+use super::scope::{self, ScopeItem, Scopes};
 
 type Obj = Map<String, Value>;
 
@@ -114,6 +114,14 @@ fn is_range_var(map: &Obj) -> bool {
     map.contains_key("relname") && map.contains_key("schemaname") && map.contains_key("inh")
 }
 
+/// A SelectStmt held in a field typed as one (a set operation's `larg` and `rarg`), which is
+/// serialised without the node tag.
+fn is_select_stmt(map: &Obj) -> bool {
+    ["target_list", "from_clause", "larg", "rarg", "op"]
+        .iter()
+        .all(|k| map.contains_key(*k))
+}
+
 fn is_func_call(map: &Obj) -> bool {
     map.contains_key("funcname") && map.contains_key("args") && map.contains_key("agg_star")
 }
@@ -179,6 +187,20 @@ fn string_const(v: &Value) -> Option<String> {
         "TypeCast" => string_const(body.get("arg")?),
         _ => None,
     }
+}
+
+/// A string constant with no cast of its own: `'x'`, whose type the context decides.
+fn plain_string(v: &Value) -> Option<String> {
+    let (t, body) = tagged(v.as_object()?)?;
+    (t == "AConst")
+        .then(|| {
+            body.get("val")?
+                .get("Sval")?
+                .get("sval")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .flatten()
 }
 
 /// Constant text of a SET argument (identifiers and strings).
@@ -374,6 +396,10 @@ impl Walker {
                 self.visit_except(body, &[], ctx);
             }
             "DropStmt" => self.drop(body),
+            "CommentStmt" | "SecLabelStmt" => {
+                self.commented(body);
+                self.visit_except(body, &["object"], Ctx { read: Kind::Ddl });
+            }
             _ => {
                 // Relations named by utility and DDL statements carry the statement's kind.
                 let read = kind_of(node, body);
@@ -400,6 +426,8 @@ impl Walker {
             Value::Object(map) => {
                 if let Some((t, body)) = tagged(map) {
                     self.node(t, body, ctx);
+                } else if is_select_stmt(map) {
+                    self.select(map, ctx);
                 } else if is_range_var(map) {
                     let rel = relation_name(map);
                     if !self.is_cte(&rel) {
@@ -430,6 +458,63 @@ impl Walker {
             }
             "FuncCall" => self.func_call(body, ctx),
             "ColumnRef" => self.column_ref(body),
+            "AExpr" => {
+                // `x::regclass IN ('a', 'b')`, `x::regclass = 'a'`: strings that meet a
+                // regclass are coerced to one, and name relations.
+                let is_regclass = |side: &str| {
+                    body.get(side)
+                        .and_then(|v| tagged(v.as_object()?))
+                        .is_some_and(|(t, b)| {
+                            t == "TypeCast"
+                                && string_list(b.get("type_name").and_then(|t| t.get("names")))
+                                    .last()
+                                    .is_some_and(|n| n == "regclass")
+                        })
+                };
+                for (cast, other) in [("lexpr", "rexpr"), ("rexpr", "lexpr")] {
+                    if !is_regclass(cast) {
+                        continue;
+                    }
+                    let constants: Vec<&Value> = match body.get(other) {
+                        Some(v) => match v.as_object().and_then(tagged) {
+                            Some(("List", l)) => l
+                                .get("items")
+                                .and_then(Value::as_array)
+                                .map(|a| a.iter().collect())
+                                .unwrap_or_default(),
+                            _ => vec![v],
+                        },
+                        None => Vec::new(),
+                    };
+                    for c in constants {
+                        if let Some(rel) =
+                            plain_string(c).and_then(|v| super::regclass::relation(&v))
+                        {
+                            self.facts.literal_sensitive = true;
+                            if !self.is_cte(&rel) {
+                                self.record(rel, ctx.read, Columns::None);
+                            }
+                        }
+                    }
+                }
+                self.visit_except(body, &[], ctx);
+            }
+            "TypeCast" => {
+                // `'customers'::regclass` names a relation by a constant.
+                let ty = string_list(body.get("type_name").and_then(|t| t.get("names")));
+                if ty.last().is_some_and(|t| t == "regclass")
+                    && let Some(rel) = body
+                        .get("arg")
+                        .and_then(plain_string)
+                        .and_then(|v| super::regclass::relation(&v))
+                {
+                    self.facts.literal_sensitive = true;
+                    if !self.is_cte(&rel) {
+                        self.record(rel, ctx.read, Columns::None);
+                    }
+                }
+                self.visit_except(body, &[], ctx);
+            }
             "AIndirection" => {
                 // `(x).f`: a field of x, or the function `f(x)`.
                 for name in string_list(body.get("indirection")) {
@@ -540,7 +625,13 @@ impl Walker {
                 if let Some(r) = body.get("relation") {
                     self.range_item(r, ctx);
                 }
-                self.visit_except(body, &["relation"], ctx);
+                // The sampling method is a function (`system`, `bernoulli`, an extension's).
+                let method = string_list(body.get("method"));
+                if let [.., name] = method.as_slice() {
+                    let schema = method.len().checked_sub(2).map(|i| method[i].clone());
+                    self.function(schema, name.clone());
+                }
+                self.visit_except(body, &["relation", "method"], ctx);
             }
             _ => {
                 // Subqueries, functions, VALUES, XMLTABLE: their own analysis covers what
@@ -567,28 +658,23 @@ impl Walker {
                 self.range_item(s, ctx);
             }
         }
-        let inside = self.scopes.accesses_since(start);
         let natural = body
             .get("is_natural")
             .and_then(Value::as_bool)
             .unwrap_or(false);
         for column in string_list(body.get("using_clause")) {
-            for &i in &inside {
-                self.facts.accesses[i].columns.add(&column);
-            }
+            self.scopes.using(start, &column, &mut self.facts);
         }
         if natural {
-            for &i in &inside {
-                self.facts.accesses[i].columns = Columns::All;
+            for item in self.scopes.since(start) {
+                scope::every(item, &mut self.facts);
             }
         }
         for alias in ["alias", "join_using_alias"] {
             if let Some(name) = alias_name_in(body.get(alias)) {
-                self.scopes.add(ScopeItem {
-                    name,
-                    accesses: inside.clone(),
-                    every_column: natural || renames_columns(body.get(alias)),
-                });
+                let renames = natural || renames_columns(body.get(alias));
+                let item = self.scopes.join_item(start, name, renames);
+                self.scopes.add(item);
             }
         }
         self.visit_except(body, &["larg", "rarg"], ctx);
@@ -842,6 +928,54 @@ impl Walker {
         self.visit_except(body, &["objects"], Ctx { read: Kind::Ddl });
     }
 
+    /// `COMMENT ON` and `SECURITY LABEL ON` a relation, one of its columns, or something
+    /// defined on it (a constraint, trigger, rule or policy): the relation is defined on.
+    fn commented(&mut self, body: &Obj) {
+        use pg_query::protobuf::ObjectType as O;
+        let objtype = body.get("objtype").and_then(Value::as_i64).unwrap_or(0) as i32;
+        let is = |types: &[O]| types.iter().any(|t| *t as i32 == objtype);
+        let names = match body
+            .get("object")
+            .and_then(Value::as_object)
+            .and_then(tagged)
+        {
+            Some(("List", l)) => string_list(l.get("items")),
+            _ => return,
+        };
+        let relation = if is(&[
+            O::ObjectTable,
+            O::ObjectView,
+            O::ObjectMatview,
+            O::ObjectIndex,
+            O::ObjectSequence,
+            O::ObjectForeignTable,
+        ]) {
+            &names[..]
+        } else if is(&[
+            O::ObjectColumn,
+            O::ObjectTabconstraint,
+            O::ObjectTrigger,
+            O::ObjectRule,
+            O::ObjectPolicy,
+        ]) {
+            &names[..names.len().saturating_sub(1)]
+        } else {
+            return;
+        };
+        let rel = match relation {
+            [name] => RelationName {
+                schema: None,
+                name: name.clone(),
+            },
+            [.., schema, name] => RelationName {
+                schema: Some(schema.clone()),
+                name: name.clone(),
+            },
+            [] => return,
+        };
+        self.record(rel, Kind::Ddl, Columns::All);
+    }
+
     fn variable_set(&mut self, body: &Obj) {
         let name = body
             .get("name")
@@ -900,6 +1034,36 @@ impl Walker {
                 None => SessionChange::Setting("?".into()),
             });
         }
+        if let Some(args) = body.get("args").and_then(Value::as_array) {
+            for (position, arg) in args.iter().enumerate() {
+                if let Some(value) = plain_string(arg) {
+                    let n = super::facts::NameArgument {
+                        function: name.clone(),
+                        position,
+                        value,
+                    };
+                    if !self.facts.name_arguments.contains(&n) {
+                        self.facts.name_arguments.push(n);
+                    }
+                }
+            }
+        }
+        self.function_with(schema, name, classes);
+        self.visit_except(body, &["funcname"], ctx);
+    }
+
+    /// Records a call of a function the statement names without a FuncCall node.
+    fn function(&mut self, schema: Option<String>, name: String) {
+        let classes = functions::classify(&name);
+        self.function_with(schema, name, classes);
+    }
+
+    fn function_with(
+        &mut self,
+        schema: Option<String>,
+        name: String,
+        classes: std::collections::BTreeSet<super::facts::FunctionClass>,
+    ) {
         let f = FunctionRef {
             schema,
             name,
@@ -908,7 +1072,6 @@ impl Walker {
         if !self.facts.functions.contains(&f) {
             self.facts.functions.push(f);
         }
-        self.visit_except(body, &["funcname"], ctx);
     }
 
     fn column_ref(&mut self, body: &Obj) {
