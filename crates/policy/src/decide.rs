@@ -171,6 +171,29 @@ impl EntitySet {
     }
 }
 
+impl EntitySet {
+    /// A `read_unmasked` request for each of `columns` of `table` (`schema.name`), `why`
+    /// saying how the statement reads them when not directly.
+    fn column_asks(
+        &mut self,
+        asks: &mut Vec<Ask>,
+        table: &EntityUid,
+        full: &str,
+        columns: impl IntoIterator<Item = String>,
+        why: &str,
+    ) {
+        for c in columns {
+            let col = uid("Column", &format!("{full}.{c}"));
+            self.add(col.clone(), [table.clone()]);
+            asks.push(Ask {
+                action: "read_unmasked",
+                resource: col,
+                describe: format!("column {full}.{c}{why}"),
+            });
+        }
+    }
+}
+
 fn action_name(kind: Kind) -> &'static str {
     kind.as_str()
 }
@@ -258,15 +281,7 @@ impl PolicyStore {
                             .columns(&schema, &access.relation.name)
                             .unwrap_or_else(|| vec!["*".to_string()]),
                     };
-                    for c in columns {
-                        let col = uid("Column", &format!("{full}.{c}"));
-                        entities.add(col.clone(), [table.clone()]);
-                        asks.push(Ask {
-                            action: "read_unmasked",
-                            resource: col,
-                            describe: format!("column {full}.{c}"),
-                        });
-                    }
+                    entities.column_asks(&mut asks, &table, &full, columns, "");
                 }
             }
         }
@@ -295,15 +310,14 @@ impl PolicyStore {
                     resource: table.clone(),
                     describe: format!("table {full} (through its statistics)"),
                 });
-                for c in catalog.columns(&schema, &name).unwrap_or_default() {
-                    let col = uid("Column", &format!("{full}.{c}"));
-                    entities.add(col.clone(), [table.clone()]);
-                    asks.push(Ask {
-                        action: "read_unmasked",
-                        resource: col,
-                        describe: format!("column {full}.{c} (through its statistics)"),
-                    });
-                }
+                let columns = catalog.columns(&schema, &name).unwrap_or_default();
+                entities.column_asks(
+                    &mut asks,
+                    &table,
+                    &full,
+                    columns,
+                    " (through its statistics)",
+                );
             }
         }
         // `t.f` meaning `f(t)`: a call, which reads t's whole row.
@@ -312,15 +326,8 @@ impl PolicyStore {
             for (schema, name) in &call.rows_of {
                 let full = format!("{schema}.{name}");
                 let table = uid("Table", &full);
-                for c in catalog.columns(schema, name).unwrap_or_default() {
-                    let col = uid("Column", &format!("{full}.{c}"));
-                    entities.add(col.clone(), [table.clone()]);
-                    asks.push(Ask {
-                        action: "read_unmasked",
-                        resource: col,
-                        describe: format!("column {full}.{c}"),
-                    });
-                }
+                let columns = catalog.columns(schema, name).unwrap_or_default();
+                entities.column_asks(&mut asks, &table, &full, columns, "");
             }
         }
         let mut function_names = BTreeSet::new();

@@ -189,6 +189,21 @@ fn string_const(v: &Value) -> Option<String> {
     }
 }
 
+/// The relation a qualified name list names (`[db,] [schema,] name`).
+fn qualified_name(names: &[String]) -> Option<RelationName> {
+    match names {
+        [name] => Some(RelationName {
+            schema: None,
+            name: name.clone(),
+        }),
+        [.., schema, name] => Some(RelationName {
+            schema: Some(schema.clone()),
+            name: name.clone(),
+        }),
+        [] => None,
+    }
+}
+
 /// A string constant with no cast of its own: `'x'`, whose type the context decides.
 fn plain_string(v: &Value) -> Option<String> {
     let (t, body) = tagged(v.as_object()?)?;
@@ -908,18 +923,9 @@ impl Walker {
                     Some(("List", l)) => string_list(l.get("items")),
                     _ => Vec::new(),
                 };
-                let rel = match names.as_slice() {
-                    [name] => RelationName {
-                        schema: None,
-                        name: name.clone(),
-                    },
-                    [.., schema, name] => RelationName {
-                        schema: Some(schema.clone()),
-                        name: name.clone(),
-                    },
-                    [] => continue,
-                };
-                self.record(rel, Kind::Ddl, Columns::All);
+                if let Some(rel) = qualified_name(&names) {
+                    self.record(rel, Kind::Ddl, Columns::All);
+                }
             }
         }
         if remove_type == O::ObjectDatabase as i32 {
@@ -962,18 +968,9 @@ impl Walker {
         } else {
             return;
         };
-        let rel = match relation {
-            [name] => RelationName {
-                schema: None,
-                name: name.clone(),
-            },
-            [.., schema, name] => RelationName {
-                schema: Some(schema.clone()),
-                name: name.clone(),
-            },
-            [] => return,
-        };
-        self.record(rel, Kind::Ddl, Columns::All);
+        if let Some(rel) = qualified_name(relation) {
+            self.record(rel, Kind::Ddl, Columns::All);
+        }
     }
 
     fn variable_set(&mut self, body: &Obj) {

@@ -60,26 +60,9 @@ impl Bind {
 
     /// The parameter values, each with whether it is in binary format; `None` is NULL.
     pub fn parameters(&self) -> Vec<(bool, Option<&[u8]>)> {
-        let mut out = Vec::new();
-        // The message was checked when decoded; a failure here only shortens the list.
-        let _ = (|| -> Result<(), WireError> {
-            let mut r = Reader::new(&self.msg.body()[self.statement_end + 1..], "Bind");
-            let n = r.count16()?;
-            let formats: Vec<bool> = (0..n)
-                .map(|_| r.i16().map(|f| f == 1))
-                .collect::<Result<_, _>>()?;
-            let params = r.count16()?;
-            for i in 0..params {
-                let binary = match formats.len() {
-                    0 => false,
-                    1 => formats[0],
-                    _ => formats.get(i).copied().unwrap_or(false),
-                };
-                out.push((binary, r.value()?));
-            }
-            Ok(())
-        })();
-        out
+        let mut r = Reader::new(&self.msg.body()[self.statement_end + 1..], "Bind");
+        // The message was checked when decoded, so this cannot fail.
+        super::values::read(&mut r).unwrap_or_default()
     }
 
     /// The result-column format codes (none: all text; one: for every column).

@@ -10,7 +10,7 @@ pub struct FunctionCall {
 }
 
 /// One argument: whether it is in binary format, and its bytes (`None` is NULL).
-pub type Argument<'a> = (bool, Option<&'a [u8]>);
+pub type Argument<'a> = super::values::Value<'a>;
 
 impl FunctionCall {
     pub fn decode(msg: Message) -> Result<Self, WireError> {
@@ -32,27 +32,11 @@ impl FunctionCall {
         self.oid
     }
 
-    /// The arguments, with the format each is in (the 0 / 1 / N format-code rule).
+    /// The arguments, with the format each is in.
     pub fn arguments(&self) -> Vec<Argument<'_>> {
-        let mut out = Vec::new();
-        // The message was checked when decoded; a failure here only shortens the list.
-        let _ = (|| -> Result<(), WireError> {
-            let mut r = Reader::new(&self.msg.body()[4..], "FunctionCall");
-            let n = r.count16()?;
-            let formats: Vec<bool> = (0..n)
-                .map(|_| r.i16().map(|f| f == 1))
-                .collect::<Result<_, _>>()?;
-            for i in 0..r.count16()? {
-                let binary = match formats.len() {
-                    0 => false,
-                    1 => formats[0],
-                    _ => formats.get(i).copied().unwrap_or(false),
-                };
-                out.push((binary, r.value()?));
-            }
-            Ok(())
-        })();
-        out
+        let mut r = Reader::new(&self.msg.body()[4..], "FunctionCall");
+        // The message was checked when decoded, so this cannot fail.
+        super::values::read(&mut r).unwrap_or_default()
     }
 
     pub fn message(&self) -> &Message {

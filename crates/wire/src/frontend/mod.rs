@@ -7,6 +7,7 @@ mod function_call;
 mod parse;
 mod password;
 mod query;
+mod values;
 
 pub use bind::Bind;
 pub use describe::{Close, Describe, Target};
