@@ -403,6 +403,9 @@ async fn functions_that_write_are_writes() {
              as 'update orders set amount = amount + 1 returning 1';
          create function public.double(int) returns int language sql immutable
              as 'select $1 * 2';
+         create function public.bump_op(int, int) returns int language sql volatile
+             as 'update orders set amount = amount + 1 returning 1';
+         create operator public.=== (leftarg = int, rightarg = int, function = public.bump_op);
          alter function public.bump() owner to gw_app;
          alter function public.double(int) owner to gw_app;
          alter sequence public.order_ids owner to gw_app;",
@@ -420,6 +423,9 @@ async fn functions_that_write_are_writes() {
         "SELECT bump()",
         "SELECT public.bump()",
         "SELECT * FROM reporting.daily_revenue WHERE bump() = 1",
+        // An operator is its function.
+        "SELECT 1 === 2",
+        "SELECT count(*) FROM reporting.daily_revenue WHERE orders OPERATOR(public.===) 1 > 0",
     ] {
         let e = bob.simple_query(sql).await.expect_err(sql);
         let (code, message) = db_error(&e);

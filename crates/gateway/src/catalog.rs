@@ -29,7 +29,10 @@ const QUERY: &str = "select n.nspname, c.relname, a.attname \
      where c.relkind in ('r', 'v', 'm', 'p', 'f', 'S') \
      order by n.nspname, c.relname, a.attnum; \
      select p.oid::text, n.nspname, p.proname, p.provolatile::text, p.proargtypes::text \
-     from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace";
+     from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace; \
+     select o.oprname, n.nspname, p.proname, p.provolatile::text from pg_catalog.pg_operator o \
+     join pg_catalog.pg_proc p on p.oid = o.oprcode join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
+     where p.provolatile = 'v'";
 
 /// The type OID of `regclass`.
 const REGCLASS: u32 = 2205;
@@ -55,6 +58,8 @@ pub struct Snapshot {
     by_name: HashMap<String, Vec<(String, bool)>>,
     /// Per function name: the argument positions where some overload takes a regclass.
     regclass_args: HashMap<String, Vec<usize>>,
+    /// Per operator name: the volatile functions implementing one (schema, name).
+    volatile_operators: HashMap<String, Vec<(String, String)>>,
     loaded: Option<Instant>,
 }
 
@@ -90,6 +95,15 @@ impl portcullis_policy::Catalog for Snapshot {
 
     fn regclass_parameters(&self, name: &str) -> Vec<usize> {
         self.regclass_args.get(name).cloned().unwrap_or_default()
+    }
+
+    fn operator_functions(&self, op: &str) -> Vec<(String, String, bool)> {
+        self.volatile_operators
+            .get(op)
+            .into_iter()
+            .flatten()
+            .map(|(schema, name)| (schema.clone(), name.clone(), true))
+            .collect()
     }
 }
 
@@ -290,6 +304,11 @@ async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                             );
                         }
                     }
+                    (2, [Some(op), Some(schema), Some(function), Some(_)]) => snapshot
+                        .volatile_operators
+                        .entry(op.clone())
+                        .or_default()
+                        .push((schema.clone(), function.clone())),
                     _ => {}
                 }
             }

@@ -330,12 +330,28 @@ impl PolicyStore {
                 entities.column_asks(&mut asks, &table, &full, columns, "");
             }
         }
+        // An operator is a call of the function that implements it; one that may write is
+        // decided like that function.
+        let operator_calls: Vec<FunctionRef> = facts
+            .operators
+            .iter()
+            .flat_map(|op| catalog.operator_functions(op))
+            .filter(|(schema, name, volatile)| {
+                *volatile && !(schema == "pg_catalog" && harmless_volatile(name))
+            })
+            .map(|(schema, name, _)| FunctionRef {
+                classes: std::iter::once(FunctionClass::Writes).collect(),
+                schema: Some(schema),
+                name,
+            })
+            .collect();
         let mut function_names = BTreeSet::new();
         let mut function_classes = BTreeSet::new();
         for f in facts
             .functions
             .iter()
             .chain(row_calls.iter().map(|c| &c.function))
+            .chain(&operator_calls)
         {
             let mut f_classes = f.classes.clone();
             if writes_by_catalog(f, catalog) {

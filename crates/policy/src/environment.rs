@@ -46,6 +46,11 @@ pub trait Catalog {
     fn regclass_parameters(&self, _name: &str) -> Vec<usize> {
         Vec::new()
     }
+    /// The functions that implement the operators called `op`: each one's schema, name and
+    /// whether the catalog marks it volatile.
+    fn operator_functions(&self, _op: &str) -> Vec<(String, String, bool)> {
+        Vec::new()
+    }
 }
 
 /// No catalog: unqualified names resolve to every schema on the search path.

@@ -259,6 +259,9 @@ pub struct Facts {
     pub row_calls: Vec<RowCall>,
     /// String constants passed to functions, which may name relations.
     pub name_arguments: Vec<NameArgument>,
+    /// Operators used, by name (schema dropped: every operator of the name counts). Each is
+    /// a function call the catalog can name.
+    pub operators: BTreeSet<String>,
     /// For UPDATE and DELETE: whether there is a WHERE clause (`WHERE CURRENT OF` counts).
     pub has_where: Option<bool>,
     pub copy: Option<CopyFacts>,
@@ -286,6 +289,7 @@ impl Facts {
             functions: Vec::new(),
             row_calls: Vec::new(),
             name_arguments: Vec::new(),
+            operators: BTreeSet::new(),
             has_where: None,
             copy: None,
             session: Vec::new(),
@@ -355,6 +359,7 @@ impl Facts {
         for r in &inner.row_calls {
             self.row_call(r.clone());
         }
+        self.operators.extend(inner.operators.iter().cloned());
         for n in &inner.name_arguments {
             if !self.name_arguments.contains(n) {
                 self.name_arguments.push(n.clone());

@@ -473,7 +473,14 @@ impl Walker {
             }
             "FuncCall" => self.func_call(body, ctx),
             "ColumnRef" => self.column_ref(body),
+            "SubLink" | "SortBy" => {
+                for field in ["oper_name", "use_op"] {
+                    self.operators(body.get(field));
+                }
+                self.visit_except(body, &[], ctx);
+            }
             "AExpr" => {
+                self.operators(body.get("name"));
                 // `x::regclass IN ('a', 'b')`, `x::regclass = 'a'`: strings that meet a
                 // regclass are coerced to one, and name relations.
                 let is_regclass = |side: &str| {
@@ -1047,6 +1054,13 @@ impl Walker {
         }
         self.function_with(schema, name, classes);
         self.visit_except(body, &["funcname"], ctx);
+    }
+
+    /// Records the operator a (possibly qualified) name list names.
+    fn operators(&mut self, name: Option<&Value>) {
+        if let Some(op) = string_list(name).pop() {
+            self.facts.operators.insert(op);
+        }
     }
 
     /// Records a call of a function the statement names without a FuncCall node.
