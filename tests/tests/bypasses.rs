@@ -406,6 +406,9 @@ async fn functions_that_write_are_writes() {
          create function public.bump_op(int, int) returns int language sql volatile
              as 'update orders set amount = amount + 1 returning 1';
          create operator public.=== (leftarg = int, rightarg = int, function = public.bump_op);
+         create function public.bump_check(int) returns bool language sql volatile
+             as 'update orders set amount = amount + 1 returning true';
+         create domain public.checked as int check (public.bump_check(value));
          alter function public.bump() owner to gw_app;
          alter function public.double(int) owner to gw_app;
          alter sequence public.order_ids owner to gw_app;",
@@ -425,6 +428,8 @@ async fn functions_that_write_are_writes() {
         "SELECT * FROM reporting.daily_revenue WHERE bump() = 1",
         // An operator is its function.
         "SELECT 1 === 2",
+        // A cast runs a domain's check.
+        "SELECT 1::checked",
         "SELECT count(*) FROM reporting.daily_revenue WHERE orders OPERATOR(public.===) 1 > 0",
     ] {
         let e = bob.simple_query(sql).await.expect_err(sql);

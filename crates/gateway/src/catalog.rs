@@ -32,6 +32,15 @@ const QUERY: &str = "select n.nspname, c.relname, a.attname \
      from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace; \
      select o.oprname, n.nspname, p.proname, p.provolatile::text from pg_catalog.pg_operator o \
      join pg_catalog.pg_proc p on p.oid = o.oprcode join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
+     where p.provolatile = 'v'; \
+     select t.typname, n.nspname, p.proname from pg_catalog.pg_cast c \
+     join pg_catalog.pg_type t on t.oid = c.casttarget join pg_catalog.pg_proc p on p.oid = c.castfunc \
+     join pg_catalog.pg_namespace n on n.oid = p.pronamespace where p.provolatile = 'v' \
+     union all select t.typname, n.nspname, p.proname from pg_catalog.pg_type t \
+     join pg_catalog.pg_constraint k on k.contypid = t.oid \
+     join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass and d.objid = k.oid \
+         and d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
+     join pg_catalog.pg_proc p on p.oid = d.refobjid join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
      where p.provolatile = 'v'";
 
 /// The type OID of `regclass`.
@@ -60,6 +69,8 @@ pub struct Snapshot {
     regclass_args: HashMap<String, Vec<usize>>,
     /// Per operator name: the volatile functions implementing one (schema, name).
     volatile_operators: HashMap<String, Vec<(String, String)>>,
+    /// Per type name: the volatile functions a cast to it may run (schema, name).
+    volatile_casts: HashMap<String, Vec<(String, String)>>,
     loaded: Option<Instant>,
 }
 
@@ -95,6 +106,10 @@ impl portcullis_policy::Catalog for Snapshot {
 
     fn regclass_parameters(&self, name: &str) -> Vec<usize> {
         self.regclass_args.get(name).cloned().unwrap_or_default()
+    }
+
+    fn cast_functions(&self, ty: &str) -> Vec<(String, String)> {
+        self.volatile_casts.get(ty).cloned().unwrap_or_default()
     }
 
     fn operator_functions(&self, op: &str) -> Vec<(String, String, bool)> {
@@ -304,6 +319,11 @@ async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                             );
                         }
                     }
+                    (3, [Some(ty), Some(schema), Some(function)]) => snapshot
+                        .volatile_casts
+                        .entry(ty.clone())
+                        .or_default()
+                        .push((schema.clone(), function.clone())),
                     (2, [Some(op), Some(schema), Some(function), Some(_)]) => snapshot
                         .volatile_operators
                         .entry(op.clone())

@@ -330,8 +330,8 @@ impl PolicyStore {
                 entities.column_asks(&mut asks, &table, &full, columns, "");
             }
         }
-        // An operator is a call of the function that implements it; one that may write is
-        // decided like that function.
+        // An operator is a call of the function that implements it, and a cast may call
+        // one (or a domain's check); one that may write is decided like that function.
         let operator_calls: Vec<FunctionRef> = facts
             .operators
             .iter()
@@ -339,7 +339,10 @@ impl PolicyStore {
             .filter(|(schema, name, volatile)| {
                 *volatile && !(schema == "pg_catalog" && harmless_volatile(name))
             })
-            .map(|(schema, name, _)| FunctionRef {
+            .map(|(schema, name, _)| (schema, name))
+            .chain(facts.casts.iter().flat_map(|t| catalog.cast_functions(t)))
+            .filter(|(schema, name)| !(schema == "pg_catalog" && harmless_volatile(name)))
+            .map(|(schema, name)| FunctionRef {
                 classes: std::iter::once(FunctionClass::Writes).collect(),
                 schema: Some(schema),
                 name,

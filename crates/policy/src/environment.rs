@@ -51,6 +51,11 @@ pub trait Catalog {
     fn operator_functions(&self, _op: &str) -> Vec<(String, String, bool)> {
         Vec::new()
     }
+    /// The volatile functions a cast to the type called `ty` may run (a cast's function,
+    /// a domain's check), each with its schema.
+    fn cast_functions(&self, _ty: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// No catalog: unqualified names resolve to every schema on the search path.

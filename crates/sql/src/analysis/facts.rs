@@ -262,6 +262,8 @@ pub struct Facts {
     /// Operators used, by name (schema dropped: every operator of the name counts). Each is
     /// a function call the catalog can name.
     pub operators: BTreeSet<String>,
+    /// Types cast to, by name: a cast's function or a domain's check may run code.
+    pub casts: BTreeSet<String>,
     /// For UPDATE and DELETE: whether there is a WHERE clause (`WHERE CURRENT OF` counts).
     pub has_where: Option<bool>,
     pub copy: Option<CopyFacts>,
@@ -290,6 +292,7 @@ impl Facts {
             row_calls: Vec::new(),
             name_arguments: Vec::new(),
             operators: BTreeSet::new(),
+            casts: BTreeSet::new(),
             has_where: None,
             copy: None,
             session: Vec::new(),
@@ -360,6 +363,7 @@ impl Facts {
             self.row_call(r.clone());
         }
         self.operators.extend(inner.operators.iter().cloned());
+        self.casts.extend(inner.casts.iter().cloned());
         for n in &inner.name_arguments {
             if !self.name_arguments.contains(n) {
                 self.name_arguments.push(n.clone());

@@ -524,6 +524,9 @@ impl Walker {
             "TypeCast" => {
                 // `'customers'::regclass` names a relation by a constant.
                 let ty = string_list(body.get("type_name").and_then(|t| t.get("names")));
+                if let Some(t) = ty.last() {
+                    self.facts.casts.insert(t.clone());
+                }
                 if ty.last().is_some_and(|t| t == "regclass")
                     && let Some(rel) = body
                         .get("arg")
