@@ -251,3 +251,52 @@ groups = ["engineering"]
     h.pg.restart().unwrap();
     still_serving(&h).await;
 }
+
+/// Parse and Bind counts are unsigned 16-bit numbers, as PostgreSQL reads them: a statement
+/// with 32,768 or 65,535 parameters (ORMs and bulk loaders reach them) runs through the
+/// gateway as it does directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_with_up_to_65535_parameters_run() {
+    use portcullis_tests::raw::{errors, execute, rows};
+    use portcullis_wire::Message;
+    use portcullis_wire::frontend::{BIND, Parse};
+    let h = Harness::start().await;
+    let mut raw = RawClient::connect(h.port()).await;
+    raw.login("app", &h.token("erin", &["engineering"]))
+        .await
+        .expect("login");
+    for n in [32_767usize, 32_768, 65_535] {
+        let values: Vec<String> = (1..=n).map(|i| format!("(${i})")).collect();
+        let sql = format!(
+            "select count(*), sum(v) from (values {}) t(v)",
+            values.join(",")
+        );
+        let parse = Parse::new("", sql.as_bytes(), &vec![23; n]);
+        let bind = Message::build(BIND, |b| {
+            use bytes::BufMut;
+            b.put_slice(b"\0\0");
+            b.put_u16(0);
+            b.put_u16(n as u16);
+            for _ in 0..n {
+                b.put_i32(1);
+                b.put_u8(b'1');
+            }
+            b.put_u16(0);
+        });
+        raw.send(&[
+            parse.message().clone(),
+            bind,
+            execute("", 0),
+            portcullis_wire::frontend::sync(),
+        ])
+        .await;
+        let answers = raw.until_ready().await;
+        assert!(errors(&answers).is_empty(), "{n}: {:?}", errors(&answers));
+        let n = n.to_string();
+        assert_eq!(
+            rows(&answers),
+            vec![vec![Some(n.clone()), Some(n.clone())]],
+            "{n} parameters"
+        );
+    }
+}

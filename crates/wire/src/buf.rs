@@ -60,10 +60,15 @@ impl<'a> Reader<'a> {
         Ok(self.i32()? as u32)
     }
 
-    /// A count that must not be negative (field counts, parameter counts).
+    pub fn u16(&mut self) -> Result<u16, WireError> {
+        let b = self.bytes(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// A 16-bit count (fields, parameters, format codes, values): unsigned, as PostgreSQL
+    /// reads it, so 0 to 65,535.
     pub fn count16(&mut self) -> Result<usize, WireError> {
-        let n = self.i16()?;
-        usize::try_from(n).map_err(|_| WireError::malformed(self.message, "negative count"))
+        self.u16().map(usize::from)
     }
 
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {

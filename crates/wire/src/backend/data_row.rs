@@ -39,7 +39,8 @@ impl DataRow {
                     }
                 }
             }
-            let n = (columns as i16).to_be_bytes();
+            // PostgreSQL's limit is 1,664 columns; a count past 65,535 cannot be sent.
+            let n = u16::try_from(columns).unwrap_or(u16::MAX).to_be_bytes();
             b[5..7].copy_from_slice(&n);
         });
         DataRow { msg, columns }

@@ -121,9 +121,21 @@ mod tests {
         let with_formats = b"\0s\0\0\0\0\0\0\x02\0\x01\0\0";
         let f = Bind::decode(Message::new(BIND, with_formats)).unwrap();
         assert_eq!(f.result_formats(), vec![1, 0]);
-        // A value length running past the end, and a negative count.
+        // A value length running past the end, and a count past the end.
         assert!(Bind::decode(Message::new(BIND, b"\0\0\0\0\0\x01\0\0\0\x09ab\0\0")).is_err());
         assert!(Bind::decode(Message::new(BIND, b"\0\0\xff\xfe")).is_err());
+        // Counts are unsigned: 32,768 and 65,535 parameters are legal.
+        for n in [32_767usize, 32_768, 65_535] {
+            let mut body = b"\0s\0\0\0".to_vec();
+            body.extend_from_slice(&(n as u16).to_be_bytes());
+            for _ in 0..n {
+                body.extend_from_slice(&1i32.to_be_bytes());
+                body.push(b'7');
+            }
+            body.extend_from_slice(&[0, 0]);
+            let b = Bind::decode(Message::new(BIND, &body)).unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(b.parameters().len(), n);
+        }
         let made = Bind::new("p", "s");
         let again = Bind::decode(made.message().clone()).unwrap();
         assert_eq!((again.portal(), again.statement()), ("p", "s"));

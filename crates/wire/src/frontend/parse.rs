@@ -35,7 +35,8 @@ impl Parse {
         let msg = Message::build(PARSE, |b| {
             put_cstr(b, name.as_bytes());
             put_cstr(b, sql);
-            b.put_i16(param_types.len() as i16);
+            // The count is 16 bits unsigned; the gateway's own Parses name few types.
+            b.put_u16(u16::try_from(param_types.len()).unwrap_or(u16::MAX));
             for t in param_types {
                 b.put_u32(*t);
             }
