@@ -273,7 +273,9 @@ impl PolicyStore {
                     resource: table.clone(),
                     describe: format!("table {full}"),
                 });
-                if matches!(access.action, Kind::Select | Kind::CopyOut) {
+                // A plan reads no values, but its row estimates come from the statistics of
+                // the columns its predicates name: EXPLAIN reads them too.
+                if matches!(access.action, Kind::Select | Kind::CopyOut | Kind::Explain) {
                     let columns: Vec<String> = match &access.columns {
                         Columns::None => Vec::new(),
                         Columns::Some(set) => set.iter().cloned().collect(),
