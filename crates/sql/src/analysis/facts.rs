@@ -270,11 +270,13 @@ pub struct Facts {
     pub session: Vec<SessionChange>,
     /// Notable properties: `alter_system`, `drop_database`, `load`, `notify`,
     /// `anonymous_code` (DO), `returning`, `select_into`, `rule`, `cursor`,
-    /// `prepare`, `execute`, `explain_analyze`, `temporary`; and what a catalog it reads
+    /// `prepare`, `execute`, `explain_analyze`, `temporary`, `two_phase` (PREPARE
+    /// TRANSACTION, COMMIT/ROLLBACK PREPARED), `fetch`; and what a catalog it reads
     /// exposes (`exposures`): `catalog_values`, `statement_texts`, `credentials`,
     /// `large_object_data`.
     pub tags: BTreeSet<String>,
-    /// For `PREPARE` / `EXECUTE`: the prepared statement's name.
+    /// For `PREPARE` / `EXECUTE`: the prepared statement's name; for `FETCH` / `MOVE`, the
+    /// cursor's.
     pub prepared_name: Option<String>,
     /// Whether any decision-relevant fact came from a literal (a file name, a setting's
     /// value, a function's text argument): such statements must not share cached

@@ -410,6 +410,31 @@ impl Walker {
                 self.facts.tag("notify");
                 self.visit_except(body, &[], ctx);
             }
+            "TransactionStmt" => {
+                // PREPARE TRANSACTION leaves a transaction (and its locks) behind the session;
+                // COMMIT/ROLLBACK PREPARED end one, anyone's.
+                use pg_query::protobuf::TransactionStmtKind as T;
+                let kind = body.get("kind").and_then(Value::as_i64).unwrap_or(0) as i32;
+                if [
+                    T::TransStmtPrepare,
+                    T::TransStmtCommitPrepared,
+                    T::TransStmtRollbackPrepared,
+                ]
+                .iter()
+                .any(|k| *k as i32 == kind)
+                {
+                    self.facts.tag("two_phase");
+                }
+            }
+            "FetchStmt" => {
+                // FETCH and MOVE read what the cursor's query reads: the gateway decides them
+                // on the DECLARE it saw (`prepared_name` names the cursor).
+                self.facts.tag("fetch");
+                self.facts.prepared_name = body
+                    .get("portalname")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
             "DropStmt" => self.drop(body),
             "CommentStmt" | "SecLabelStmt" => {
                 self.commented(body);
