@@ -18,11 +18,16 @@ const ALICE: (&str, &[&str]) = ("alice", &["data-science"]);
 
 /// The example policies at Tuesday 10:00 UTC (business hours), with the sample tables.
 async fn harness() -> Harness {
+    harness_at(Arc::new(FixedClock::new(BUSINESS_HOURS.parse().unwrap()))).await
+}
+
+const BUSINESS_HOURS: &str = "2026-11-24T10:00:00Z";
+const EVENING: &str = "2026-11-24T20:00:00Z";
+
+async fn harness_at(clock: Arc<FixedClock>) -> Harness {
     let h = Harness::with(Setup {
         policies: example_policies(),
-        clock: Some(Arc::new(FixedClock::new(
-            "2026-11-24T10:00:00Z".parse().unwrap(),
-        ))),
+        clock: Some(clock),
         ..Setup::default()
     })
     .await;
@@ -483,4 +488,149 @@ async fn statements_prepared_out_of_sight_are_not_run() {
         "{errs:?}"
     );
     assert_eq!(orders(&h), before);
+}
+
+/// The attacker's findings against the demo: plans that estimate masked values, prepared
+/// transactions, an unnamed statement the server kept while the gateway thought it gone,
+/// the gateway's own statement names, and cursors read outside the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_estimates_and_prepared_transactions_are_governed() {
+    let h = harness().await;
+    let bob = h.connect_as(BOB.0, BOB.1, "app").await.unwrap();
+    let alice = h.connect_as(ALICE.0, ALICE.1, "app").await.unwrap();
+    // A plan's row estimates come from the statistics of the columns its predicates name.
+    for sql in [
+        "explain select id from customers where email < 'c5'",
+        "explain select 1 from customers a, customers b where a.card_number < '4111'",
+    ] {
+        let e = bob.simple_query(sql).await.expect_err(sql);
+        assert_eq!(db_error(&e).0, "42501", "{sql}");
+    }
+    bob.simple_query("explain select id from customers where id < 5")
+        .await
+        .expect("a plan over columns bob may read");
+    // A prepared transaction outlives the session, holding its locks.
+    for client in [&bob, &alice] {
+        client.simple_query("begin").await.unwrap();
+        let e = client
+            .simple_query("prepare transaction 'px'")
+            .await
+            .expect_err("two-phase commit");
+        assert!(db_error(&e).1.contains("no-two-phase-commit"), "{e}");
+        client.simple_query("rollback").await.unwrap();
+    }
+    assert_eq!(
+        h.direct("app", "select count(*) from pg_prepared_xacts"),
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_statement_and_cursor_decided_are_the_ones_the_server_runs() {
+    let clock = Arc::new(FixedClock::new(BUSINESS_HOURS.parse().unwrap()));
+    let h = harness_at(clock.clone()).await;
+    let s1: &[u8] = b"SELECT day, revenue FROM reporting.daily_revenue ORDER BY day LIMIT 2";
+    let mut raw = raw_as(&h, ALICE).await;
+    raw.send(&[parse(s1), portcullis_wire::frontend::sync()])
+        .await;
+    assert!(errors(&raw.until_ready().await).is_empty());
+    // A refused Bind makes the server skip to Sync: the Parse after it never happens.
+    raw.send(&[
+        bind("", "nonexistent", &[]),
+        parse(b"SELECT 'innocent text' AS x, 42 AS y"),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert_eq!(errors(&raw.until_ready().await).len(), 1);
+    // After hours, binding the unnamed statement binds S1: decided as S1, refused.
+    clock.set(EVENING.parse().unwrap());
+    raw.send(&[
+        bind("", "", &[]),
+        execute("", 0),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    let answers = raw.until_ready().await;
+    assert!(rows(&answers).is_empty(), "{:?}", rows(&answers));
+    assert_eq!(
+        errors(&answers)[0].code(),
+        "42501",
+        "{:?}",
+        errors(&answers)
+    );
+    // In hours the same Bind runs S1, and the trail says S1.
+    clock.set(BUSINESS_HOURS.parse().unwrap());
+    raw.send(&[
+        bind("", "", &[]),
+        execute("", 0),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert_eq!(rows(&raw.until_ready().await).len(), 2);
+    let events = h.audit_events("statement").await;
+    let binds: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            portcullis_audit::Event::Statement(s) if s.origin == "bind" => Some(s.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!binds.iter().any(|t| t.contains("innocent")), "{binds:?}");
+    assert!(binds.iter().any(|t| t.as_bytes() == s1), "{binds:?}");
+
+    // The gateway's own statement names are not the client's to take.
+    raw.send(&[
+        Parse::new(
+            "portcullis_refused",
+            b"SELECT day FROM reporting.daily_revenue",
+            &[],
+        )
+        .message()
+        .clone(),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    let errs = errors(&raw.until_ready().await);
+    assert!(errs[0].message().contains("reserved"), "{errs:?}");
+    raw.send(&[query(b"PREPARE portcullis_probe AS SELECT 1")])
+        .await;
+    assert!(
+        errors(&raw.until_ready().await)[0]
+            .message()
+            .contains("reserved")
+    );
+    raw.send(&[
+        bind("", "never_prepared", &[]),
+        execute("", 0),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    let answers = raw.until_ready().await;
+    assert!(rows(&answers).is_empty() && errors(&answers)[0].code() == "26000");
+
+    // A cursor is read under the rules of the time it is read, by FETCH or by Execute.
+    raw.send(&[query(
+        b"DECLARE cur CURSOR WITH HOLD FOR SELECT day FROM reporting.daily_revenue ORDER BY day",
+    )])
+    .await;
+    assert!(errors(&raw.until_ready().await).is_empty());
+    raw.send(&[execute("cur", 1), portcullis_wire::frontend::sync()])
+        .await;
+    assert_eq!(rows(&raw.until_ready().await).len(), 1);
+    clock.set(EVENING.parse().unwrap());
+    raw.send(&[query(b"FETCH 2 FROM cur")]).await;
+    let answers = raw.until_ready().await;
+    assert!(rows(&answers).is_empty() && errors(&answers)[0].code() == "42501");
+    raw.send(&[execute("cur", 1), portcullis_wire::frontend::sync()])
+        .await;
+    let answers = raw.until_ready().await;
+    assert!(rows(&answers).is_empty() && errors(&answers)[0].code() == "42501");
+    let events = h.audit_events("statement").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, portcullis_audit::Event::Statement(s)
+            if s.origin == "execute" && s.text.contains("cur") && s.sqlstate.is_none())),
+        "the Execute of the cursor was not audited"
+    );
 }

@@ -166,6 +166,18 @@ impl Decider for PolicyDecider {
                 own_facts = Some(&owned);
                 (&owned, statement.text.unwrap_or(&parsed.text))
             }
+            // FETCH reads what the cursor's query reads (a cursor the gateway did not see
+            // declared, opened by a function, is decided on the FETCH alone).
+            (_, Ok(parsed))
+                if parsed.facts.tags.contains("fetch")
+                    && let Some(cursor) = statement.prepared =>
+            {
+                let mut f = parsed.facts.clone();
+                f.absorb(&cursor.facts);
+                owned = Arc::new(f);
+                own_facts = Some(&owned);
+                (&owned, statement.text.unwrap_or(&parsed.text))
+            }
             (_, Ok(parsed)) => (&parsed.facts, statement.text.unwrap_or(&parsed.text)),
             (_, Err(reason)) => {
                 return refuse(

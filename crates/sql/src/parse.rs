@@ -30,13 +30,19 @@ impl LexerOptions {
     }
 }
 
-/// A prepared-statement operation at the SQL level, which the gateway mirrors.
+/// A prepared-statement or cursor operation at the SQL level, which the gateway mirrors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PreparedOp {
     Prepare(String),
     Execute(String),
     /// `DEALLOCATE name`, or `DEALLOCATE ALL` as `None`.
     Deallocate(Option<String>),
+    /// `DECLARE name CURSOR FOR …`.
+    Declare(String),
+    /// `CLOSE name`, or `CLOSE ALL` as `None`.
+    Close(Option<String>),
+    /// `DISCARD ALL`: every prepared statement and cursor goes.
+    DiscardAll,
 }
 
 /// One statement of a query string.
@@ -81,12 +87,15 @@ impl ParsedStatement {
             } else {
                 Some(d.name.clone())
             })),
-            // DISCARD ALL deallocates every prepared statement, as DEALLOCATE ALL does.
             NodeEnum::DiscardStmt(d)
                 if d.target == pg_query::protobuf::DiscardMode::DiscardAll as i32 =>
             {
-                Some(PreparedOp::Deallocate(None))
+                Some(PreparedOp::DiscardAll)
             }
+            NodeEnum::DeclareCursorStmt(d) => Some(PreparedOp::Declare(d.portalname.clone())),
+            NodeEnum::ClosePortalStmt(c) => Some(PreparedOp::Close(
+                (!c.portalname.is_empty()).then(|| c.portalname.clone()),
+            )),
             _ => None,
         }
     }
@@ -177,7 +186,7 @@ mod tests {
     #[test]
     fn prepared_ops() {
         let q = parse(
-            "PREPARE p(int) AS select $1; EXECUTE p(1); DEALLOCATE p; DEALLOCATE ALL; DISCARD ALL",
+            "PREPARE p(int) AS select $1; EXECUTE p(1); DEALLOCATE p; DEALLOCATE ALL; DISCARD ALL; DECLARE c CURSOR FOR SELECT 1; CLOSE c; CLOSE ALL",
             LexerOptions::default(),
         );
         let ops: Vec<_> = q.result.unwrap().iter().map(|s| s.prepared_op()).collect();
@@ -188,7 +197,10 @@ mod tests {
                 Some(PreparedOp::Execute("p".into())),
                 Some(PreparedOp::Deallocate(Some("p".into()))),
                 Some(PreparedOp::Deallocate(None)),
-                Some(PreparedOp::Deallocate(None)),
+                Some(PreparedOp::DiscardAll),
+                Some(PreparedOp::Declare("c".into())),
+                Some(PreparedOp::Close(Some("c".into()))),
+                Some(PreparedOp::Close(None)),
             ]
         );
     }

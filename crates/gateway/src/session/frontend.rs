@@ -29,7 +29,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 
 use super::outbox::Outbox;
-use super::prepared::{Prepared, Registry, Treatment};
+use super::prepared::{Prepared, Registry, Treatment, UnnamedParses};
 use super::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
 use super::settled::Sent;
 use super::tripwire::Expected;
@@ -77,6 +77,8 @@ pub struct Frontend<'s> {
     settled: Sent,
     /// The gateway's own queries of the lexer settings so far (each gets a fresh name).
     lexer_queries: u64,
+    /// Parses of the unnamed statement the server may have skipped.
+    unnamed: UnnamedParses,
 }
 
 /// The server after a barrier: its transaction status, and whether it is discarding
@@ -94,6 +96,45 @@ fn executes(s: &portcullis_sql::ParsedStatement) -> Option<&str> {
     } else {
         None
     }
+}
+
+/// The cursor a `FETCH` or `MOVE` reads from.
+fn fetches(s: &portcullis_sql::ParsedStatement) -> Option<&str> {
+    if s.facts.tags.contains("fetch") {
+        s.facts.prepared_name.as_deref()
+    } else {
+        None
+    }
+}
+
+/// Names of prepared statements and portals the gateway uses for itself (its refusals,
+/// probes and queries of the server's settings depend on no client holding them).
+const RESERVED_PREFIX: &str = "portcullis_";
+
+fn reserved(name: &str) -> ErrorResponse {
+    ErrorResponse::new(
+        Severity::Error,
+        "42501",
+        format!(
+            "the name \"{name}\" is reserved: names starting with {RESERVED_PREFIX} belong to the gateway"
+        ),
+    )
+}
+
+/// The reserved name a statement would create a prepared statement or cursor under, if
+/// any: a protocol Parse, SQL `PREPARE`, `DECLARE`.
+fn creates_reserved_name<'a>(statement: &'a Statement<'_>) -> Option<&'a str> {
+    use pg_query::NodeEnum;
+    let name = match (statement.origin, statement.parsed) {
+        (Origin::Parse { name }, _) => name,
+        (_, Ok(s)) => match s.root()? {
+            NodeEnum::PrepareStmt(p) => p.name.as_str(),
+            NodeEnum::DeclareCursorStmt(d) => d.portalname.as_str(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    name.starts_with(RESERVED_PREFIX).then_some(name)
 }
 
 fn canceled() -> ErrorResponse {
@@ -123,6 +164,7 @@ impl<'s> Frontend<'s> {
             seq: 0,
             settled: Sent::default(),
             lexer_queries: 0,
+            unnamed: UnnamedParses::default(),
         }
     }
 
@@ -292,6 +334,30 @@ impl<'s> Frontend<'s> {
         Ok(Ok(()))
     }
 
+    /// What a statement runs besides itself: the prepared statement an `EXECUTE` names,
+    /// the cursor a `FETCH` reads.
+    fn referenced(&self, s: &portcullis_sql::ParsedStatement) -> Option<Arc<Prepared>> {
+        executes(s)
+            .and_then(|n| self.registry.statement(n))
+            .or_else(|| fetches(s).and_then(|n| self.registry.cursor(n)))
+            .cloned()
+    }
+
+    /// After a Sync, waits for the outcome of unnamed-statement Parses the server may have
+    /// skipped, so the registry holds what the server holds (see `UnnamedParses`).
+    async fn settle_unnamed<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        if self.unnamed.must_settle() {
+            self.push(&frontend::flush());
+            self.flush(upstream).await?;
+            let holds = self.unnamed.settle().await;
+            self.registry.set_unnamed(holds);
+        }
+        Ok(())
+    }
+
     /// Asks the server to send what it has buffered, and waits until every earlier answer
     /// has been read: afterwards the transaction status is the server's current one.
     async fn catch_up<W: AsyncWrite + Unpin>(
@@ -431,6 +497,7 @@ impl<'s> Frontend<'s> {
                 Ok(())
             }
             frontend::SYNC => {
+                self.unnamed.synced();
                 self.send(Expect::Sync, &msg);
                 Ok(())
             }
@@ -456,6 +523,11 @@ impl<'s> Frontend<'s> {
         statement: &Statement<'_>,
         upstream: &mut W,
     ) -> Result<(Result<Treatment, ErrorResponse>, Reasons), FrontendError> {
+        if let Some(name) = creates_reserved_name(statement) {
+            let e = reserved(name);
+            let why = Reasons::of(&Verdict::Refuse(e.clone()));
+            return Ok((Err(e), why));
+        }
         let (mut verdict, reasons) = self
             .ctx
             .decider
@@ -589,6 +661,8 @@ impl<'s> Frontend<'s> {
         // Statements prepared earlier in this same query are visible to later EXECUTEs in
         // it, as they will be on the server.
         let mut local: Vec<(String, usize)> = Vec::new();
+        // So are cursors declared earlier to later FETCHes.
+        let mut cursors: Vec<(String, usize)> = Vec::new();
         for (index, s) in statements.iter().enumerate() {
             let mut earlier = None;
             let mut registered: Option<Arc<Prepared>> = None;
@@ -598,8 +672,16 @@ impl<'s> Frontend<'s> {
                     None => registered = self.registry.statement(name).cloned(),
                 }
             }
-            if let Some(PreparedOp::Prepare(name)) = s.prepared_op() {
-                local.push((name, index));
+            if let Some(name) = fetches(s) {
+                match cursors.iter().rev().find(|(n, _)| n == name) {
+                    Some((_, i)) => earlier = statements.get(*i),
+                    None => registered = self.registry.cursor(name).cloned(),
+                }
+            }
+            match s.prepared_op() {
+                Some(PreparedOp::Prepare(name)) => local.push((name, index)),
+                Some(PreparedOp::Declare(name)) => cursors.push((name, index)),
+                _ => {}
             }
             let prepared = earlier.or_else(|| registered.as_ref().and_then(|p| p.statement()));
             let search_path = self.search_path.clone();
@@ -716,7 +798,13 @@ impl<'s> Frontend<'s> {
         let changes_prepared = statements.iter().any(|s| {
             matches!(
                 s.prepared_op(),
-                Some(PreparedOp::Prepare(_) | PreparedOp::Deallocate(_))
+                Some(
+                    PreparedOp::Prepare(_)
+                        | PreparedOp::Deallocate(_)
+                        | PreparedOp::Declare(_)
+                        | PreparedOp::Close(_)
+                        | PreparedOp::DiscardAll
+                )
             )
         });
         let (completed_tx, completed_rx) = if changes_prepared {
@@ -784,6 +872,19 @@ impl<'s> Frontend<'s> {
                 ),
                 Some(PreparedOp::Deallocate(Some(name))) => self.registry.deallocate(&name),
                 Some(PreparedOp::Deallocate(None)) => self.registry.deallocate_all(),
+                Some(PreparedOp::Declare(name)) => self.registry.declare(
+                    &name,
+                    Prepared {
+                        parsed: parsed.clone(),
+                        index,
+                        treatment: Treatment::default(),
+                    },
+                ),
+                Some(PreparedOp::Close(name)) => self.registry.close_cursor(name.as_deref()),
+                Some(PreparedOp::DiscardAll) => {
+                    self.registry.deallocate_all();
+                    self.registry.close_cursor(None);
+                }
                 _ => {}
             }
         }
@@ -897,6 +998,28 @@ impl<'s> Frontend<'s> {
         bind: Bind,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
+        if bind.statement().is_empty() {
+            self.settle_unnamed(upstream).await?;
+        }
+        if bind.portal().starts_with(RESERVED_PREFIX) {
+            let e = reserved(bind.portal());
+            let text = format!("/* Bind of portal \"{}\" */", bind.portal());
+            self.record_refusal(
+                "bind",
+                &text,
+                None,
+                &Reasons::of(&Verdict::Refuse(e.clone())),
+                &e,
+            );
+            self.send(
+                Expect::Bind {
+                    on_error: OnError::Replace(e),
+                    audit: None,
+                },
+                Bind::new("", REFUSED).message(),
+            );
+            return Ok(());
+        }
         let Some(prepared) = self.registry.statement(bind.statement()).cloned() else {
             // Unknown to the gateway. Usually unknown to the server too, but a function's
             // dynamic SQL can PREPARE behind the gateway's back: never run what was not
@@ -942,7 +1065,7 @@ impl<'s> Frontend<'s> {
             );
             return Ok(());
         };
-        let registered = executes(stmt).and_then(|n| self.registry.statement(n).cloned());
+        let registered = self.referenced(stmt);
         let search_path = self.search_path.clone();
         let statement = Statement {
             origin: Origin::Bind {
@@ -1017,6 +1140,9 @@ impl<'s> Frontend<'s> {
         execute: Execute,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
+        if !execute.portal().is_empty() && !self.registry.has_portal(execute.portal()) {
+            return self.execute_cursor(execute, upstream).await;
+        }
         let treatment = self.registry.portal(execute.portal());
         let limits = &self.ctx.audit.limits;
         let audit = treatment
@@ -1061,6 +1187,103 @@ impl<'s> Frontend<'s> {
         Ok(())
     }
 
+    /// An Execute of a portal no Bind through the gateway created: a SQL cursor (declared,
+    /// or opened by a function). It is decided like `FETCH ALL FROM` it, on the DECLARE
+    /// the gateway saw, and audited; refused, a failing Bind stands in for it.
+    async fn execute_cursor<W: AsyncWrite + Unpin>(
+        &mut self,
+        execute: Execute,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        let name = execute.portal().to_string();
+        let sql = format!("FETCH FORWARD ALL FROM \"{}\"", name.replace('"', "\"\""));
+        let parsed = self.ctx.cache.get(&sql, LexerOptions::default());
+        let Ok([stmt]) = parsed.result.as_deref() else {
+            // Only a name no cursor can have gets here.
+            let e = ErrorResponse::new(
+                Severity::Error,
+                "34000",
+                format!("portal \"{name}\" does not exist"),
+            );
+            self.record_refusal(
+                "execute",
+                &sql,
+                None,
+                &Reasons::of(&Verdict::Refuse(e.clone())),
+                &e,
+            );
+            self.send(
+                Expect::Bind {
+                    on_error: OnError::Replace(e),
+                    audit: None,
+                },
+                Bind::new("", REFUSED).message(),
+            );
+            return Ok(());
+        };
+        let cursor = self.registry.cursor(&name).cloned();
+        let search_path = self.search_path.clone();
+        let text = format!("/* Execute of cursor \"{name}\" */ {sql}");
+        let statement = Statement {
+            origin: Origin::Bind { statement: &name },
+            text: Some(&text),
+            parsed: Ok(stmt),
+            prepared: cursor.as_ref().and_then(|c| c.statement()),
+            transaction: self.shared.transaction(),
+            search_path: &search_path,
+        };
+        let (outcome, why) = self.decide(&statement, upstream).await?;
+        let outcome = match outcome {
+            Ok(_) => {
+                let seq = self.next_seq();
+                let event = statement_event(
+                    &self.ctx.info,
+                    Described {
+                        seq,
+                        origin: "execute",
+                        text: &text,
+                        parameters: Vec::new(),
+                        facts: Some(&stmt.facts),
+                        reasons: &why,
+                        refusal: None,
+                        max_rows: None,
+                        search_path: &search_path,
+                    },
+                );
+                let record = self.ctx.audit.recording(&why).is_some();
+                let limits = &self.ctx.audit.limits;
+                let tracker = Tracker::new(seq, record.then_some(limits), Arc::from(Vec::new()));
+                self.audit_durable(vec![event], upstream)
+                    .await?
+                    .map(|()| tracker)
+            }
+            Err(refusal) => {
+                self.record_refusal("execute", &text, Some(&stmt.facts), &why, &refusal);
+                Err(refusal)
+            }
+        };
+        match outcome {
+            Ok(tracker) => self.send(
+                Expect::Execute {
+                    rewrite: None,
+                    expected: Expected::NoWrite,
+                    limit: None,
+                    audit: Some(tracker),
+                },
+                execute.message(),
+            ),
+            // Binding a statement that does not exist fails where the Execute would have.
+            Err(refusal) => self.send(
+                Expect::Bind {
+                    on_error: OnError::Replace(refusal),
+                    audit: None,
+                },
+                Bind::new("", REFUSED).message(),
+            ),
+        }
+        Ok(())
+    }
+
     async fn on_parse<W: AsyncWrite + Unpin>(
         &mut self,
         parse: Parse,
@@ -1083,7 +1306,7 @@ impl<'s> Frontend<'s> {
         let search_path = self.search_path.clone();
         let mut outcome: Result<Treatment, ErrorResponse> = Ok(Treatment::default());
         for (i, s) in statements.iter().enumerate() {
-            let registered = executes(s).and_then(|n| self.registry.statement(n).cloned());
+            let registered = self.referenced(s);
             let statement = Statement {
                 origin: Origin::Parse { name: &name },
                 text: Some(&s.text),
@@ -1116,14 +1339,17 @@ impl<'s> Frontend<'s> {
                     treatment,
                 };
                 if name.is_empty() {
-                    // A Parse of the unnamed statement drops the old one first, so if it
-                    // fails there is none, and a later Bind fails on the server too.
+                    // Tied to the new text at once; settled once a Sync has gone out.
+                    let before = self.registry.take_unnamed();
                     self.registry.prepare(&name, prepared);
+                    let (tx, rx) = oneshot::channel();
+                    let creates = self.registry.statement("").cloned();
+                    self.unnamed.parsed(before, rx, creates);
                     self.send(
                         Expect::Parse {
                             on_error: OnError::Forward,
                             on_success: None,
-                            report: None,
+                            report: Some(tx),
                         },
                         parse.message(),
                     );
@@ -1147,14 +1373,19 @@ impl<'s> Frontend<'s> {
                 }
             }
             Err(refusal) => {
+                let mut report = None;
                 if name.is_empty() {
-                    self.registry.deallocate(&name);
+                    // The stand-in fails, dropping the old statement, unless it is skipped.
+                    let before = self.registry.take_unnamed();
+                    let (tx, rx) = oneshot::channel();
+                    self.unnamed.parsed(before, rx, None);
+                    report = Some(tx);
                 }
                 self.send(
                     Expect::Parse {
                         on_error: OnError::Replace(refusal),
                         on_success: None,
-                        report: None,
+                        report,
                     },
                     Parse::new(&name, REFUSED_SQL, &[]).message(),
                 );

@@ -108,7 +108,8 @@ pub enum Expect {
     },
     /// ParseComplete or an error. `on_success` replaces ParseComplete with an error: a
     /// probe of text the gateway could not parse, which the server could. `report` is
-    /// told whether the statement was created (dropped unsent when skipped).
+    /// told whether the statement was created (true) or the Parse failed (false); it is
+    /// dropped unsent when the Parse is skipped.
     Parse {
         on_error: OnError,
         on_success: Option<ErrorResponse>,
@@ -682,7 +683,12 @@ impl Attribution {
                 }
             }
             Some(Expect::FunctionCall { on_error, .. }) => disposition(on_error),
-            Some(Expect::Parse { on_error, .. }) => {
+            Some(Expect::Parse {
+                on_error, report, ..
+            }) => {
+                if let Some(tx) = report.take() {
+                    let _ = tx.send(false);
+                }
                 let action = disposition(on_error);
                 self.skipping = true;
                 self.pop();
