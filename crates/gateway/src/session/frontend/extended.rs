@@ -1,0 +1,489 @@
+//! The extended query protocol: Parse decided and mirrored once the server created the
+//! statement, Bind decided again, Execute of portals (and of cursors no Bind created).
+
+use std::sync::Arc;
+
+use portcullis_sql::LexerOptions;
+use portcullis_sql::analysis::Kind;
+use portcullis_wire::backend::{ErrorResponse, Severity};
+use portcullis_wire::frontend::{self, Bind, Close, Describe, Execute, Parse, Target};
+use tokio::io::AsyncWrite;
+use tokio::sync::oneshot;
+
+use crate::session::prepared::{Prepared, Treatment};
+use crate::session::queue::{Expect, LimitReport, OnError, RowCap};
+use crate::session::tripwire::Expected;
+use super::decide::{RESERVED_PREFIX, reserved};
+use super::refusal::{REFUSED, REFUSED_SQL};
+use super::{Frontend, FrontendError};
+use crate::audit::{Described, Tracker, statement_event};
+use crate::decision::{Origin, Reasons, Statement, Verdict};
+
+impl Frontend<'_> {
+    /// After a Sync, waits for the outcome of unnamed-statement Parses the server may have
+    /// skipped, so the registry holds what the server holds (see `UnnamedParses`).
+    pub(super) async fn settle_unnamed<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        if self.unnamed.must_settle() {
+            self.push(&frontend::flush());
+            self.flush(upstream).await?;
+            let holds = self.unnamed.settle().await;
+            self.registry.set_unnamed(holds);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_parse<W: AsyncWrite + Unpin>(
+        &mut self,
+        parse: Parse,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        let settings = self.server_lexer(parse.sql(), upstream).await?;
+        let (_, parsed, _) = self.analyse(parse.sql(), false, settings);
+        let name = parse.name().to_string();
+        let statements = match &parsed.result {
+            Ok(s) => s,
+            Err(reason) => {
+                let reason = reason.clone();
+                self.registry.deallocate(&name);
+                self.record_unanalysable("parse", None, parse.sql(), &reason);
+                self.probe(parse.sql(), &reason, Some(&name));
+                return Ok(());
+            }
+        };
+        let transaction = self.shared.transaction();
+        let search_path = self.search_path.clone();
+        let mut outcome: Result<Treatment, ErrorResponse> = Ok(Treatment::default());
+        for (i, s) in statements.iter().enumerate() {
+            let registered = self.referenced(s);
+            let statement = Statement {
+                origin: Origin::Parse { name: &name },
+                text: Some(&s.text),
+                parsed: Ok(s),
+                prepared: registered.as_ref().and_then(|p| p.statement()),
+                transaction,
+                search_path: &search_path,
+            };
+            match self.decide(&statement, upstream).await? {
+                (Ok(t), _) if i == 0 => outcome = Ok(t),
+                (Ok(_), _) => {}
+                (Err(e), why) => {
+                    self.record_refusal("parse", &s.text, Some(&s.facts), &why, &e);
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        match outcome {
+            Ok(treatment) => {
+                if statements
+                    .first()
+                    .is_some_and(|s| s.facts.kind == Kind::Ddl)
+                {
+                    (self.ctx.catalog_changed)();
+                }
+                let prepared = Prepared {
+                    parsed: parsed.clone(),
+                    index: 0,
+                    treatment,
+                };
+                if name.is_empty() {
+                    // Tied to the new text at once; settled once a Sync has gone out.
+                    let before = self.registry.take_unnamed();
+                    self.registry.prepare(&name, prepared);
+                    let (tx, rx) = oneshot::channel();
+                    let creates = self.registry.statement("").cloned();
+                    self.unnamed.parsed(before, rx, creates);
+                    self.send(
+                        Expect::Parse {
+                            on_error: OnError::Forward,
+                            on_success: None,
+                            report: Some(tx),
+                        },
+                        parse.message(),
+                    );
+                } else {
+                    // A named statement exists only if the server creates it (not, say,
+                    // when the name is taken): wait for its answer.
+                    let (tx, rx) = oneshot::channel();
+                    self.send(
+                        Expect::Parse {
+                            on_error: OnError::Forward,
+                            on_success: None,
+                            report: Some(tx),
+                        },
+                        parse.message(),
+                    );
+                    self.push(&frontend::flush());
+                    self.flush(upstream).await?;
+                    if rx.await.unwrap_or(false) {
+                        self.registry.prepare(&name, prepared);
+                    }
+                }
+            }
+            Err(refusal) => {
+                let mut report = None;
+                if name.is_empty() {
+                    // The stand-in fails, dropping the old statement, unless it is skipped.
+                    let before = self.registry.take_unnamed();
+                    let (tx, rx) = oneshot::channel();
+                    self.unnamed.parsed(before, rx, None);
+                    report = Some(tx);
+                }
+                self.send(
+                    Expect::Parse {
+                        on_error: OnError::Replace(refusal),
+                        on_success: None,
+                        report,
+                    },
+                    Parse::new(&name, REFUSED_SQL, &[]).message(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A Bind runs a prepared statement: it is decided again, so that policy changes and
+    /// time-of-day rules reach statements prepared earlier.
+    pub(super) async fn on_bind<W: AsyncWrite + Unpin>(
+        &mut self,
+        bind: Bind,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        if bind.statement().is_empty() {
+            self.settle_unnamed(upstream).await?;
+        }
+        if bind.portal().starts_with(RESERVED_PREFIX) {
+            let e = reserved(bind.portal());
+            let text = format!("/* Bind of portal \"{}\" */", bind.portal());
+            self.record_refusal(
+                "bind",
+                &text,
+                None,
+                &Reasons::of(&Verdict::Refuse(e.clone())),
+                &e,
+            );
+            self.send(
+                Expect::Bind {
+                    on_error: OnError::Replace(e),
+                    audit: None,
+                },
+                Bind::new("", REFUSED).message(),
+            );
+            return Ok(());
+        }
+        let Some(prepared) = self.registry.statement(bind.statement()).cloned() else {
+            // Unknown to the gateway. Usually unknown to the server too, but a function's
+            // dynamic SQL can PREPARE behind the gateway's back: never run what was not
+            // decided. The client gets the error the server gives for a missing statement.
+            let e = ErrorResponse::new(
+                Severity::Error,
+                "26000",
+                match bind.statement() {
+                    "" => "unnamed prepared statement does not exist".to_string(),
+                    name => format!("prepared statement \"{name}\" does not exist"),
+                },
+            );
+            let text = format!(
+                "/* Bind of prepared statement \"{}\", which the gateway has not seen prepared */",
+                bind.statement()
+            );
+            self.record_refusal(
+                "bind",
+                &text,
+                None,
+                &Reasons::of(&Verdict::Refuse(e.clone())),
+                &e,
+            );
+            self.registry.close_portal(bind.portal());
+            self.send(
+                Expect::Bind {
+                    on_error: OnError::Replace(e),
+                    audit: None,
+                },
+                Bind::new(bind.portal(), REFUSED).message(),
+            );
+            return Ok(());
+        };
+        let Some(stmt) = prepared.statement() else {
+            // An empty query string: nothing to decide.
+            self.registry.bind(bind.portal(), bind.statement());
+            self.send(
+                Expect::Bind {
+                    on_error: OnError::Forward,
+                    audit: None,
+                },
+                bind.message(),
+            );
+            return Ok(());
+        };
+        let registered = self.referenced(stmt);
+        let search_path = self.search_path.clone();
+        let statement = Statement {
+            origin: Origin::Bind {
+                statement: bind.statement(),
+            },
+            text: Some(&stmt.text),
+            parsed: Ok(stmt),
+            prepared: registered.as_ref().and_then(|p| p.statement()),
+            transaction: self.shared.transaction(),
+            search_path: &search_path,
+        };
+        let (outcome, why) = self.decide(&statement, upstream).await?;
+        let outcome = match outcome {
+            Ok(mut treatment) => {
+                treatment.expected =
+                    Expected::of(stmt, registered.as_ref().and_then(|p| p.statement()));
+                let seq = self.next_seq();
+                let event = statement_event(
+                    &self.ctx.info,
+                    Described {
+                        seq,
+                        origin: "bind",
+                        text: &stmt.text,
+                        parameters: crate::audit::parameters(&bind, why.sensitive),
+                        facts: Some(&stmt.facts),
+                        reasons: &why,
+                        refusal: None,
+                        max_rows: treatment.cap.as_ref().map(|c| c.0),
+                        search_path: &search_path,
+                    },
+                );
+                let record = self.ctx.audit.recording(&why).is_some();
+                treatment.audit = Some((seq, Arc::from(bind.result_formats()), record));
+                self.audit_durable(vec![event], upstream)
+                    .await?
+                    .map(|()| (treatment, seq))
+            }
+            Err(refusal) => {
+                self.record_refusal("bind", &stmt.text, Some(&stmt.facts), &why, &refusal);
+                Err(refusal)
+            }
+        };
+        match outcome {
+            Ok((treatment, seq)) => {
+                self.registry.bind_treated(bind.portal(), treatment);
+                self.send(
+                    Expect::Bind {
+                        on_error: OnError::Forward,
+                        audit: Some(Tracker::new(seq, None, Arc::from(Vec::new()))),
+                    },
+                    bind.message(),
+                );
+            }
+            Err(refusal) => {
+                self.registry.close_portal(bind.portal());
+                // Binding a statement that does not exist fails on the server, which then
+                // skips to Sync as after any error.
+                self.send(
+                    Expect::Bind {
+                        on_error: OnError::Replace(refusal),
+                        audit: None,
+                    },
+                    Bind::new(bind.portal(), REFUSED).message(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_execute<W: AsyncWrite + Unpin>(
+        &mut self,
+        execute: Execute,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        if !execute.portal().is_empty() && !self.registry.has_portal(execute.portal()) {
+            return self.execute_cursor(execute, upstream).await;
+        }
+        let treatment = self.registry.portal(execute.portal());
+        let limits = &self.ctx.audit.limits;
+        let audit = treatment
+            .audit
+            .map(|(seq, formats, record)| Tracker::new(seq, record.then_some(limits), formats));
+        let Some((max, policy)) = treatment.cap else {
+            self.send(
+                Expect::Execute {
+                    rewrite: treatment.rewrite,
+                    expected: treatment.expected,
+                    limit: None,
+                    audit,
+                },
+                execute.message(),
+            );
+            return Ok(());
+        };
+        // Nothing before the next Sync is committed: hold the client's further messages
+        // until the row count is known, and undo the statement if it is over the limit.
+        let (tx, rx) = oneshot::channel();
+        self.send(
+            Expect::Execute {
+                rewrite: treatment.rewrite,
+                expected: treatment.expected,
+                limit: Some((RowCap { max, policy }, tx)),
+                audit,
+            },
+            execute.message(),
+        );
+        self.push(&frontend::flush());
+        self.flush(upstream).await?;
+        if rx.await.map_err(|_| FrontendError::Ended)? == LimitReport::Exceeded {
+            self.send(
+                Expect::Parse {
+                    on_error: OnError::Swallow,
+                    on_success: None,
+                    report: None,
+                },
+                Parse::new(REFUSED, REFUSED_SQL, &[]).message(),
+            );
+        }
+        Ok(())
+    }
+
+    /// An Execute of a portal no Bind through the gateway created: a SQL cursor (declared,
+    /// or opened by a function). It is decided like `FETCH ALL FROM` it, on the DECLARE
+    /// the gateway saw, and audited; refused, a failing Bind stands in for it.
+    pub(super) async fn execute_cursor<W: AsyncWrite + Unpin>(
+        &mut self,
+        execute: Execute,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        let name = execute.portal().to_string();
+        let sql = format!("FETCH FORWARD ALL FROM \"{}\"", name.replace('"', "\"\""));
+        let parsed = self.ctx.cache.get(&sql, LexerOptions::default());
+        let Ok([stmt]) = parsed.result.as_deref() else {
+            // Only a name no cursor can have gets here.
+            let e = ErrorResponse::new(
+                Severity::Error,
+                "34000",
+                format!("portal \"{name}\" does not exist"),
+            );
+            self.record_refusal(
+                "execute",
+                &sql,
+                None,
+                &Reasons::of(&Verdict::Refuse(e.clone())),
+                &e,
+            );
+            self.send(
+                Expect::Bind {
+                    on_error: OnError::Replace(e),
+                    audit: None,
+                },
+                Bind::new("", REFUSED).message(),
+            );
+            return Ok(());
+        };
+        let cursor = self.registry.cursor(&name).cloned();
+        let search_path = self.search_path.clone();
+        let text = format!("/* Execute of cursor \"{name}\" */ {sql}");
+        let statement = Statement {
+            origin: Origin::Bind { statement: &name },
+            text: Some(&text),
+            parsed: Ok(stmt),
+            prepared: cursor.as_ref().and_then(|c| c.statement()),
+            transaction: self.shared.transaction(),
+            search_path: &search_path,
+        };
+        let (outcome, why) = self.decide(&statement, upstream).await?;
+        let outcome = match outcome {
+            Ok(_) => {
+                let seq = self.next_seq();
+                let event = statement_event(
+                    &self.ctx.info,
+                    Described {
+                        seq,
+                        origin: "execute",
+                        text: &text,
+                        parameters: Vec::new(),
+                        facts: Some(&stmt.facts),
+                        reasons: &why,
+                        refusal: None,
+                        max_rows: None,
+                        search_path: &search_path,
+                    },
+                );
+                let record = self.ctx.audit.recording(&why).is_some();
+                let limits = &self.ctx.audit.limits;
+                let tracker = Tracker::new(seq, record.then_some(limits), Arc::from(Vec::new()));
+                self.audit_durable(vec![event], upstream)
+                    .await?
+                    .map(|()| tracker)
+            }
+            Err(refusal) => {
+                self.record_refusal("execute", &text, Some(&stmt.facts), &why, &refusal);
+                Err(refusal)
+            }
+        };
+        match outcome {
+            Ok(tracker) => self.send(
+                Expect::Execute {
+                    rewrite: None,
+                    expected: Expected::NoWrite,
+                    limit: None,
+                    audit: Some(tracker),
+                },
+                execute.message(),
+            ),
+            // Binding a statement that does not exist fails where the Execute would have.
+            Err(refusal) => self.send(
+                Expect::Bind {
+                    on_error: OnError::Replace(refusal),
+                    audit: None,
+                },
+                Bind::new("", REFUSED).message(),
+            ),
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_describe(&mut self, d: Describe) -> Result<(), FrontendError> {
+        let rewrite = match d.target() {
+            Target::Statement => self
+                .registry
+                .statement(d.name())
+                .and_then(|p| p.treatment.rewrite.clone()),
+            Target::Portal => self.registry.portal(d.name()).rewrite,
+        };
+        self.send(Expect::Describe { rewrite }, d.message());
+        Ok(())
+    }
+
+    pub(super) async fn on_close<W: AsyncWrite + Unpin>(
+        &mut self,
+        c: Close,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        if c.target() == Target::Statement && !c.name().is_empty() {
+            // Forget a named statement only once the server has (a Close after
+            // an error is skipped, and the statement stays).
+            let (tx, rx) = oneshot::channel();
+            self.send(
+                Expect::Close {
+                    swallow: false,
+                    report: Some(tx),
+                },
+                c.message(),
+            );
+            self.push(&frontend::flush());
+            self.flush(upstream).await?;
+            if rx.await.unwrap_or(false) {
+                self.registry.deallocate(c.name());
+            }
+            return Ok(());
+        }
+        match c.target() {
+            Target::Statement => self.registry.deallocate(c.name()),
+            Target::Portal => self.registry.close_portal(c.name()),
+        }
+        self.send(
+            Expect::Close {
+                swallow: false,
+                report: None,
+            },
+            c.message(),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! Fast-path FunctionCall: decided as the SQL call of the same function.
+
+use std::sync::Arc;
+
+use portcullis_wire::Message;
+use portcullis_wire::frontend::{self, Query};
+use tokio::io::AsyncWrite;
+
+use crate::session::queue::{Expect, OnError};
+use super::refusal::REFUSED_SQL;
+use super::{Frontend, FrontendError};
+use crate::audit::{Described, Tracker, statement_event};
+use crate::decision::{Origin, Statement};
+
+impl Frontend<'_> {
+    pub(super) async fn on_function_call<W: AsyncWrite + Unpin>(
+        &mut self,
+        msg: Message,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        let call = frontend::FunctionCall::decode(msg.clone())?;
+        let arguments = call.arguments();
+        let search_path = self.search_path.clone();
+        let statement = Statement {
+            origin: Origin::FunctionCall {
+                oid: call.oid(),
+                arguments: &arguments,
+            },
+            text: None,
+            parsed: Err("a fast-path function call has no SQL text"),
+            prepared: None,
+            transaction: self.shared.transaction(),
+            search_path: &search_path,
+        };
+        let (outcome, why) = self.decide(&statement, upstream).await?;
+        let text = why.text.as_deref().map_or_else(
+            || format!("/* fast-path function call */ function oid {}", call.oid()),
+            str::to_string,
+        );
+        let outcome = match outcome {
+            Ok(_) => {
+                // A fast-path set_config moves the search path as the SQL call would.
+                if let Some(facts) = &why.facts {
+                    self.track_facts(facts);
+                }
+                let seq = self.next_seq();
+                let event = statement_event(
+                    &self.ctx.info,
+                    Described {
+                        seq,
+                        origin: "function_call",
+                        text: &text,
+                        parameters: Vec::new(),
+                        facts: None,
+                        reasons: &why,
+                        refusal: None,
+                        max_rows: None,
+                        search_path: &search_path,
+                    },
+                );
+                self.audit_durable(vec![event], upstream)
+                    .await?
+                    .map(|()| seq)
+            }
+            Err(refusal) => {
+                self.record_refusal("function_call", &text, None, &why, &refusal);
+                Err(refusal)
+            }
+        };
+        match outcome {
+            Ok(seq) => self.send(
+                Expect::FunctionCall {
+                    on_error: OnError::Forward,
+                    audit: Some(Tracker::new(seq, None, Arc::from(Vec::new()))),
+                },
+                &msg,
+            ),
+            // A failing Query answers exactly like a failed FunctionCall: an error, then
+            // ReadyForQuery.
+            Err(refusal) => self.send(
+                Expect::FunctionCall {
+                    on_error: OnError::Replace(refusal),
+                    audit: None,
+                },
+                Query::new(REFUSED_SQL).message(),
+            ),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! Client → server: every message is framed, statements are decided, and what the server
+//! owes in return is queued before the message is forwarded. This file holds the loop and
+//! the dispatch by message; each family of messages has its own file:
+//!
+//! - `query.rs`: simple Query; `extended.rs`: Parse, Bind, Describe, Execute, Close;
+//!   `function_call.rs`: fast-path FunctionCall;
+//! - `decide.rs`: one statement decided and its audit records; `lexer.rs`: the settings the
+//!   server reads text with; `refusal.rs`: refusal by substitution and probes;
+//!   `row_limit.rs`: statements run under a row limit.
+//!
+//! A refused statement is never forwarded. In its place the gateway sends text that fails
+//! to parse, so the server itself raises an error at exactly that point in the pipeline:
+//! the transaction becomes failed if one was open, the extended protocol skips to Sync,
+//! and ReadyForQuery carries the server's own status. The backend swaps that error for the
+//! refusal (see `queue`).
+
+use portcullis_wire::backend::{ErrorResponse, Severity, TransactionStatus};
+use portcullis_wire::frontend::{self, Bind, Close, Describe, Execute, Parse, Query};
+use portcullis_wire::{Frame, FrameReader, Message, StreamError, WireError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::outbox::Outbox;
+use super::prepared::{Registry, UnnamedParses};
+use super::queue::Expect;
+use super::settled::Sent;
+use super::{Context, Shared};
+
+mod decide;
+mod extended;
+mod function_call;
+mod lexer;
+mod query;
+mod refusal;
+mod row_limit;
+
+/// How the client side ended.
+#[derive(Debug)]
+pub enum FrontendEnd {
+    Terminated,
+    ClientClosed,
+}
+
+/// Why the client side failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    #[error("{0}")]
+    Client(#[from] WireError),
+    #[error("upstream write failed: {0}")]
+    Upstream(std::io::Error),
+    #[error("the session ended while a statement was running")]
+    Ended,
+}
+
+pub struct Frontend<'s> {
+    ctx: &'s Context,
+    shared: &'s Shared,
+    queue: UnboundedSender<Expect>,
+    registry: Registry,
+    search_path: Vec<String>,
+    pub out: Outbox,
+    /// Statements audited so far in this session.
+    pub seq: u64,
+    /// What was sent, to know whether the lexer settings last reported still hold.
+    settled: Sent,
+    /// The gateway's own queries of the lexer settings so far (each gets a fresh name).
+    lexer_queries: u64,
+    /// Parses of the unnamed statement the server may have skipped.
+    unnamed: UnnamedParses,
+}
+
+impl<'s> Frontend<'s> {
+    pub fn new(ctx: &'s Context, shared: &'s Shared, queue: UnboundedSender<Expect>) -> Self {
+        Frontend {
+            ctx,
+            shared,
+            queue,
+            registry: Registry::default(),
+            search_path: ctx.search_path.clone(),
+            out: Outbox::new(),
+            seq: 0,
+            settled: Sent::default(),
+            lexer_queries: 0,
+            unnamed: UnnamedParses::default(),
+        }
+    }
+
+    pub async fn run<R, W>(
+        &mut self,
+        client: &mut FrameReader<R>,
+        upstream: &mut W,
+    ) -> Result<FrontendEnd, FrontendError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            while let Some(frame) = client.try_next(|tag| tag == frontend::COPY_DATA)? {
+                match frame {
+                    Frame::Message(msg) => {
+                        if msg.tag() == frontend::TERMINATE {
+                            self.push(&msg);
+                            self.flush(upstream).await?;
+                            return Ok(FrontendEnd::Terminated);
+                        }
+                        if self.token_expired(msg.tag()) {
+                            return self.end_expired(upstream).await;
+                        }
+                        self.on_message(msg, upstream).await?;
+                    }
+                    Frame::Stream { header, remaining } => {
+                        // Only COPY data is streamed (the predicate above).
+                        self.settled.sent(header[0], false);
+                        self.out
+                            .stream(client, header, remaining, upstream)
+                            .await
+                            .map_err(|e| match e {
+                                StreamError::Read(e) => FrontendError::Client(e),
+                                StreamError::Write(e) => FrontendError::Upstream(e),
+                            })?
+                    }
+                }
+                if self.out.is_full() {
+                    self.flush(upstream).await?;
+                }
+            }
+            self.flush(upstream).await?;
+            if !client.fill().await? {
+                return Ok(FrontendEnd::ClientClosed);
+            }
+        }
+    }
+
+    /// Whether the caller's token (plus the grace period) has run out and this message
+    /// would start new work outside a transaction: a transaction in progress may finish.
+    fn token_expired(&self, tag: u8) -> bool {
+        matches!(
+            tag,
+            frontend::QUERY | frontend::PARSE | frontend::BIND | frontend::FUNCTION_CALL
+        ) && self.shared.transaction() == TransactionStatus::Idle
+            && self.ctx.clock.now().duration_since(self.ctx.expires_at)
+                > jiff::SignedDuration::try_from(self.ctx.expiry_grace)
+                    .unwrap_or(jiff::SignedDuration::MAX)
+    }
+
+    /// Ends the session for an expired token: the backend sends the client every answer
+    /// it is owed, then the FATAL error, and ends the relay; nothing more is read here.
+    async fn end_expired<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> Result<FrontendEnd, FrontendError> {
+        let e = ErrorResponse::new(
+            Severity::Fatal,
+            "28000",
+            "token expired, run `portcullis login` (or get a new token) and reconnect",
+        );
+        self.send(Expect::End(e), &Message::new(frontend::FLUSH, b""));
+        self.flush(upstream).await?;
+        std::future::pending().await
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        self.out
+            .flush(upstream)
+            .await
+            .map_err(FrontendError::Upstream)
+    }
+
+    /// Queues what the server owes for a message, then the message itself.
+    fn send(&mut self, expect: Expect, msg: &Message) {
+        self.settled.sent(msg.tag(), expect.ends_with_ready());
+        // The backend owns the receiver for the session's lifetime; a send can only fail
+        // when the session is already ending.
+        let _ = self.queue.send(expect);
+        self.out.push(msg);
+    }
+
+    /// Forwards a message the server does not answer (Flush, COPY data, Terminate).
+    fn push(&mut self, msg: &Message) {
+        self.settled.sent(msg.tag(), false);
+        self.out.push(msg);
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    async fn on_message<W: AsyncWrite + Unpin>(
+        &mut self,
+        msg: Message,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        match msg.tag() {
+            frontend::QUERY => self.on_query(Query::decode(msg)?, upstream).await,
+            frontend::PARSE => self.on_parse(Parse::decode(msg)?, upstream).await,
+            frontend::BIND => self.on_bind(Bind::decode(msg)?, upstream).await,
+            frontend::DESCRIBE => self.on_describe(Describe::decode(msg)?),
+            frontend::EXECUTE => self.on_execute(Execute::decode(msg)?, upstream).await,
+            frontend::CLOSE => self.on_close(Close::decode(msg)?, upstream).await,
+            frontend::SYNC => {
+                self.unnamed.synced();
+                self.send(Expect::Sync, &msg);
+                Ok(())
+            }
+            frontend::FLUSH | frontend::COPY_DATA => {
+                self.push(&msg);
+                Ok(())
+            }
+            frontend::COPY_DONE | frontend::COPY_FAIL => {
+                self.send(Expect::CopyEnd, &msg);
+                Ok(())
+            }
+            frontend::FUNCTION_CALL => self.on_function_call(msg, upstream).await,
+            other => Err(FrontendError::Client(WireError::UnexpectedTag(
+                other as char,
+            ))),
+        }
+    }
+}

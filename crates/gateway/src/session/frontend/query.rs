@@ -1,0 +1,306 @@
+//! The simple query protocol: every statement of a query string decided, recorded before
+//! anything runs, and the session's mirrored state (prepared statements, cursors, search
+//! path) updated from what the server completed.
+
+use std::sync::Arc;
+
+use portcullis_sql::analysis::{Kind, SessionChange};
+use portcullis_sql::{ParsedQuery, PreparedOp};
+use portcullis_wire::backend::{ErrorResponse, Severity};
+use portcullis_wire::frontend::Query;
+use tokio::io::AsyncWrite;
+use tokio::sync::oneshot;
+
+use crate::session::prepared::{Prepared, Treatment};
+use crate::session::queue::{Expect, OnError, RowCap};
+use crate::session::tripwire::Expected;
+use super::decide::{executes, fetches};
+use super::refusal::REFUSED_SQL;
+use super::{Frontend, FrontendError};
+use crate::audit::{Described, Tracker, statement_event};
+use crate::decision::{Origin, Statement};
+
+impl Frontend<'_> {
+    pub(super) async fn on_query<W: AsyncWrite + Unpin>(
+        &mut self,
+        query: Query,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        let settings = self.server_lexer(query.sql(), upstream).await?;
+        let (text, parsed, shared) = self.analyse(query.sql(), true, settings);
+        let statements = match &parsed.result {
+            Ok(s) => s,
+            Err(reason) => {
+                let reason = reason.clone();
+                tracing::debug!(%reason, "probing text the gateway cannot parse");
+                self.record_unanalysable("query", text.as_deref(), query.sql(), &reason);
+                self.probe(query.sql(), &reason, None);
+                return Ok(());
+            }
+        };
+        let transaction = self.shared.transaction();
+        let count = statements.len();
+        let mut treatments = Vec::with_capacity(count);
+        let mut reasons = Vec::with_capacity(count);
+        let mut refusal = None;
+        // Statements prepared earlier in this same query are visible to later EXECUTEs in
+        // it, as they will be on the server.
+        let mut local: Vec<(String, usize)> = Vec::new();
+        // So are cursors declared earlier to later FETCHes.
+        let mut cursors: Vec<(String, usize)> = Vec::new();
+        for (index, s) in statements.iter().enumerate() {
+            let mut earlier = None;
+            let mut registered: Option<Arc<Prepared>> = None;
+            if let Some(name) = executes(s) {
+                match local.iter().rev().find(|(n, _)| n == name) {
+                    Some((_, i)) => earlier = statements.get(*i),
+                    None => registered = self.registry.statement(name).cloned(),
+                }
+            }
+            if let Some(name) = fetches(s) {
+                match cursors.iter().rev().find(|(n, _)| n == name) {
+                    Some((_, i)) => earlier = statements.get(*i),
+                    None => registered = self.registry.cursor(name).cloned(),
+                }
+            }
+            match s.prepared_op() {
+                Some(PreparedOp::Prepare(name)) => local.push((name, index)),
+                Some(PreparedOp::Declare(name)) => cursors.push((name, index)),
+                _ => {}
+            }
+            let prepared = earlier.or_else(|| registered.as_ref().and_then(|p| p.statement()));
+            let search_path = self.search_path.clone();
+            // A shared analysis is of a single statement: this query's whole text.
+            let own_text = match (&text, shared) {
+                (Some(t), true) => t.as_ref(),
+                _ => s.text.as_str(),
+            };
+            let statement = Statement {
+                origin: Origin::Query { index, count },
+                text: Some(own_text),
+                parsed: Ok(s),
+                prepared,
+                transaction,
+                search_path: &search_path,
+            };
+            let (outcome, why) = self.decide(&statement, upstream).await?;
+            match outcome {
+                Ok(mut t) => {
+                    t.expected = Expected::of(s, prepared);
+                    treatments.push(t);
+                    reasons.push(why);
+                }
+                Err(e) => {
+                    self.record_refusal("query", own_text, Some(&s.facts), &why, &e);
+                    refusal = Some(e);
+                    break;
+                }
+            }
+        }
+        if refusal.is_none()
+            && count > 1
+            && treatments.iter().any(|t| t.cap.is_some())
+            && statements.iter().any(|s| s.facts.kind == Kind::Transaction)
+        {
+            let e = ErrorResponse::new(
+                Severity::Error,
+                "0A000",
+                "a statement with a row limit cannot share a query string with transaction control; send it on its own",
+            );
+            let whole = text.as_deref().unwrap_or_default().to_string();
+            if let Some(first) = reasons.first().cloned() {
+                self.record_refusal("query", &whole, None, &first, &e);
+            }
+            refusal = Some(e);
+        }
+        if refusal.is_none() {
+            // Durable before anything runs.
+            let first = self.seq + 1;
+            let events: Vec<_> = statements
+                .iter()
+                .zip(&reasons)
+                .zip(&treatments)
+                .enumerate()
+                .map(|(i, ((s, why), t))| {
+                    // A shared analysis is of a single statement: this query's whole text.
+                    let own_text = match (&text, shared) {
+                        (Some(t), true) => t.as_ref(),
+                        _ => s.text.as_str(),
+                    };
+                    statement_event(
+                        &self.ctx.info,
+                        Described {
+                            seq: first + i as u64,
+                            origin: "query",
+                            text: own_text,
+                            parameters: Vec::new(),
+                            facts: Some(&s.facts),
+                            reasons: why,
+                            refusal: None,
+                            max_rows: t.cap.as_ref().map(|c| c.0),
+                            search_path: &self.search_path,
+                        },
+                    )
+                })
+                .collect();
+            self.seq += count as u64;
+            if let Err(e) = self.audit_durable(events, upstream).await? {
+                refusal = Some(e);
+            }
+        }
+        if let Some(refusal) = refusal {
+            self.send(
+                Expect::Query {
+                    statements: Vec::new(),
+                    expected: Vec::new(),
+                    on_error: OnError::Replace(refusal),
+                    limits: None,
+                    completed: None,
+                    audit: Vec::new(),
+                },
+                Query::new(REFUSED_SQL).message(),
+            );
+            return Ok(());
+        }
+        let first = self.seq + 1 - count as u64;
+        let trackers: Vec<Option<Tracker>> = reasons
+            .iter()
+            .enumerate()
+            .map(|(i, why)| {
+                let recording = self.ctx.audit.recording(why);
+                Some(Tracker::new(
+                    first + i as u64,
+                    recording,
+                    Arc::from(Vec::new()),
+                ))
+            })
+            .collect();
+        self.track(&parsed);
+        // Prepared statements change only when the server says so: a PREPARE can fail (a
+        // duplicate name, an error earlier in the query) and a DEALLOCATE can be skipped.
+        // Wait for the outcome so the registry never ties a name to text the server does
+        // not hold under it.
+        let changes_prepared = statements.iter().any(|s| {
+            matches!(
+                s.prepared_op(),
+                Some(
+                    PreparedOp::Prepare(_)
+                        | PreparedOp::Deallocate(_)
+                        | PreparedOp::Declare(_)
+                        | PreparedOp::Close(_)
+                        | PreparedOp::DiscardAll
+                )
+            )
+        });
+        let (completed_tx, completed_rx) = if changes_prepared {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let rewrites: Vec<_> = treatments.iter().map(|t| t.rewrite.clone()).collect();
+        let expected: Vec<_> = treatments.iter().map(|t| t.expected).collect();
+        if treatments.iter().any(|t| t.cap.is_some()) {
+            let caps = treatments
+                .iter()
+                .map(|t| t.cap.clone().map(|(max, policy)| RowCap { max, policy }))
+                .collect();
+            self.limited_query(
+                query,
+                (rewrites, expected),
+                caps,
+                completed_tx,
+                trackers,
+                upstream,
+            )
+            .await?;
+        } else {
+            self.send(
+                Expect::Query {
+                    statements: rewrites,
+                    expected,
+                    on_error: OnError::Forward,
+                    limits: None,
+                    completed: completed_tx,
+                    audit: trackers,
+                },
+                query.message(),
+            );
+        }
+        if let Some(rx) = completed_rx {
+            self.flush(upstream).await?;
+            let completed = rx.await.unwrap_or(0);
+            self.apply_prepared(&parsed, &treatments, completed);
+        }
+        Ok(())
+    }
+
+    /// Applies the PREPAREs and DEALLOCATEs among the first `completed` statements.
+    pub(super) fn apply_prepared(
+        &mut self,
+        parsed: &Arc<ParsedQuery>,
+        treatments: &[Treatment],
+        completed: usize,
+    ) {
+        let Ok(statements) = &parsed.result else {
+            return;
+        };
+        for (index, s) in statements.iter().enumerate().take(completed) {
+            match s.prepared_op() {
+                Some(PreparedOp::Prepare(name)) => self.registry.prepare(
+                    &name,
+                    Prepared {
+                        parsed: parsed.clone(),
+                        index,
+                        treatment: treatments.get(index).cloned().unwrap_or_default(),
+                    },
+                ),
+                Some(PreparedOp::Deallocate(Some(name))) => self.registry.deallocate(&name),
+                Some(PreparedOp::Deallocate(None)) => self.registry.deallocate_all(),
+                Some(PreparedOp::Declare(name)) => self.registry.declare(
+                    &name,
+                    Prepared {
+                        parsed: parsed.clone(),
+                        index,
+                        treatment: Treatment::default(),
+                    },
+                ),
+                Some(PreparedOp::Close(name)) => self.registry.close_cursor(name.as_deref()),
+                Some(PreparedOp::DiscardAll) => {
+                    self.registry.deallocate_all();
+                    self.registry.close_cursor(None);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Mirrors what a forwarded query does to the session's search path and whether the
+    /// catalog just changed.
+    pub(super) fn track(&mut self, parsed: &Arc<ParsedQuery>) {
+        let Ok(statements) = &parsed.result else {
+            return;
+        };
+        for s in statements {
+            self.track_facts(&s.facts);
+        }
+    }
+
+    pub(super) fn track_facts(&mut self, facts: &portcullis_sql::analysis::Facts) {
+        for change in &facts.session {
+            match change {
+                SessionChange::SearchPath(Some(path)) if !path.is_empty() => {
+                    self.search_path = path.clone()
+                }
+                SessionChange::SearchPath(_) => self.search_path = self.ctx.search_path.clone(),
+                SessionChange::Setting(all) if all == "*" => {
+                    self.search_path = self.ctx.search_path.clone()
+                }
+                _ => {}
+            }
+        }
+        if facts.kind == Kind::Ddl {
+            (self.ctx.catalog_changed)();
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Refusal by substitution: text the server is certain to reject stands in for a refused
+//! statement, and text the gateway cannot parse is probed with a throwaway Parse.
+//!
+//! Text the gateway's parser rejects is *probed*: sent to the server as a Parse of a
+//! throwaway statement. If the server rejects it too, the client gets the server's own
+//! syntax error, word for word; if the server accepts it, the gateway refuses it, because
+//! it cannot know what it would do.
+
+use portcullis_wire::backend::{ErrorResponse, Severity};
+use portcullis_wire::frontend::{self, Close, Parse, Target};
+
+use crate::session::queue::{Expect, OnError};
+use super::Frontend;
+
+/// Text the server is certain to reject at parse time, with no side effects; stands in
+/// for a refused statement.
+pub(super) const REFUSED_SQL: &[u8] = b"/* portcullis: statement refused */ PORTCULLIS_REFUSED";
+/// Names of the gateway's own throwaway prepared statements.
+const PROBE: &str = "portcullis_probe";
+pub(super) const REFUSED: &str = "portcullis_refused";
+
+pub(super) fn canceled() -> ErrorResponse {
+    ErrorResponse::new(
+        Severity::Error,
+        "57014",
+        "canceling statement due to user request",
+    )
+}
+
+/// The refusal of text the gateway's parser rejects but the server's accepts. It carries
+/// the parser's own message, as the server would have raised a similar error running it.
+pub(super) fn unanalysable(reason: &str) -> ErrorResponse {
+    let reason = reason.strip_prefix("Invalid statement: ").unwrap_or(reason);
+    ErrorResponse::new(Severity::Error, "42601", reason)
+}
+
+impl Frontend<'_> {
+    /// Sends text the gateway could not parse to the server as a throwaway Parse: its own
+    /// error goes back to the client; if it parses there, the client gets a refusal.
+    /// `name` is the statement the client's Parse was creating (`None` for a Query).
+    pub(super) fn probe(&mut self, bytes: &[u8], reason: &str, name: Option<&str>) {
+        self.send(
+            Expect::Parse {
+                on_error: OnError::Forward,
+                on_success: Some(unanalysable(reason)),
+                report: None,
+            },
+            Parse::new(PROBE, bytes, &[]).message(),
+        );
+        self.send(
+            Expect::Close {
+                swallow: true,
+                report: None,
+            },
+            Close::new(Target::Statement, PROBE).message(),
+        );
+        // Fails whenever the probe parsed, so that the server skips to Sync and fails an
+        // open transaction, as after any error. A failed Parse of the unnamed statement
+        // drops it on the server too; a named one is left alone.
+        let failing = match name {
+            Some("") | None => "",
+            Some(_) => REFUSED,
+        };
+        self.send(
+            Expect::Parse {
+                on_error: OnError::Swallow,
+                on_success: None,
+                report: None,
+            },
+            Parse::new(failing, REFUSED_SQL, &[]).message(),
+        );
+        if name.is_none() {
+            self.send(Expect::Sync, &frontend::sync());
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Row limits: a limited statement runs inside a transaction the gateway can undo, and
+//! is undone when its CommandComplete count is over the limit, before anyone can commit it.
+
+use std::sync::Arc;
+
+use portcullis_wire::backend::TransactionStatus;
+use portcullis_wire::frontend::Query;
+use tokio::io::AsyncWrite;
+use tokio::sync::oneshot;
+
+use crate::session::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
+use crate::session::tripwire::Expected;
+use super::refusal::REFUSED_SQL;
+use super::{Frontend, FrontendError};
+use crate::audit::Tracker;
+
+impl Frontend<'_> {
+    /// Runs a query holding row-limited statements inside a transaction the gateway can
+    /// undo: its own when the client is not in one, else the client's, failed on purpose.
+    pub(super) async fn limited_query<W: AsyncWrite + Unpin>(
+        &mut self,
+        query: Query,
+        (rewrites, expected): (
+            Vec<Option<Arc<dyn crate::decision::Rewrite>>>,
+            Vec<Expected>,
+        ),
+        caps: Vec<Option<RowCap>>,
+        completed: Option<oneshot::Sender<usize>>,
+        audit: Vec<Option<Tracker>>,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        let status = self.catch_up(upstream).await?.status;
+        if status == TransactionStatus::Failed {
+            // The server refuses everything but the end of the transaction anyway.
+            self.send(
+                Expect::Query {
+                    statements: rewrites,
+                    expected,
+                    on_error: OnError::Forward,
+                    limits: None,
+                    completed,
+                    audit,
+                },
+                query.message(),
+            );
+            return Ok(());
+        }
+        let began = status == TransactionStatus::Idle;
+        if began {
+            self.send(
+                Expect::Internal {
+                    forward_errors: false,
+                    forward_ready: false,
+                },
+                Query::new(b"BEGIN").message(),
+            );
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(
+            Expect::Query {
+                statements: rewrites,
+                expected,
+                on_error: OnError::Forward,
+                limits: Some(QueryLimits::new(caps, began, tx)),
+                completed,
+                audit,
+            },
+            query.message(),
+        );
+        self.flush(upstream).await?;
+        let report = rx.await.map_err(|_| FrontendError::Ended)?;
+        let follow_up: Option<(&[u8], bool)> = match (began, report) {
+            (true, LimitReport::Within) => Some((b"COMMIT", true)),
+            (true, _) => Some((b"ROLLBACK", false)),
+            (false, LimitReport::Exceeded) => Some((REFUSED_SQL, false)),
+            (false, _) => None,
+        };
+        if let Some((sql, forward_errors)) = follow_up {
+            self.send(
+                Expect::Internal {
+                    forward_errors,
+                    forward_ready: true,
+                },
+                Query::new(sql).message(),
+            );
+        }
+        Ok(())
+    }
+}
