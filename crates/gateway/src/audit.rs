@@ -140,6 +140,43 @@ pub struct Described<'a> {
     pub search_path: &'a [String],
 }
 
+impl<'a> Described<'a> {
+    /// A statement as decided, with no facts, parameters, refusal or row limit yet; the
+    /// session fills in its search path when it writes the event.
+    pub fn new(seq: u64, origin: &'static str, text: &'a str, reasons: &'a Reasons) -> Self {
+        Described {
+            seq,
+            origin,
+            text,
+            parameters: Vec::new(),
+            facts: None,
+            reasons,
+            refusal: None,
+            max_rows: None,
+            search_path: &[],
+        }
+    }
+
+    pub fn facts(self, facts: Option<&'a Facts>) -> Self {
+        Described { facts, ..self }
+    }
+
+    pub fn parameters(self, parameters: Vec<Option<String>>) -> Self {
+        Described { parameters, ..self }
+    }
+
+    pub fn refused(self, refusal: &'a ErrorResponse) -> Self {
+        Described {
+            refusal: Some(refusal),
+            ..self
+        }
+    }
+
+    pub fn max_rows(self, max_rows: Option<u64>) -> Self {
+        Described { max_rows, ..self }
+    }
+}
+
 /// The statement event for a decided statement.
 pub fn statement_event(info: &SessionInfo, d: Described<'_>) -> Event {
     let facts = d.reasons.facts.as_deref().or(d.facts);

@@ -8,11 +8,11 @@ use portcullis_sql::{ClientEncoding, LexerOptions, ParsedQuery};
 use portcullis_wire::backend::{ErrorResponse, Severity};
 use tokio::io::AsyncWrite;
 
-use crate::session::prepared::{Prepared, Treatment};
-use super::refusal::{canceled, unanalysable};
+use super::refusal::unanalysable;
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, statement_event, unavailable};
 use crate::decision::{Origin, Reasons, Statement, Verdict};
+use crate::session::prepared::Prepared;
 
 /// The prepared statement an `EXECUTE` runs, wherever it sits (`EXPLAIN EXECUTE`,
 /// `CREATE TABLE … AS EXECUTE`).
@@ -74,21 +74,23 @@ impl Frontend<'_> {
         refusal: &ErrorResponse,
     ) {
         let seq = self.next_seq();
-        let event = statement_event(
-            &self.ctx.info,
-            Described {
-                seq,
-                origin,
-                text,
-                parameters: Vec::new(),
-                facts,
-                reasons,
-                refusal: Some(refusal),
-                max_rows: None,
-                search_path: &self.search_path,
-            },
+        let event = self.event(
+            Described::new(seq, origin, text, reasons)
+                .facts(facts)
+                .refused(refusal),
         );
         self.ctx.audit.log.record(event);
+    }
+
+    /// The statement event of a decided statement, in the session's current search path.
+    pub(super) fn event(&self, d: Described<'_>) -> portcullis_audit::Event {
+        statement_event(
+            &self.ctx.info,
+            Described {
+                search_path: &self.search_path,
+                ..d
+            },
+        )
     }
 
     /// Records text the gateway cannot analyse: it never runs as sent (the server either
@@ -135,57 +137,17 @@ impl Frontend<'_> {
             .cloned()
     }
 
-    /// Decides one statement, waiting out holds. Pending output is flushed before waiting
-    /// so that earlier pipelined work proceeds meanwhile.
-    pub(super) async fn decide<W: AsyncWrite + Unpin>(
-        &mut self,
-        statement: &Statement<'_>,
-        upstream: &mut W,
-    ) -> Result<(Result<Treatment, ErrorResponse>, Reasons), FrontendError> {
+    /// The policy's verdict on one statement, and why. Pure: holds are waited out by
+    /// `treatment`, once the statement (which borrows the session) is no longer needed.
+    pub(super) fn verdict(&self, statement: &Statement<'_>) -> (Verdict, Reasons) {
         if let Some(name) = creates_reserved_name(statement) {
             let e = reserved(name);
             let why = Reasons::of(&Verdict::Refuse(e.clone()));
-            return Ok((Err(e), why));
+            return (Verdict::Refuse(e), why);
         }
-        let (mut verdict, reasons) = self
-            .ctx
+        self.ctx
             .decider
-            .decide_with_reasons(&self.ctx.info, statement);
-        loop {
-            match verdict {
-                Verdict::Forward(rewrite) => {
-                    return Ok((
-                        Ok(Treatment {
-                            rewrite,
-                            ..Treatment::default()
-                        }),
-                        reasons,
-                    ));
-                }
-                Verdict::ForwardLimited {
-                    rewrite,
-                    max_rows,
-                    policy,
-                } => {
-                    return Ok((
-                        Ok(Treatment {
-                            rewrite,
-                            cap: Some((max_rows, policy)),
-                            ..Treatment::default()
-                        }),
-                        reasons,
-                    ));
-                }
-                Verdict::Refuse(error) => return Ok((Err(error), reasons)),
-                Verdict::Hold(future) => {
-                    self.flush(upstream).await?;
-                    verdict = tokio::select! {
-                        v = future => v,
-                        _ = self.ctx.hold.notified() => Verdict::Refuse(canceled()),
-                    };
-                }
-            }
-        }
+            .decide_with_reasons(&self.ctx.info, statement)
     }
 
     /// Decodes and parses statement text in the session's encoding and lexer settings.

@@ -10,14 +10,14 @@ use portcullis_wire::frontend::{self, Bind, Close, Describe, Execute, Parse, Tar
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
-use crate::session::prepared::{Prepared, Treatment};
-use crate::session::queue::{Expect, LimitReport, OnError, RowCap};
-use crate::session::tripwire::Expected;
 use super::decide::{RESERVED_PREFIX, reserved};
 use super::refusal::{REFUSED, REFUSED_SQL};
 use super::{Frontend, FrontendError};
-use crate::audit::{Described, Tracker, statement_event};
+use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Reasons, Statement, Verdict};
+use crate::session::prepared::{Prepared, Treatment};
+use crate::session::queue::{Expect, LimitReport, OnError, RowCap};
+use crate::session::tripwire::Expected;
 
 impl Frontend<'_> {
     /// After a Sync, waits for the outcome of unnamed-statement Parses the server may have
@@ -54,7 +54,6 @@ impl Frontend<'_> {
             }
         };
         let transaction = self.shared.transaction();
-        let search_path = self.search_path.clone();
         let mut outcome: Result<Treatment, ErrorResponse> = Ok(Treatment::default());
         for (i, s) in statements.iter().enumerate() {
             let registered = self.referenced(s);
@@ -64,9 +63,10 @@ impl Frontend<'_> {
                 parsed: Ok(s),
                 prepared: registered.as_ref().and_then(|p| p.statement()),
                 transaction,
-                search_path: &search_path,
+                search_path: &self.search_path,
             };
-            match self.decide(&statement, upstream).await? {
+            let (verdict, why) = self.verdict(&statement);
+            match (self.treatment(verdict, upstream).await?, why) {
                 (Ok(t), _) if i == 0 => outcome = Ok(t),
                 (Ok(_), _) => {}
                 (Err(e), why) => {
@@ -220,7 +220,6 @@ impl Frontend<'_> {
             return Ok(());
         };
         let registered = self.referenced(stmt);
-        let search_path = self.search_path.clone();
         let statement = Statement {
             origin: Origin::Bind {
                 statement: bind.statement(),
@@ -229,27 +228,20 @@ impl Frontend<'_> {
             parsed: Ok(stmt),
             prepared: registered.as_ref().and_then(|p| p.statement()),
             transaction: self.shared.transaction(),
-            search_path: &search_path,
+            search_path: &self.search_path,
         };
-        let (outcome, why) = self.decide(&statement, upstream).await?;
+        let (verdict, why) = self.verdict(&statement);
+        let outcome = self.treatment(verdict, upstream).await?;
         let outcome = match outcome {
             Ok(mut treatment) => {
                 treatment.expected =
                     Expected::of(stmt, registered.as_ref().and_then(|p| p.statement()));
                 let seq = self.next_seq();
-                let event = statement_event(
-                    &self.ctx.info,
-                    Described {
-                        seq,
-                        origin: "bind",
-                        text: &stmt.text,
-                        parameters: crate::audit::parameters(&bind, why.sensitive),
-                        facts: Some(&stmt.facts),
-                        reasons: &why,
-                        refusal: None,
-                        max_rows: treatment.cap.as_ref().map(|c| c.0),
-                        search_path: &search_path,
-                    },
+                let event = self.event(
+                    Described::new(seq, "bind", &stmt.text, &why)
+                        .facts(Some(&stmt.facts))
+                        .parameters(crate::audit::parameters(&bind, why.sensitive))
+                        .max_rows(treatment.cap.as_ref().map(|c| c.0)),
                 );
                 let record = self.ctx.audit.recording(&why).is_some();
                 treatment.audit = Some((seq, Arc::from(bind.result_formats()), record));
@@ -376,7 +368,6 @@ impl Frontend<'_> {
             return Ok(());
         };
         let cursor = self.registry.cursor(&name).cloned();
-        let search_path = self.search_path.clone();
         let text = format!("/* Execute of cursor \"{name}\" */ {sql}");
         let statement = Statement {
             origin: Origin::Bind { statement: &name },
@@ -384,26 +375,15 @@ impl Frontend<'_> {
             parsed: Ok(stmt),
             prepared: cursor.as_ref().and_then(|c| c.statement()),
             transaction: self.shared.transaction(),
-            search_path: &search_path,
+            search_path: &self.search_path,
         };
-        let (outcome, why) = self.decide(&statement, upstream).await?;
+        let (verdict, why) = self.verdict(&statement);
+        let outcome = self.treatment(verdict, upstream).await?;
         let outcome = match outcome {
             Ok(_) => {
                 let seq = self.next_seq();
-                let event = statement_event(
-                    &self.ctx.info,
-                    Described {
-                        seq,
-                        origin: "execute",
-                        text: &text,
-                        parameters: Vec::new(),
-                        facts: Some(&stmt.facts),
-                        reasons: &why,
-                        refusal: None,
-                        max_rows: None,
-                        search_path: &search_path,
-                    },
-                );
+                let event = self
+                    .event(Described::new(seq, "execute", &text, &why).facts(Some(&stmt.facts)));
                 let record = self.ctx.audit.recording(&why).is_some();
                 let limits = &self.ctx.audit.limits;
                 let tracker = Tracker::new(seq, record.then_some(limits), Arc::from(Vec::new()));

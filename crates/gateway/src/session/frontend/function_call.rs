@@ -6,11 +6,11 @@ use portcullis_wire::Message;
 use portcullis_wire::frontend::{self, Query};
 use tokio::io::AsyncWrite;
 
-use crate::session::queue::{Expect, OnError};
 use super::refusal::REFUSED_SQL;
 use super::{Frontend, FrontendError};
-use crate::audit::{Described, Tracker, statement_event};
+use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Statement};
+use crate::session::queue::{Expect, OnError};
 
 impl Frontend<'_> {
     pub(super) async fn on_function_call<W: AsyncWrite + Unpin>(
@@ -20,7 +20,6 @@ impl Frontend<'_> {
     ) -> Result<(), FrontendError> {
         let call = frontend::FunctionCall::decode(msg.clone())?;
         let arguments = call.arguments();
-        let search_path = self.search_path.clone();
         let statement = Statement {
             origin: Origin::FunctionCall {
                 oid: call.oid(),
@@ -30,34 +29,22 @@ impl Frontend<'_> {
             parsed: Err("a fast-path function call has no SQL text"),
             prepared: None,
             transaction: self.shared.transaction(),
-            search_path: &search_path,
+            search_path: &self.search_path,
         };
-        let (outcome, why) = self.decide(&statement, upstream).await?;
+        let (verdict, why) = self.verdict(&statement);
+        let outcome = self.treatment(verdict, upstream).await?;
         let text = why.text.as_deref().map_or_else(
             || format!("/* fast-path function call */ function oid {}", call.oid()),
             str::to_string,
         );
         let outcome = match outcome {
             Ok(_) => {
+                let seq = self.next_seq();
+                let event = self.event(Described::new(seq, "function_call", &text, &why));
                 // A fast-path set_config moves the search path as the SQL call would.
                 if let Some(facts) = &why.facts {
                     self.track_facts(facts);
                 }
-                let seq = self.next_seq();
-                let event = statement_event(
-                    &self.ctx.info,
-                    Described {
-                        seq,
-                        origin: "function_call",
-                        text: &text,
-                        parameters: Vec::new(),
-                        facts: None,
-                        reasons: &why,
-                        refusal: None,
-                        max_rows: None,
-                        search_path: &search_path,
-                    },
-                );
                 self.audit_durable(vec![event], upstream)
                     .await?
                     .map(|()| seq)

@@ -7,8 +7,8 @@ use portcullis_wire::frontend::{self, Bind, Close, Execute, Parse, Target};
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
-use crate::session::queue::Expect;
 use super::{Frontend, FrontendError};
+use crate::session::queue::Expect;
 
 /// The gateway's own query of the settings the server's lexer reads.
 const LEXER_SETTINGS_SQL: &[u8] = b"SELECT pg_catalog.current_setting('client_encoding'), pg_catalog.current_setting('standard_conforming_strings')";

@@ -3,7 +3,7 @@
 //! the dispatch by message; each family of messages has its own file:
 //!
 //! - `query.rs`: simple Query; `extended.rs`: Parse, Bind, Describe, Execute, Close;
-//!   `function_call.rs`: fast-path FunctionCall;
+//!   `function_call.rs`: fast-path FunctionCall; `hold.rs`: waiting out held statements;
 //! - `decide.rs`: one statement decided and its audit records; `lexer.rs`: the settings the
 //!   server reads text with; `refusal.rs`: refusal by substitution and probes;
 //!   `row_limit.rs`: statements run under a row limit.
@@ -29,6 +29,7 @@ use super::{Context, Shared};
 mod decide;
 mod extended;
 mod function_call;
+mod hold;
 mod lexer;
 mod query;
 mod refusal;

@@ -11,14 +11,14 @@ use portcullis_wire::frontend::Query;
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
-use crate::session::prepared::{Prepared, Treatment};
-use crate::session::queue::{Expect, OnError, RowCap};
-use crate::session::tripwire::Expected;
 use super::decide::{executes, fetches};
 use super::refusal::REFUSED_SQL;
 use super::{Frontend, FrontendError};
-use crate::audit::{Described, Tracker, statement_event};
+use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Statement};
+use crate::session::prepared::{Prepared, Treatment};
+use crate::session::queue::{Expect, OnError, RowCap};
+use crate::session::tripwire::Expected;
 
 impl Frontend<'_> {
     pub(super) async fn on_query<W: AsyncWrite + Unpin>(
@@ -69,7 +69,6 @@ impl Frontend<'_> {
                 _ => {}
             }
             let prepared = earlier.or_else(|| registered.as_ref().and_then(|p| p.statement()));
-            let search_path = self.search_path.clone();
             // A shared analysis is of a single statement: this query's whole text.
             let own_text = match (&text, shared) {
                 (Some(t), true) => t.as_ref(),
@@ -81,9 +80,10 @@ impl Frontend<'_> {
                 parsed: Ok(s),
                 prepared,
                 transaction,
-                search_path: &search_path,
+                search_path: &self.search_path,
             };
-            let (outcome, why) = self.decide(&statement, upstream).await?;
+            let (verdict, why) = self.verdict(&statement);
+            let outcome = self.treatment(verdict, upstream).await?;
             match outcome {
                 Ok(mut t) => {
                     t.expected = Expected::of(s, prepared);
@@ -127,19 +127,10 @@ impl Frontend<'_> {
                         (Some(t), true) => t.as_ref(),
                         _ => s.text.as_str(),
                     };
-                    statement_event(
-                        &self.ctx.info,
-                        Described {
-                            seq: first + i as u64,
-                            origin: "query",
-                            text: own_text,
-                            parameters: Vec::new(),
-                            facts: Some(&s.facts),
-                            reasons: why,
-                            refusal: None,
-                            max_rows: t.cap.as_ref().map(|c| c.0),
-                            search_path: &self.search_path,
-                        },
+                    self.event(
+                        Described::new(first + i as u64, "query", own_text, why)
+                            .facts(Some(&s.facts))
+                            .max_rows(t.cap.as_ref().map(|c| c.0)),
                     )
                 })
                 .collect();

@@ -9,8 +9,8 @@
 use portcullis_wire::backend::{ErrorResponse, Severity};
 use portcullis_wire::frontend::{self, Close, Parse, Target};
 
-use crate::session::queue::{Expect, OnError};
 use super::Frontend;
+use crate::session::queue::{Expect, OnError};
 
 /// Text the server is certain to reject at parse time, with no side effects; stands in
 /// for a refused statement.

@@ -8,11 +8,11 @@ use portcullis_wire::frontend::Query;
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
-use crate::session::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
-use crate::session::tripwire::Expected;
 use super::refusal::REFUSED_SQL;
 use super::{Frontend, FrontendError};
 use crate::audit::Tracker;
+use crate::session::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
+use crate::session::tripwire::Expected;
 
 impl Frontend<'_> {
     /// Runs a query holding row-limited statements inside a transaction the gateway can
