@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::net::TcpStream;
 
 use crate::runtime::Runtime;
-use crate::session::Services;
+use crate::services::Services;
 
 struct Admin {
     runtime: Arc<ArcSwap<Runtime>>,
@@ -217,13 +217,11 @@ async fn kill(
         }
     );
     tracing::warn!(%actor, subject = %req.subject, ended, "sessions revoked");
-    admin.services.audit.record(portcullis_audit::Event::Admin(
-        portcullis_audit::AdminEvent {
-            action: "revocation".into(),
-            detail,
-            policy_hash: Some(admin.runtime.load().policies.store.sha256().to_string()),
-            actor: Some(actor),
-        },
+    admin.services.audit.record(crate::audit::admin_event(
+        "revocation",
+        detail,
+        &admin.runtime.load(),
+        Some(actor),
     ));
     Json(json!({ "ended": ended, "subject": req.subject })).into_response()
 }

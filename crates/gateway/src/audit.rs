@@ -225,6 +225,78 @@ pub fn statement_event(info: &SessionInfo, d: Described<'_>) -> Event {
     })
 }
 
+/// The start of a session: durable before the client is welcomed.
+pub fn session_start(info: &SessionInfo, principal: &portcullis_identity::Principal) -> Event {
+    Event::SessionStart(portcullis_audit::SessionStart {
+        session: info.id.to_string(),
+        subject: info.subject.clone(),
+        groups: info.groups.clone(),
+        client_addr: info.client_addr.to_string(),
+        tls: info.tls,
+        application_name: info.application_name.clone(),
+        target: info.target.clone(),
+        upstream_role: info.upstream_role.clone(),
+        issuer: principal.issuer.clone(),
+        token_expires: jiff::Timestamp::try_from(principal.expires_at)
+            .ok()
+            .map(|t| t.to_string()),
+    })
+}
+
+/// How a relayed session ended.
+pub struct Ended {
+    pub reason: String,
+    pub statements: u64,
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+}
+
+/// The end of a session.
+pub fn session_end(info: &SessionInfo, ended: Ended, duration_ms: u64) -> Event {
+    Event::SessionEnd(portcullis_audit::SessionEnd {
+        session: info.id.to_string(),
+        subject: info.subject.clone(),
+        target: info.target.clone(),
+        reason: ended.reason,
+        duration_ms,
+        bytes_from_client: ended.bytes_from_client,
+        bytes_to_client: ended.bytes_to_client,
+        statements: ended.statements,
+    })
+}
+
+/// A refused login: `subject` once the token was verified.
+pub fn auth_failure(
+    client_addr: std::net::SocketAddr,
+    target: Option<String>,
+    subject: Option<String>,
+    e: &crate::error::StartupError,
+) -> Event {
+    Event::AuthFailure(portcullis_audit::AuthFailure {
+        client_addr: client_addr.to_string(),
+        target,
+        subject,
+        sqlstate: e.sqlstate().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// An administrative action (a reload, a revocation), naming the policy set in force and
+/// who acted, when a person did.
+pub fn admin_event(
+    action: &str,
+    detail: String,
+    runtime: &crate::Runtime,
+    actor: Option<String>,
+) -> Event {
+    Event::Admin(portcullis_audit::AdminEvent {
+        action: action.to_string(),
+        detail,
+        policy_hash: Some(runtime.policies.store.sha256().to_string()),
+        actor,
+    })
+}
+
 /// A security event: the server answered something the gateway did not decide (the
 /// tripwire); `seq` is the statement whose answer it was, when known.
 pub fn security_event(info: &SessionInfo, seq: Option<u64>, what: &str, detail: &str) -> Event {

@@ -18,6 +18,7 @@ mod fastpath;
 mod oauth;
 mod policy;
 mod runtime;
+mod services;
 mod session;
 pub mod sessions;
 mod startup;
@@ -42,8 +43,9 @@ pub use portcullis_policy::{Clock, FixedClock, SystemClock};
 pub use runtime::{Policies, Runtime};
 pub use upstream::UpstreamError;
 
+use audit::admin_event;
 use cancel::CancelRegistry;
-use session::Services;
+use services::Services;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,7 @@ impl Gateway {
             "gateway_start",
             format!("listening on {addr}"),
             &runtime,
+            None,
         ));
         let verifier = runtime.verifier.clone();
         let cache_entries = runtime.config.limits.parse_cache_entries;
@@ -329,6 +332,7 @@ impl Inner {
                         "secret_rotation",
                         format!("target \"{target}\": role \"{role}\" has a new secret"),
                         &runtime,
+                        None,
                     ));
                 }
                 if current.config.audit != runtime.config.audit {
@@ -339,7 +343,7 @@ impl Inner {
                     runtime.policies.store.len(),
                     runtime.policies.store.files().len()
                 );
-                audit.record(admin_event("config_reload", detail, &runtime));
+                audit.record(admin_event("config_reload", detail, &runtime, None));
                 self.runtime.store(Arc::new(runtime));
                 let mut generation = 0;
                 self.generation.send_modify(|g| {
@@ -355,21 +359,12 @@ impl Inner {
                     "reload_failed",
                     e.to_string(),
                     &self.runtime.load(),
+                    None,
                 ));
                 Err(e)
             }
         }
     }
-}
-
-/// An admin event, naming the policy set in force.
-fn admin_event(action: &str, detail: String, runtime: &Runtime) -> portcullis_audit::Event {
-    portcullis_audit::Event::Admin(portcullis_audit::AdminEvent {
-        action: action.to_string(),
-        detail,
-        policy_hash: Some(runtime.policies.store.sha256().to_string()),
-        actor: None,
-    })
 }
 
 /// Roles whose secret differs between two generations (never the secrets themselves).

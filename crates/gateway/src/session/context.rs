@@ -1,0 +1,89 @@
+//! What both pumps of one session share: the session's context (who, what decides, where
+//! it is audited) and the settings the server reports (atomics the backend writes and the
+//! frontend reads).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use arc_swap::ArcSwap;
+use portcullis_sql::{ClientEncoding, LexerOptions, ParseCache};
+use portcullis_wire::backend::TransactionStatus;
+use tokio::sync::Notify;
+
+use super::settled;
+use crate::decision::{Decider, SessionInfo};
+
+/// Per-session context shared by both pumps.
+pub struct Context {
+    pub info: SessionInfo,
+    pub decider: Arc<dyn Decider>,
+    pub cache: Arc<ParseCache>,
+    pub hold: Arc<Notify>,
+    /// The search path the session started with.
+    pub search_path: Vec<String>,
+    /// Called when a statement that changes the catalog is forwarded.
+    pub catalog_changed: Box<dyn Fn() + Send + Sync>,
+    pub audit: crate::audit::SessionAudit,
+    /// Notified when an operator revokes the session.
+    pub revoked: Arc<Notify>,
+    /// When the caller's token expires, and how long the session may outlive it, by
+    /// `clock`.
+    pub expires_at: jiff::Timestamp,
+    pub expiry_grace: std::time::Duration,
+    pub clock: Arc<dyn portcullis_policy::Clock>,
+}
+
+/// Session settings the server reports and the frontend needs.
+pub struct Shared {
+    transaction: AtomicU8,
+    standard_conforming_strings: AtomicBool,
+    encoding: ArcSwap<ClientEncoding>,
+    /// How far the server has answered, for `settled::Sent::known`.
+    pub readies: settled::Readies,
+}
+
+impl Shared {
+    pub(super) fn new(parameters: &std::collections::HashMap<String, String>) -> Self {
+        let s = Shared {
+            transaction: AtomicU8::new(TransactionStatus::Idle.byte()),
+            standard_conforming_strings: AtomicBool::new(true),
+            encoding: ArcSwap::from_pointee(ClientEncoding::Utf8),
+            readies: settled::Readies::default(),
+        };
+        for (k, v) in parameters {
+            s.parameter(k, v);
+        }
+        s
+    }
+
+    pub(super) fn parameter(&self, name: &str, value: &str) {
+        match name {
+            "client_encoding" => self
+                .encoding
+                .store(Arc::new(ClientEncoding::from_name(value))),
+            "standard_conforming_strings" => self
+                .standard_conforming_strings
+                .store(value.eq_ignore_ascii_case("on"), Ordering::Relaxed),
+            _ => {}
+        }
+    }
+
+    pub(super) fn set_transaction(&self, status: TransactionStatus) {
+        self.transaction.store(status.byte(), Ordering::Relaxed);
+    }
+
+    pub fn transaction(&self) -> TransactionStatus {
+        TransactionStatus::from_byte(self.transaction.load(Ordering::Relaxed))
+            .unwrap_or(TransactionStatus::Idle)
+    }
+
+    pub fn encoding(&self) -> ClientEncoding {
+        **self.encoding.load()
+    }
+
+    pub fn lexer(&self) -> LexerOptions {
+        LexerOptions {
+            standard_conforming_strings: self.standard_conforming_strings.load(Ordering::Relaxed),
+        }
+    }
+}
