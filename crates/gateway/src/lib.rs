@@ -7,11 +7,11 @@
 //! a frontend pump (decisions, expected responses) and a backend pump (attribution,
 //! rewriting). `runtime` is the resolved configuration, swapped atomically on reload.
 
-mod admin;
 pub mod audit;
 pub mod cancel;
 pub mod catalog;
 pub mod config;
+mod control;
 pub mod decision;
 mod error;
 mod fastpath;
@@ -160,7 +160,7 @@ impl Gateway {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let admin_addr = match inner.runtime.load().config.admin.clone() {
             Some(a) => Some(
-                admin::start(
+                control::start(
                     &a.address,
                     inner.runtime.clone(),
                     inner.services.clone(),
