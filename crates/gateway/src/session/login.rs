@@ -65,7 +65,7 @@ pub(super) async fn login(
     span.record("subject", principal.subject.as_str());
     span.record("target", target.name.as_str());
     let role = role_for(&target, &principal)?;
-    let settings = startup_settings(&greeted.startup);
+    let settings = startup_settings(&greeted.startup)?;
     let search_path = settings
         .iter()
         .rev()

@@ -11,22 +11,37 @@ use crate::error::StartupError;
 /// own) and the `-c name=value` / `--name=value` switches in `options`, in order.
 pub(super) fn startup_settings(
     startup: &portcullis_wire::startup::StartupMessage,
-) -> Vec<(String, String)> {
+) -> Result<Vec<(String, String)>, StartupError> {
     let mut out = Vec::new();
     for (name, value) in &startup.params {
         let value = String::from_utf8_lossy(value).into_owned();
         match name.as_str() {
             "user" | "database" | "replication" => {}
-            "options" => out.extend(parse_options(&value)),
+            "options" => out.extend(parse_options(&value).map_err(StartupError::Refused)?),
             n if n.starts_with("_pq_.") => {}
             n => out.push((n.to_ascii_lowercase(), value)),
         }
     }
-    out
+    Ok(out)
 }
 
-/// Splits `options` the way the server does: on whitespace, with backslash escapes.
-fn parse_options(options: &str) -> Vec<(String, String)> {
+/// The server's whitespace in `options` (C's `isspace`, not Unicode's).
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// The switches of `options` that take an argument, as the server's `getopt` string
+/// (`process_postgres_switches`) declares them; the rest are flags.
+const WITH_ARGUMENT: &str = "BcCDdfhkNprStvW-";
+const FLAGS: &str = "bEeFijlnOPsT";
+
+/// The settings `options` makes, read the way the server reads it: split on whitespace
+/// with backslash escapes, then `getopt`, so switches bundle (`-ec role=x` is `-e -c
+/// role=x`) and an argument may follow its switch in the same word. `-c name=value` and
+/// `--name=value` are settings. Anything the server would reject (a bare word, an unknown
+/// switch, a missing argument or value) is an error: the login is refused, as the server
+/// would refuse it.
+fn parse_options(options: &str) -> Result<Vec<(String, String)>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut chars = options.chars();
@@ -37,7 +52,7 @@ fn parse_options(options: &str) -> Vec<(String, String)> {
                     word.push(n);
                 }
             }
-            c if c.is_whitespace() => {
+            c if is_space(c) => {
                 if !word.is_empty() {
                     words.push(std::mem::take(&mut word));
                 }
@@ -49,26 +64,40 @@ fn parse_options(options: &str) -> Vec<(String, String)> {
         words.push(word);
     }
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let w = &words[i];
-        let setting = if w == "-c" {
-            i += 1;
-            words.get(i).cloned()
-        } else if let Some(rest) = w.strip_prefix("-c") {
-            Some(rest.to_string())
-        } else {
-            w.strip_prefix("--").map(str::to_string)
+    let mut words = words.into_iter();
+    while let Some(w) = words.next() {
+        let Some(switches) = w.strip_prefix('-').filter(|s| !s.is_empty()) else {
+            return Err(format!("invalid command-line argument in options: \"{w}\""));
         };
-        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
-            out.push((
-                name.replace('-', "_").to_ascii_lowercase(),
-                value.to_string(),
-            ));
+        let mut rest = switches.char_indices();
+        while let Some((at, switch)) = rest.next() {
+            if FLAGS.contains(switch) {
+                continue;
+            }
+            if !WITH_ARGUMENT.contains(switch) {
+                return Err(format!("unknown switch -{switch} in options"));
+            }
+            let inline = &switches[at + switch.len_utf8()..];
+            let argument = if inline.is_empty() {
+                words
+                    .next()
+                    .ok_or_else(|| format!("switch -{switch} in options needs an argument"))?
+            } else {
+                inline.to_string()
+            };
+            if switch == 'c' || switch == '-' {
+                let Some((name, value)) = argument.split_once('=') else {
+                    return Err(format!("setting \"{argument}\" in options has no value"));
+                };
+                out.push((
+                    name.replace('-', "_").to_ascii_lowercase(),
+                    value.to_string(),
+                ));
+            }
+            break;
         }
-        i += 1;
     }
-    out
+    Ok(out)
 }
 
 pub(super) fn split_search_path(value: &str) -> Vec<String> {
@@ -135,7 +164,8 @@ mod tests {
     #[test]
     fn options_are_split_like_the_server_does() {
         assert_eq!(
-            parse_options(r"-c role=admin --search-path=a,b -csession_authorization=x -c a\ b=c"),
+            parse_options(r"-c role=admin --search-path=a,b -csession_authorization=x -c a\ b=c")
+                .unwrap(),
             vec![
                 ("role".to_string(), "admin".to_string()),
                 ("search_path".to_string(), "a,b".to_string()),
@@ -143,6 +173,22 @@ mod tests {
                 ("a b".to_string(), "c".to_string()),
             ]
         );
+        // Switches bundle as getopt bundles them; an argument may share the word.
+        let settings = |o: &str| parse_options(o).unwrap();
+        assert_eq!(settings("-ec role=x"), vec![("role".into(), "x".into())]);
+        assert_eq!(settings("-ecrole=x"), vec![("role".into(), "x".into())]);
+        assert_eq!(
+            settings("-e -S 1024 -csearch_path=a"),
+            vec![("search_path".into(), "a".into())]
+        );
+        // Only the server's whitespace separates words.
+        assert_eq!(
+            settings("-c\u{2003}role=x"),
+            vec![("\u{2003}role".into(), "x".into())]
+        );
+        for refused in ["role=x", "-q", "-c", "-c role", "-e --", "-c a=b stray"] {
+            assert!(parse_options(refused).is_err(), "{refused}");
+        }
         assert_eq!(
             split_search_path("\"$user\", public"),
             vec!["$user", "public"]
