@@ -11,7 +11,7 @@ use portcullis_tests::{
     Harness, SAMPLE_CHECKSUM, SAMPLE_SCHEMA, Setup, db_error, example_policies,
 };
 use portcullis_wire::Message;
-use portcullis_wire::frontend::{Parse, Query};
+use portcullis_wire::frontend::{Close, Parse, Query, Target};
 
 const BOB: (&str, &[&str]) = ("bob", &["engineering"]);
 const ALICE: (&str, &[&str]) = ("alice", &["data-science"]);
@@ -632,5 +632,227 @@ async fn the_statement_and_cursor_decided_are_the_ones_the_server_runs() {
             .any(|e| matches!(e, portcullis_audit::Event::Statement(s)
             if s.origin == "execute" && s.text.contains("cur") && s.sqlstate.is_none())),
         "the Execute of the cursor was not audited"
+    );
+}
+
+fn named_parse(name: &str, sql: &[u8]) -> Message {
+    Parse::new(name, sql, &[]).message().clone()
+}
+
+fn statement_texts(events: &[portcullis_audit::Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            portcullis_audit::Event::Statement(s) => Some((s.origin.clone(), s.text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The server reads protocol names in the client encoding; the gateway keys them as sent.
+/// In LATIN1 the UTF-8 bytes of "é" name the statement "Ã©", which SQL can reach under
+/// that name: a statement decided as one text ran as another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_and_portal_names_are_the_servers_names() {
+    let h = harness().await;
+    let mut raw = raw_as(&h, ALICE).await;
+    // In UTF-8 a non-ASCII name is the same name on both sides.
+    raw.send(&[
+        named_parse("é", b"SELECT 1 AS x"),
+        bind("é", "é", &[]),
+        execute("é", 0),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert_eq!(rows(&raw.until_ready().await), vec![vec![Some("1".into())]]);
+    raw.send(&[query(b"SET client_encoding = 'LATIN1'")]).await;
+    raw.until_ready().await;
+    for msg in [
+        named_parse("ü", b"SELECT 'innocent' AS x"),
+        bind("", "é", &[]),
+        bind("ü", "", &[]),
+        execute("é", 0),
+        portcullis_tests::raw::describe_portal("é"),
+    ] {
+        raw.send(&[msg, portcullis_wire::frontend::sync()]).await;
+        let answers = raw.until_ready().await;
+        let errs = errors(&answers);
+        assert_eq!(errs.len(), 1, "{answers:?}");
+        assert_eq!(errs[0].code(), "42602", "{errs:?}");
+        assert!(rows(&answers).is_empty());
+    }
+    // The session goes on; an ASCII name is fine in any encoding.
+    raw.send(&[
+        named_parse("plain", b"SELECT 2 AS x"),
+        bind("", "plain", &[]),
+        execute("", 0),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert_eq!(rows(&raw.until_ready().await), vec![vec![Some("2".into())]]);
+}
+
+/// A portal lasts as long as its transaction. Once the server has dropped it, the name can
+/// hold a cursor, and an Execute of that name runs the cursor: decided and recorded as the
+/// cursor, never under the treatment of the portal bound earlier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_name_reused_after_its_transaction_is_the_new_portal() {
+    let h = harness().await;
+    let revenue: &[u8] = b"SELECT day FROM reporting.daily_revenue ORDER BY day";
+    let mut raw = raw_as(&h, ALICE).await;
+    for declare_through_parse in [false, true] {
+        raw.send(&[
+            query(b"BEGIN"),
+            named_parse("innocent", b"SELECT 'innocent' AS x"),
+            bind("cur", "innocent", &[]),
+            execute("cur", 0),
+            Close::new(Target::Statement, "innocent").message().clone(),
+            portcullis_wire::frontend::sync(),
+            query(b"COMMIT"),
+            query(b"BEGIN"),
+        ])
+        .await;
+        let answers = readies(&mut raw, 4).await;
+        assert!(errors(&answers).is_empty(), "{answers:?}");
+        let declare = [b"DECLARE cur CURSOR FOR ".as_slice(), revenue].concat();
+        if declare_through_parse {
+            raw.send(&[
+                parse(&declare),
+                bind("", "", &[]),
+                execute("", 0),
+                portcullis_wire::frontend::sync(),
+            ])
+            .await;
+        } else {
+            raw.send(&[query(&declare)]).await;
+        }
+        assert!(errors(&raw.until_ready().await).is_empty());
+        raw.send(&[execute("cur", 2), portcullis_wire::frontend::sync()])
+            .await;
+        let answers = raw.until_ready().await;
+        assert_eq!(rows(&answers).len(), 2, "{answers:?}");
+        raw.send(&[query(b"COMMIT")]).await;
+        raw.until_ready().await;
+        let texts = statement_texts(&h.audit_events("statement").await);
+        // Newest first: the Execute is the cursor's.
+        assert!(
+            texts[1].0 == "execute" && texts[1].1.contains("Execute of cursor \"cur\""),
+            "{texts:?}"
+        );
+        // Its rows are the cursor's, recorded under the cursor's statement: the innocent
+        // statement's result is its own one row.
+        let innocent: Vec<u64> = h
+            .audit_events("statement")
+            .await
+            .iter()
+            .filter_map(|e| match e {
+                portcullis_audit::Event::Statement(s) if s.text.contains("innocent") => Some(s.seq),
+                _ => None,
+            })
+            .collect();
+        let results = h.audit_events("result").await;
+        for e in &results {
+            if let portcullis_audit::Event::Result(r) = e
+                && innocent.contains(&r.seq)
+            {
+                assert_eq!(r.rows, Some(1), "{results:?}");
+            }
+        }
+    }
+}
+
+/// A portal the server holds under a name the gateway bound, but which is not what it bound
+/// (a function opened a cursor of that name after the transaction ended): nothing of its
+/// answer leaves, and the session ends with the tripwire's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_that_is_not_the_one_bound_trips_the_wire() {
+    // Policies that permit everything: the function's own reads are not the point.
+    let h = Harness::with(Setup::default()).await;
+    h.direct("app", SAMPLE_SCHEMA);
+    h.direct(
+        "app",
+        "CREATE FUNCTION public.open_cur() RETURNS refcursor LANGUAGE plpgsql AS $$ \
+         DECLARE c refcursor := 'cur'; BEGIN OPEN c FOR SELECT email FROM public.customers; RETURN c; END $$",
+    );
+    let mut raw = raw_as(&h, ("dave", &["dba"])).await;
+    raw.send(&[
+        query(b"BEGIN"),
+        named_parse("innocent", b"SELECT 'innocent' AS x"),
+        bind("cur", "innocent", &[]),
+        execute("cur", 0),
+        portcullis_wire::frontend::sync(),
+        query(b"COMMIT"),
+        query(b"BEGIN"),
+        query(b"SELECT public.open_cur()"),
+    ])
+    .await;
+    let answers = readies(&mut raw, 5).await;
+    assert!(errors(&answers).is_empty(), "{answers:?}");
+    raw.send(&[execute("cur", 0), portcullis_wire::frontend::sync()])
+        .await;
+    let mut answers = Vec::new();
+    while let Some(m) = raw.recv().await {
+        answers.push(m);
+    }
+    assert!(rows(&answers).is_empty(), "{answers:?}");
+    let errs = errors(&answers);
+    assert_eq!(errs.last().map(|e| e.code()), Some("XX000"), "{errs:?}");
+    assert!(errs[0].message().contains("portal \"cur\""), "{errs:?}");
+    let events = h.audit_events("security").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+/// `options` is read with the server's getopt: `-ec role=x` is `-e -c role=x`, and sets
+/// the role before any statement is seen, which the policy forbids like `SET ROLE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_options_are_read_as_the_server_reads_them() {
+    let h = harness().await;
+    let token = h.token(ALICE.0, ALICE.1);
+    let v3 = portcullis_wire::startup::ProtocolVersion { major: 3, minor: 0 };
+    for options in [
+        "-c role=analyst",
+        "-ec role=analyst",
+        "-ecrole=analyst",
+        "-e -crole=analyst",
+    ] {
+        let mut raw = RawClient::connect(h.port()).await;
+        let refused = raw
+            .login_with(
+                v3,
+                &[("user", "alice"), ("database", "app"), ("options", options)],
+                &token,
+            )
+            .await
+            .expect_err(options);
+        assert!(refused.message().contains("role"), "{options}: {refused:?}");
+    }
+    // What the server would reject, the gateway refuses before it gets there.
+    let mut raw = RawClient::connect(h.port()).await;
+    let refused = raw
+        .login_with(
+            v3,
+            &[("user", "alice"), ("database", "app"), ("options", "-q")],
+            &token,
+        )
+        .await
+        .expect_err("unknown switch");
+    assert!(refused.message().contains("-q"), "{refused:?}");
+    // Harmless switches log in.
+    let mut raw = RawClient::connect(h.port()).await;
+    raw.login_with(
+        v3,
+        &[
+            ("user", "alice"),
+            ("database", "app"),
+            ("options", "-e -c search_path=reporting"),
+        ],
+        &token,
+    )
+    .await
+    .expect("harmless options");
+    raw.send(&[query(b"SHOW search_path")]).await;
+    assert_eq!(
+        rows(&raw.until_ready().await),
+        vec![vec![Some("reporting".into())]]
     );
 }

@@ -9,6 +9,7 @@ mod context;
 mod frontend;
 mod login;
 mod outbox;
+mod portals;
 mod prepared;
 mod queue;
 mod settled;

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use portcullis_sql::{ParsedQuery, ParsedStatement};
 
+use super::portals::{Bound, Effect};
 use super::tripwire::Expected;
 use crate::decision::Rewrite;
 
@@ -21,6 +22,12 @@ pub struct Treatment {
     /// For a portal: the audited statement's number, the result formats asked for, and
     /// whether its rows are recorded.
     pub audit: Option<(u64, Arc<[i16]>, bool)>,
+    /// For a portal: the frontend's number of the Bind that made it (see `portals`).
+    pub bind: u64,
+    /// What the statement's completion does to the server's portals.
+    pub effect: Effect,
+    /// For a portal that runs `DECLARE`: the cursor it declares.
+    pub declares: Option<(String, Arc<Prepared>)>,
 }
 
 /// A statement prepared by Parse or by SQL `PREPARE`.
@@ -45,6 +52,8 @@ pub struct Registry {
     portals: HashMap<String, Treatment>,
     /// SQL cursors as declared: the DECLARE each FETCH is decided on.
     cursors: HashMap<String, Arc<Prepared>>,
+    /// Binds so far.
+    binds: u64,
 }
 
 impl Registry {
@@ -66,26 +75,27 @@ impl Registry {
         self.statements.retain(|name, _| name.is_empty());
     }
 
-    pub fn bind(&mut self, portal: &str, statement: &str) {
+    /// A portal of a statement with nothing to decide (an empty query string).
+    pub fn bind(&mut self, portal: &str, statement: &str) -> Bound {
         let treatment = self
             .statements
             .get(statement)
             .map(|p| p.treatment.clone())
             .unwrap_or_default();
-        self.portals.insert(portal.to_string(), treatment);
+        self.bind_treated(portal, treatment)
     }
 
-    /// A portal with a treatment decided at Bind.
-    pub fn bind_treated(&mut self, portal: &str, treatment: Treatment) {
+    /// A portal with a treatment decided at Bind; numbered, so the ledger can tell this
+    /// Bind's portal from another of the same name.
+    pub fn bind_treated(&mut self, portal: &str, mut treatment: Treatment) -> Bound {
+        self.binds += 1;
+        treatment.bind = self.binds;
         self.portals.insert(portal.to_string(), treatment);
+        (Arc::from(portal), self.binds)
     }
 
     pub fn portal(&self, portal: &str) -> Treatment {
         self.portals.get(portal).cloned().unwrap_or_default()
-    }
-
-    pub fn close_portal(&mut self, portal: &str) {
-        self.portals.remove(portal);
     }
 
     /// Whether a Bind through the gateway created this portal.
@@ -93,21 +103,28 @@ impl Registry {
         self.portals.contains_key(portal)
     }
 
-    pub fn declare(&mut self, name: &str, cursor: Prepared) {
-        self.cursors.insert(name.to_string(), Arc::new(cursor));
+    /// A cursor declared: a portal of that name bound earlier is gone (the server would
+    /// not have declared it otherwise).
+    pub fn declare(&mut self, name: &str, cursor: Arc<Prepared>) {
+        self.portals.remove(name);
+        self.cursors.insert(name.to_string(), cursor);
     }
 
     pub fn cursor(&self, name: &str) -> Option<&Arc<Prepared>> {
         self.cursors.get(name)
     }
 
-    /// `CLOSE name`, `CLOSE ALL` (`None`).
+    /// `CLOSE name`, `CLOSE ALL` (`None`): protocol portals of the name go too.
     pub fn close_cursor(&mut self, name: Option<&str>) {
         match name {
             Some(n) => {
                 self.cursors.remove(n);
+                self.portals.remove(n);
             }
-            None => self.cursors.clear(),
+            None => {
+                self.cursors.clear();
+                self.portals.clear();
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use portcullis_wire::Message;
 use portcullis_wire::backend::{self, CommandComplete, ErrorResponse, Severity};
 use tokio::sync::oneshot;
 
+use super::portals::{Bound, Effect, Ledger};
 use super::tripwire::Expected;
 use crate::audit::{Finished, Tracker};
 use crate::decision::Rewrite;
@@ -96,6 +97,9 @@ impl QueryLimits {
 pub enum Expect {
     /// A simple Query: one result per statement, then ReadyForQuery.
     Query {
+        /// Per statement, what its completion does to the server's portals (empty when
+        /// nothing).
+        effects: Vec<Effect>,
         statements: Vec<Option<Arc<dyn Rewrite>>>,
         /// Per statement, what its result may report (the tripwire).
         expected: Vec<Expected>,
@@ -118,6 +122,8 @@ pub enum Expect {
     /// BindComplete, or the refusal standing in for the server's error. A server error
     /// ends the statement `audit` follows.
     Bind {
+        /// The portal a BindComplete creates (`None` for the gateway's stand-ins).
+        portal: Option<Bound>,
         on_error: OnError,
         audit: Option<Tracker>,
     },
@@ -127,12 +133,19 @@ pub enum Expect {
     },
     /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
     Execute {
+        /// A portal bound through the gateway: it must still be the one bound (see
+        /// `portals`). Taken when checked.
+        portal: Option<Bound>,
+        /// What its completion does to the server's portals.
+        effect: Effect,
         rewrite: Option<Arc<dyn Rewrite>>,
         expected: Expected,
         limit: Option<(RowCap, oneshot::Sender<LimitReport>)>,
         audit: Option<Tracker>,
     },
     Close {
+        /// A portal's Close.
+        portal: Option<Arc<str>>,
         swallow: bool,
         report: Option<oneshot::Sender<bool>>,
     },
@@ -205,6 +218,8 @@ pub struct Attribution {
     /// The trail's number of the statement that ended last: the one whose text produced
     /// a result beyond those analysed.
     last_seq: Option<u64>,
+    /// The portals bound through the gateway that the server still holds.
+    ledger: Ledger,
 }
 
 fn is_async(tag: u8) -> bool {
@@ -342,7 +357,23 @@ impl Attribution {
             return self.on_error(msg);
         }
         if tag == backend::READY_FOR_QUERY {
-            return self.on_ready();
+            return self.on_ready(msg);
+        }
+        if let Some(Expect::Execute { portal, audit, .. }) = self.pending.front_mut()
+            && let Some(bound) = portal.take()
+            && !self.ledger.holds(&bound)
+        {
+            let name = &bound.0;
+            // The name now holds something else: a cursor declared after the bound portal
+            // was dropped. Nothing of its answer goes out.
+            let seq = audit.as_ref().map(|t| t.seq);
+            self.tripped = Some((
+                format!(
+                    "the server's portal \"{name}\" is no longer the one the gateway bound and decided"
+                ),
+                seq,
+            ));
+            return Action::Swallow;
         }
         match self.pending.front_mut() {
             Some(Expect::Internal { .. }) => return Action::Swallow,
@@ -395,9 +426,16 @@ impl Attribution {
             }
             backend::CLOSE_COMPLETE => {
                 let swallow = match self.pending.front_mut() {
-                    Some(Expect::Close { swallow, report }) => {
+                    Some(Expect::Close {
+                        portal,
+                        swallow,
+                        report,
+                    }) => {
                         if let Some(tx) = report.take() {
                             let _ = tx.send(true);
+                        }
+                        if let Some(p) = portal {
+                            self.ledger.closed(p);
                         }
                         *swallow
                     }
@@ -411,6 +449,12 @@ impl Attribution {
                 }
             }
             backend::BIND_COMPLETE | backend::NO_DATA => {
+                if let Some(Expect::Bind {
+                    portal: Some(p), ..
+                }) = self.pending.front()
+                {
+                    self.ledger.bound(p);
+                }
                 self.pop();
                 Action::Forward
             }
@@ -485,7 +529,14 @@ impl Attribution {
             return Action::Swallow;
         }
         match self.pending.front_mut() {
-            Some(Expect::Query { limits, .. }) => {
+            Some(Expect::Query {
+                limits, effects, ..
+            }) => {
+                if complete.is_some()
+                    && let Some(e) = effects.get(statement)
+                {
+                    self.ledger.completed(e);
+                }
                 let mut over = None;
                 if let Some(l) = limits
                     && let Some(Some(cap)) = l.caps.get(statement)
@@ -507,7 +558,10 @@ impl Attribution {
                     self.end_copy_in(true);
                 }
             }
-            Some(Expect::Execute { limit, .. }) => {
+            Some(Expect::Execute { limit, effect, .. }) => {
+                if complete.is_some() {
+                    self.ledger.completed(effect);
+                }
                 let mut error = None;
                 if let Some((cap, report)) = limit.take() {
                     let over = tag == backend::PORTAL_SUSPENDED || rows.unwrap_or(0) > cap.max;
@@ -557,7 +611,10 @@ impl Attribution {
         }
     }
 
-    fn on_ready(&mut self) -> Action {
+    fn on_ready(&mut self, msg: &Message) -> Action {
+        if msg.body().first() == Some(&backend::TransactionStatus::Idle.byte()) {
+            self.ledger.transaction_ended();
+        }
         let mut action = Action::Forward;
         let completed_statements = self.statement;
         while let Some(e) = self.pending.pop_front() {

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use portcullis_sql::LexerOptions;
 use portcullis_sql::analysis::Kind;
+use portcullis_sql::{LexerOptions, PreparedOp};
 use portcullis_wire::backend::{ErrorResponse, Severity};
 use portcullis_wire::frontend::{self, Bind, Close, Describe, Execute, Parse, Target};
 use tokio::io::AsyncWrite;
@@ -14,7 +14,8 @@ use super::decide::{RESERVED_PREFIX, reserved};
 use super::refusal::{REFUSED, REFUSED_SQL};
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, Tracker};
-use crate::decision::{Origin, Reasons, Statement, Verdict};
+use crate::decision::{Origin, Statement};
+use crate::session::portals::Effect;
 use crate::session::prepared::{Prepared, Treatment};
 use crate::session::queue::{Expect, LimitReport, OnError, RowCap};
 use crate::session::tripwire::Expected;
@@ -158,20 +159,7 @@ impl Frontend<'_> {
         if bind.portal().starts_with(RESERVED_PREFIX) {
             let e = reserved(bind.portal());
             let text = format!("/* Bind of portal \"{}\" */", bind.portal());
-            self.record_refusal(
-                "bind",
-                &text,
-                None,
-                &Reasons::of(&Verdict::Refuse(e.clone())),
-                &e,
-            );
-            self.send(
-                Expect::Bind {
-                    on_error: OnError::Replace(e),
-                    audit: None,
-                },
-                Bind::new("", REFUSED).message(),
-            );
+            self.refuse_message("bind", &text, e);
             return Ok(());
         }
         let Some(prepared) = self.registry.statement(bind.statement()).cloned() else {
@@ -190,28 +178,16 @@ impl Frontend<'_> {
                 "/* Bind of prepared statement \"{}\", which the gateway has not seen prepared */",
                 bind.statement()
             );
-            self.record_refusal(
-                "bind",
-                &text,
-                None,
-                &Reasons::of(&Verdict::Refuse(e.clone())),
-                &e,
-            );
-            self.registry.close_portal(bind.portal());
-            self.send(
-                Expect::Bind {
-                    on_error: OnError::Replace(e),
-                    audit: None,
-                },
-                Bind::new(bind.portal(), REFUSED).message(),
-            );
+            // The failing stand-in leaves the server's portal of that name as it was.
+            self.refuse_message("bind", &text, e);
             return Ok(());
         };
         let Some(stmt) = prepared.statement() else {
             // An empty query string: nothing to decide.
-            self.registry.bind(bind.portal(), bind.statement());
+            let bound = self.registry.bind(bind.portal(), bind.statement());
             self.send(
                 Expect::Bind {
+                    portal: Some(bound),
                     on_error: OnError::Forward,
                     audit: None,
                 },
@@ -236,6 +212,10 @@ impl Frontend<'_> {
             Ok(mut treatment) => {
                 treatment.expected =
                     Expected::of(stmt, registered.as_ref().and_then(|p| p.statement()));
+                treatment.effect = Effect::of(stmt);
+                if let Some(PreparedOp::Declare(name)) = stmt.prepared_op() {
+                    treatment.declares = Some((name, prepared.clone()));
+                }
                 let seq = self.next_seq();
                 let event = self.event(
                     Described::new(seq, "bind", &stmt.text, &why)
@@ -256,9 +236,10 @@ impl Frontend<'_> {
         };
         match outcome {
             Ok((treatment, seq)) => {
-                self.registry.bind_treated(bind.portal(), treatment);
+                let bound = self.registry.bind_treated(bind.portal(), treatment);
                 self.send(
                     Expect::Bind {
+                        portal: Some(bound),
                         on_error: OnError::Forward,
                         audit: Some(Tracker::new(seq, None, Arc::from(Vec::new()))),
                     },
@@ -266,11 +247,11 @@ impl Frontend<'_> {
                 );
             }
             Err(refusal) => {
-                self.registry.close_portal(bind.portal());
                 // Binding a statement that does not exist fails on the server, which then
-                // skips to Sync as after any error.
+                // skips to Sync as after any error; its portal of that name stays as it was.
                 self.send(
                     Expect::Bind {
+                        portal: None,
                         on_error: OnError::Replace(refusal),
                         audit: None,
                     },
@@ -290,6 +271,13 @@ impl Frontend<'_> {
             return self.execute_cursor(execute, upstream).await;
         }
         let treatment = self.registry.portal(execute.portal());
+        // A DECLARE through the extended protocol: FETCHes of the cursor are decided on it.
+        // Recorded before the server answers; if it fails, a later FETCH of that name is
+        // decided on more than it reads, never less.
+        if let Some((name, prepared)) = &treatment.declares {
+            self.registry.declare(name, prepared.clone());
+        }
+        let portal = Some((Arc::<str>::from(execute.portal()), treatment.bind));
         let limits = &self.ctx.audit.limits;
         let audit = treatment
             .audit
@@ -297,6 +285,8 @@ impl Frontend<'_> {
         let Some((max, policy)) = treatment.cap else {
             self.send(
                 Expect::Execute {
+                    portal,
+                    effect: treatment.effect,
                     rewrite: treatment.rewrite,
                     expected: treatment.expected,
                     limit: None,
@@ -311,6 +301,8 @@ impl Frontend<'_> {
         let (tx, rx) = oneshot::channel();
         self.send(
             Expect::Execute {
+                portal,
+                effect: treatment.effect,
                 rewrite: treatment.rewrite,
                 expected: treatment.expected,
                 limit: Some((RowCap { max, policy }, tx)),
@@ -351,20 +343,7 @@ impl Frontend<'_> {
                 "34000",
                 format!("portal \"{name}\" does not exist"),
             );
-            self.record_refusal(
-                "execute",
-                &sql,
-                None,
-                &Reasons::of(&Verdict::Refuse(e.clone())),
-                &e,
-            );
-            self.send(
-                Expect::Bind {
-                    on_error: OnError::Replace(e),
-                    audit: None,
-                },
-                Bind::new("", REFUSED).message(),
-            );
+            self.refuse_message("execute", &sql, e);
             return Ok(());
         };
         let cursor = self.registry.cursor(&name).cloned();
@@ -399,6 +378,8 @@ impl Frontend<'_> {
         match outcome {
             Ok(tracker) => self.send(
                 Expect::Execute {
+                    portal: None,
+                    effect: Effect::None,
                     rewrite: None,
                     expected: Expected::NoWrite,
                     limit: None,
@@ -409,6 +390,7 @@ impl Frontend<'_> {
             // Binding a statement that does not exist fails where the Execute would have.
             Err(refusal) => self.send(
                 Expect::Bind {
+                    portal: None,
                     on_error: OnError::Replace(refusal),
                     audit: None,
                 },
@@ -441,6 +423,7 @@ impl Frontend<'_> {
             let (tx, rx) = oneshot::channel();
             self.send(
                 Expect::Close {
+                    portal: None,
                     swallow: false,
                     report: Some(tx),
                 },
@@ -453,12 +436,18 @@ impl Frontend<'_> {
             }
             return Ok(());
         }
-        match c.target() {
-            Target::Statement => self.registry.deallocate(c.name()),
-            Target::Portal => self.registry.close_portal(c.name()),
-        }
+        // A portal stays in the registry: if the Close is skipped the server keeps it, and
+        // if not, the ledger knows (see `portals`).
+        let portal = match c.target() {
+            Target::Statement => {
+                self.registry.deallocate(c.name());
+                None
+            }
+            Target::Portal => Some(Arc::<str>::from(c.name())),
+        };
         self.send(
             Expect::Close {
+                portal,
                 swallow: false,
                 report: None,
             },

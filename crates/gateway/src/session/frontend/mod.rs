@@ -197,11 +197,44 @@ impl<'s> Frontend<'s> {
     ) -> Result<(), FrontendError> {
         match msg.tag() {
             frontend::QUERY => self.on_query(Query::decode(msg)?, upstream).await,
-            frontend::PARSE => self.on_parse(Parse::decode(msg)?, upstream).await,
-            frontend::BIND => self.on_bind(Bind::decode(msg)?, upstream).await,
-            frontend::DESCRIBE => self.on_describe(Describe::decode(msg)?),
-            frontend::EXECUTE => self.on_execute(Execute::decode(msg)?, upstream).await,
-            frontend::CLOSE => self.on_close(Close::decode(msg)?, upstream).await,
+            frontend::PARSE => {
+                let p = Parse::decode(msg)?;
+                if self.names_as_sent(&[p.name()], upstream).await? {
+                    self.on_parse(p, upstream).await?;
+                }
+                Ok(())
+            }
+            frontend::BIND => {
+                let b = Bind::decode(msg)?;
+                if self
+                    .names_as_sent(&[b.portal(), b.statement()], upstream)
+                    .await?
+                {
+                    self.on_bind(b, upstream).await?;
+                }
+                Ok(())
+            }
+            frontend::DESCRIBE => {
+                let d = Describe::decode(msg)?;
+                if self.names_as_sent(&[d.name()], upstream).await? {
+                    self.on_describe(d)?;
+                }
+                Ok(())
+            }
+            frontend::EXECUTE => {
+                let e = Execute::decode(msg)?;
+                if self.names_as_sent(&[e.portal()], upstream).await? {
+                    self.on_execute(e, upstream).await?;
+                }
+                Ok(())
+            }
+            frontend::CLOSE => {
+                let c = Close::decode(msg)?;
+                if self.names_as_sent(&[c.name()], upstream).await? {
+                    self.on_close(c, upstream).await?;
+                }
+                Ok(())
+            }
             frontend::SYNC => {
                 self.unnamed.synced();
                 self.send(Expect::Sync, &msg);

@@ -13,9 +13,11 @@ use tokio::sync::oneshot;
 
 use super::decide::{executes, fetches};
 use super::refusal::REFUSED_SQL;
+use super::row_limit::PerStatement;
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Statement};
+use crate::session::portals::Effect;
 use crate::session::prepared::{Prepared, Treatment};
 use crate::session::queue::{Expect, OnError, RowCap};
 use crate::session::tripwire::Expected;
@@ -142,6 +144,7 @@ impl Frontend<'_> {
         if let Some(refusal) = refusal {
             self.send(
                 Expect::Query {
+                    effects: Vec::new(),
                     statements: Vec::new(),
                     expected: Vec::new(),
                     on_error: OnError::Replace(refusal),
@@ -191,6 +194,10 @@ impl Frontend<'_> {
         };
         let rewrites: Vec<_> = treatments.iter().map(|t| t.rewrite.clone()).collect();
         let expected: Vec<_> = treatments.iter().map(|t| t.expected).collect();
+        let mut effects: Vec<Effect> = statements.iter().map(Effect::of).collect();
+        if effects.iter().all(|e| *e == Effect::None) {
+            effects = Vec::new();
+        }
         if treatments.iter().any(|t| t.cap.is_some()) {
             let caps = treatments
                 .iter()
@@ -198,7 +205,11 @@ impl Frontend<'_> {
                 .collect();
             self.limited_query(
                 query,
-                (rewrites, expected),
+                PerStatement {
+                    rewrites,
+                    expected,
+                    effects,
+                },
                 caps,
                 completed_tx,
                 trackers,
@@ -208,6 +219,7 @@ impl Frontend<'_> {
         } else {
             self.send(
                 Expect::Query {
+                    effects,
                     statements: rewrites,
                     expected,
                     on_error: OnError::Forward,
@@ -250,11 +262,11 @@ impl Frontend<'_> {
                 Some(PreparedOp::Deallocate(None)) => self.registry.deallocate_all(),
                 Some(PreparedOp::Declare(name)) => self.registry.declare(
                     &name,
-                    Prepared {
+                    Arc::new(Prepared {
                         parsed: parsed.clone(),
                         index,
                         treatment: Treatment::default(),
-                    },
+                    }),
                 ),
                 Some(PreparedOp::Close(name)) => self.registry.close_cursor(name.as_deref()),
                 Some(PreparedOp::DiscardAll) => {

@@ -6,10 +6,13 @@
 //! syntax error, word for word; if the server accepts it, the gateway refuses it, because
 //! it cannot know what it would do.
 
+use portcullis_sql::ClientEncoding;
 use portcullis_wire::backend::{ErrorResponse, Severity};
-use portcullis_wire::frontend::{self, Close, Parse, Target};
+use portcullis_wire::frontend::{self, Bind, Close, Parse, Target};
+use tokio::io::AsyncWrite;
 
-use super::Frontend;
+use super::{Frontend, FrontendError};
+use crate::decision::{Reasons, Verdict};
 use crate::session::queue::{Expect, OnError};
 
 /// Text the server is certain to reject at parse time, with no side effects; stands in
@@ -49,6 +52,7 @@ impl Frontend<'_> {
         );
         self.send(
             Expect::Close {
+                portal: None,
                 swallow: true,
                 report: None,
             },
@@ -72,5 +76,55 @@ impl Frontend<'_> {
         if name.is_none() {
             self.send(Expect::Sync, &frontend::sync());
         }
+    }
+
+    /// Refuses a protocol message that is not a statement (a Bind, a Describe, an
+    /// Execute): recorded, and a failing Bind stands in for it, which makes the server skip
+    /// to Sync and leaves its statements and portals as they were.
+    pub(super) fn refuse_message(&mut self, origin: &'static str, text: &str, e: ErrorResponse) {
+        self.record_refusal(
+            origin,
+            text,
+            None,
+            &Reasons::of(&Verdict::Refuse(e.clone())),
+            &e,
+        );
+        self.send(
+            Expect::Bind {
+                portal: None,
+                on_error: OnError::Replace(e),
+                audit: None,
+            },
+            Bind::new("", REFUSED).message(),
+        );
+    }
+
+    /// Whether the names a protocol message carries are the names the server will read.
+    /// The server converts them from `client_encoding`, the gateway keys them as sent (as
+    /// UTF-8): the two agree for ASCII, and for anything when the client encoding is
+    /// UTF-8. Otherwise two names the gateway tells apart could be one name on the server,
+    /// so the message is refused.
+    pub(super) async fn names_as_sent<W: AsyncWrite + Unpin>(
+        &mut self,
+        names: &[&str],
+        upstream: &mut W,
+    ) -> Result<bool, FrontendError> {
+        let Some(foreign) = names.iter().find(|n| !n.is_ascii()) else {
+            return Ok(true);
+        };
+        let (encoding, _) = self.server_lexer(foreign.as_bytes(), upstream).await?;
+        if encoding == ClientEncoding::Utf8 {
+            return Ok(true);
+        }
+        let e = ErrorResponse::new(
+            Severity::Error,
+            "42602",
+            format!(
+                "the name \"{foreign}\" is refused: names of prepared statements and portals must be ASCII unless client_encoding is UTF8"
+            ),
+        );
+        let text = format!("/* protocol message naming \"{foreign}\" */");
+        self.refuse_message("bind", &text, e);
+        Ok(false)
     }
 }

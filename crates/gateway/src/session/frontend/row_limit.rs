@@ -11,8 +11,16 @@ use tokio::sync::oneshot;
 use super::refusal::REFUSED_SQL;
 use super::{Frontend, FrontendError};
 use crate::audit::Tracker;
+use crate::session::portals::Effect;
 use crate::session::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
 use crate::session::tripwire::Expected;
+
+/// What the queue needs of each statement of a Query.
+pub(super) struct PerStatement {
+    pub rewrites: Vec<Option<Arc<dyn crate::decision::Rewrite>>>,
+    pub expected: Vec<Expected>,
+    pub effects: Vec<Effect>,
+}
 
 impl Frontend<'_> {
     /// Runs a query holding row-limited statements inside a transaction the gateway can
@@ -20,10 +28,11 @@ impl Frontend<'_> {
     pub(super) async fn limited_query<W: AsyncWrite + Unpin>(
         &mut self,
         query: Query,
-        (rewrites, expected): (
-            Vec<Option<Arc<dyn crate::decision::Rewrite>>>,
-            Vec<Expected>,
-        ),
+        PerStatement {
+            rewrites,
+            expected,
+            effects,
+        }: PerStatement,
         caps: Vec<Option<RowCap>>,
         completed: Option<oneshot::Sender<usize>>,
         audit: Vec<Option<Tracker>>,
@@ -34,6 +43,7 @@ impl Frontend<'_> {
             // The server refuses everything but the end of the transaction anyway.
             self.send(
                 Expect::Query {
+                    effects,
                     statements: rewrites,
                     expected,
                     on_error: OnError::Forward,
@@ -58,6 +68,7 @@ impl Frontend<'_> {
         let (tx, rx) = oneshot::channel();
         self.send(
             Expect::Query {
+                effects,
                 statements: rewrites,
                 expected,
                 on_error: OnError::Forward,

@@ -25,6 +25,7 @@ fn refusal() -> ErrorResponse {
 
 fn query(n: usize) -> Expect {
     Expect::Query {
+        effects: Vec::new(),
         statements: (0..n).map(|_| None).collect(),
         expected: vec![Expected::Unchecked; n],
         on_error: OnError::Forward,
@@ -44,6 +45,8 @@ fn parse() -> Expect {
 
 fn execute() -> Expect {
     Expect::Execute {
+        portal: None,
+        effect: Effect::None,
         rewrite: None,
         expected: Expected::Unchecked,
         limit: None,
@@ -67,6 +70,7 @@ fn refused_parse_replaces_the_error_and_skips_to_sync() {
         report: None,
     });
     a.push(Expect::Bind {
+        portal: None,
         on_error: OnError::Forward,
         audit: None,
     });
@@ -164,6 +168,7 @@ fn a_probe_the_server_rejects_forwards_its_error() {
         report: None,
     });
     a.push(Expect::Close {
+        portal: None,
         swallow: true,
         report: None,
     });
@@ -187,6 +192,7 @@ fn a_probe_the_server_accepts_is_refused() {
         report: None,
     });
     a.push(Expect::Close {
+        portal: None,
         swallow: true,
         report: None,
     });
@@ -219,6 +225,7 @@ fn a_query_over_its_row_limit_is_refused_and_reported() {
     });
     let (tx, mut rx) = oneshot::channel();
     a.push(Expect::Query {
+        effects: Vec::new(),
         statements: vec![None],
         expected: vec![Expected::Write],
         on_error: OnError::Forward,
@@ -256,6 +263,7 @@ fn a_query_within_its_row_limit_passes() {
     let mut a = Attribution::default();
     let (tx, mut rx) = oneshot::channel();
     a.push(Expect::Query {
+        effects: Vec::new(),
         statements: vec![None],
         expected: vec![Expected::Write],
         on_error: OnError::Forward,
@@ -276,6 +284,8 @@ fn an_execute_over_its_row_limit_is_reported() {
     let mut a = Attribution::default();
     let (tx, mut rx) = oneshot::channel();
     a.push(Expect::Execute {
+        portal: None,
+        effect: Effect::None,
         rewrite: None,
         expected: Expected::Write,
         limit: Some((cap(5), tx)),
@@ -293,6 +303,7 @@ fn an_execute_over_its_row_limit_is_reported() {
         report: None,
     });
     a.push(Expect::Bind {
+        portal: None,
         on_error: OnError::Forward,
         audit: None,
     });
@@ -401,6 +412,7 @@ fn readies_count_entries_that_end_with_ready_for_query() {
 #[test]
 fn answers_that_contradict_the_decision_trip() {
     let with = |expected: Vec<Expected>| Expect::Query {
+        effects: Vec::new(),
         statements: expected.iter().map(|_| None).collect(),
         expected,
         on_error: OnError::Forward,
@@ -440,6 +452,8 @@ fn answers_that_contradict_the_decision_trip() {
     a.on_message(&rfq());
     // An Execute of a portal analysed as a read.
     a.push(Expect::Execute {
+        portal: None,
+        effect: Effect::None,
         rewrite: None,
         expected: Expected::NoWrite,
         limit: None,
