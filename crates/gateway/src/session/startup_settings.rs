@@ -69,8 +69,7 @@ fn parse_options(options: &str) -> Result<Vec<(String, String)>, String> {
         let Some(switches) = w.strip_prefix('-').filter(|s| !s.is_empty()) else {
             return Err(format!("invalid command-line argument in options: \"{w}\""));
         };
-        let mut rest = switches.char_indices();
-        while let Some((at, switch)) = rest.next() {
+        for (at, switch) in switches.char_indices() {
             if FLAGS.contains(switch) {
                 continue;
             }
