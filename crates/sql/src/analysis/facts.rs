@@ -271,7 +271,8 @@ pub struct Facts {
     /// Notable properties: `alter_system`, `drop_database`, `load`, `notify`,
     /// `anonymous_code` (DO), `returning`, `select_into`, `rule`, `cursor`,
     /// `prepare`, `execute`, `explain_analyze`, `temporary`, `two_phase` (PREPARE
-    /// TRANSACTION, COMMIT/ROLLBACK PREPARED), `fetch`; and what a catalog it reads
+    /// TRANSACTION, COMMIT/ROLLBACK PREPARED), `fetch`, `row_locks` (a locking clause: each table read is
+    /// also updated); and what a catalog it reads
     /// exposes (`exposures`): `catalog_values`, `statement_texts`, `credentials`,
     /// `large_object_data`.
     pub tags: BTreeSet<String>,

@@ -633,3 +633,36 @@ fn unknown_root_types() {
     let body = serde_json::Map::new();
     assert_eq!(walk::kind_of("SomethingNew", &body), Kind::Unknown);
 }
+
+#[test]
+fn row_locks_are_updates_of_what_they_lock() {
+    let f = facts(
+        "select * from orders o join customers c on c.id = o.customer_id where o.id = 1 for update of o",
+    );
+    assert_eq!(f.kind, Kind::Select, "a locking read stays a read");
+    assert!(f.tags.contains("row_locks"));
+    for t in ["orders", "customers"] {
+        assert!(
+            f.accesses
+                .iter()
+                .any(|a| a.relation.to_string() == t && a.action == Kind::Update),
+            "{t}: {:?}",
+            f.accesses
+        );
+    }
+    // Under a CTE, in a subquery, with SHARE: the same.
+    for sql in [
+        "with x as (select * from orders for share) select * from x",
+        "select * from (select * from orders for key share) s",
+        "select * from orders for no key update skip locked",
+    ] {
+        let f = facts(sql);
+        assert!(
+            f.accesses
+                .iter()
+                .any(|a| a.relation.to_string() == "orders" && a.action == Kind::Update),
+            "{sql}"
+        );
+    }
+    assert!(!facts("select * from orders").tags.contains("row_locks"));
+}

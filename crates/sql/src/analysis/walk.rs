@@ -262,6 +262,8 @@ pub(super) struct Walker {
     explain_only: bool,
     /// Update and delete statements seen, and how many had a WHERE clause.
     dml_where: (usize, usize),
+    /// A locking clause (`FOR UPDATE`, `FOR SHARE`, …) was seen.
+    locks: bool,
 }
 
 impl Walker {
@@ -272,6 +274,7 @@ impl Walker {
             ctes: Vec::new(),
             explain_only: false,
             dml_where: (0, 0),
+            locks: false,
         }
     }
 
@@ -290,6 +293,23 @@ impl Walker {
             })
         {
             self.facts.kind = a.action;
+        }
+        // Row locks write to the rows they lock, and the server asks UPDATE privilege for
+        // them: an update of each table locked (after the above, so that a locking read
+        // stays a read).
+        // Every relation the statement reads is taken as locked (`FOR UPDATE OF a` names
+        // FROM items of one level), which is never less than the server locks.
+        if self.locks {
+            let read: Vec<RelationName> = self
+                .facts
+                .accesses
+                .iter()
+                .filter(|a| matches!(a.action, Kind::Select | Kind::Explain))
+                .map(|a| a.relation.clone())
+                .collect();
+            for relation in read {
+                self.record(relation, Kind::Update, Columns::None);
+            }
         }
         self.facts
     }
@@ -635,6 +655,14 @@ impl Walker {
             for item in from {
                 self.range_item(item, ctx);
             }
+        }
+        if body
+            .get("locking_clause")
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty())
+        {
+            self.facts.tag("row_locks");
+            self.locks = true;
         }
         if let Some(into) = body.get("into_clause").and_then(Value::as_object) {
             self.facts.tag("select_into");
