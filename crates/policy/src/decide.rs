@@ -590,7 +590,10 @@ impl PolicyStore {
                     {
                         approval_groups.push(g);
                     }
-                    approval_policies.push(self.name(p));
+                    let name = self.name(p);
+                    if !approval_policies.contains(&name) {
+                        approval_policies.push(name);
+                    }
                 }
                 approval_what.get_or_insert_with(|| format!("{} on {}", ask.action, ask.describe));
             } else {

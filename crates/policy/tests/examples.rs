@@ -445,3 +445,39 @@ fn functional_notation_is_a_call_with_the_whole_row() {
         "select (o).bump_row from orders o"
     )));
 }
+
+/// Row locks need UPDATE privilege on the server, and here a manager's approval; sending
+/// data to other sessions is a change too.
+#[test]
+fn row_locks_and_notifications_are_changes() {
+    let s = store();
+    let bob = ("bob", &["engineering"][..]);
+    let alice = ("alice", &["data-science"][..]);
+    for sql in [
+        "select * from orders where id = 1 for update",
+        "select * from orders where id = 1 for share skip locked",
+        "notify payments, 'x'",
+        "select pg_notify('payments', 'x')",
+    ] {
+        assert!(needs_approval(&decide(&s, bob.0, bob.1, sql)), "bob: {sql}");
+    }
+    assert!(
+        !decide(
+            &s,
+            alice.0,
+            alice.1,
+            "select * from reporting.daily_revenue for update"
+        )
+        .is_allow()
+    );
+    assert!(
+        decide(
+            &s,
+            alice.0,
+            alice.1,
+            "select * from reporting.daily_revenue"
+        )
+        .is_allow()
+    );
+    assert!(decide(&s, bob.0, bob.1, "listen payments").is_allow());
+}
