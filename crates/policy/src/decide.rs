@@ -194,6 +194,19 @@ impl EntitySet {
     }
 }
 
+impl PolicyStore {
+    /// The columns a read of a whole row reads. Where the catalog cannot list them (a
+    /// table newer than its last load, no catalog), every column a policy names is read,
+    /// and `*` stands for the rest.
+    fn every_column(&self, catalog: &dyn Catalog, schema: &str, name: &str) -> Vec<String> {
+        catalog.columns(schema, name).unwrap_or_else(|| {
+            let mut c = self.named_columns_of(&format!("{schema}.{name}"));
+            c.push("*".to_string());
+            c
+        })
+    }
+}
+
 fn action_name(kind: Kind) -> &'static str {
     kind.as_str()
 }
@@ -279,9 +292,7 @@ impl PolicyStore {
                     let columns: Vec<String> = match &access.columns {
                         Columns::None => Vec::new(),
                         Columns::Some(set) => set.iter().cloned().collect(),
-                        Columns::All => catalog
-                            .columns(&schema, &access.relation.name)
-                            .unwrap_or_else(|| vec!["*".to_string()]),
+                        Columns::All => self.every_column(catalog, &schema, &access.relation.name),
                     };
                     entities.column_asks(&mut asks, &table, &full, columns, "");
                 }
@@ -328,7 +339,7 @@ impl PolicyStore {
             for (schema, name) in &call.rows_of {
                 let full = format!("{schema}.{name}");
                 let table = uid("Table", &full);
-                let columns = catalog.columns(schema, name).unwrap_or_default();
+                let columns = self.every_column(catalog, schema, name);
                 entities.column_asks(&mut asks, &table, &full, columns, "");
             }
         }

@@ -23,7 +23,7 @@ pub(crate) struct Call {
 /// relation of the statement may be in. Only a name the catalog has a function of can be
 /// a call: through a subquery, CTE or composite value it is taken for one; through
 /// relations, when none of them has such a column in every schema it may be in. Without a
-/// catalog, none.
+/// catalog, every one may be.
 pub(crate) fn calls(
     facts: &Facts,
     resolved: &HashMap<&RelationName, Vec<String>>,
@@ -32,11 +32,11 @@ pub(crate) fn calls(
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for rc in &facts.row_calls {
-        // No function of that name: a column (or an error the server reports).
-        let Some(functions) = catalog.functions_named(&rc.name) else {
-            continue;
-        };
-        if functions.is_empty() {
+        // No function of that name: a column (or an error the server reports). Without a
+        // catalog, any name may be a function's.
+        let loaded = catalog.relations().is_some();
+        let functions = catalog.functions_named(&rc.name);
+        if loaded && functions.as_ref().is_none_or(Vec::is_empty) {
             continue;
         }
         let is_column = |rel: &RelationName| {

@@ -92,6 +92,9 @@ pub struct PolicyStore {
     /// Names of permit policies annotated `@sensitive`: the bound parameters of statements
     /// they allow are masked in the audit trail.
     sensitive: std::collections::HashSet<String>,
+    /// Every column a policy names (`Column::"schema.table.column"`): where the catalog
+    /// cannot list a table's columns, a read of all of them is a read of these.
+    named_columns: std::collections::BTreeSet<String>,
 }
 
 /// Masking strategies a `@mask` annotation may name.
@@ -332,7 +335,11 @@ impl PolicyStore {
         // A textual scan errs towards "sensitive": a policy that mentions `hour` in a
         // string makes decisions time-dependent, which only costs cache hits.
         let mut sensitivity = Sensitivity::default();
+        let mut named_columns = std::collections::BTreeSet::new();
         for p in all.policies() {
+            if let Ok(json) = p.to_json() {
+                collect_columns(&json, &mut named_columns);
+            }
             let src = p.to_string();
             sensitivity.text |= src.contains(".text") || src.contains("[\"text\"]");
             sensitivity.time |= ["hour", "minute", "weekday", "date"]
@@ -367,7 +374,19 @@ impl PolicyStore {
             sensitivity,
             recorded,
             sensitive,
+            named_columns,
         })
+    }
+
+    /// The columns of `table` (`schema.name`) that some policy names.
+    pub fn named_columns_of(&self, table: &str) -> Vec<String> {
+        let prefix = format!("{table}.");
+        self.named_columns
+            .iter()
+            .filter_map(|c| c.strip_prefix(&prefix))
+            .filter(|c| !c.contains('.'))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Number of policies.
@@ -499,5 +518,28 @@ forbid(principal, action == Action::"invoke", resource in FunctionClass::"server
             let e = load(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+}
+
+/// Collects the ids of `Column` entities anywhere in a policy's JSON form (its scope and
+/// its conditions).
+fn collect_columns(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            if o.get("type").and_then(|t| t.as_str()) == Some("Column")
+                && let Some(id) = o.get("id").and_then(|i| i.as_str())
+            {
+                out.insert(id.to_string());
+            }
+            for child in o.values() {
+                collect_columns(child, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for child in a {
+                collect_columns(child, out);
+            }
+        }
+        _ => {}
     }
 }

@@ -481,3 +481,46 @@ fn row_locks_and_notifications_are_changes() {
     );
     assert!(decide(&s, bob.0, bob.1, "listen payments").is_allow());
 }
+
+/// A table the catalog cannot list the columns of (newer than its last load, or no
+/// catalog at all): a read of every column is a read of every column a policy names.
+#[test]
+fn unlisted_columns_are_every_column_a_policy_names() {
+    let s = store();
+    let bob = ["engineering".to_string()];
+    let tz = TimeZone::UTC;
+    let env = Environment {
+        target: "analytics",
+        role: "analyst",
+        client_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        application_name: "test",
+        now: at(TUESDAY_10),
+        timezone: &tz,
+    };
+    for sql in [
+        "select * from public.customers",
+        "select c from public.customers c",
+        "select c.double from public.customers c",
+    ] {
+        let parsed = parse(sql, LexerOptions::default()).result.expect("parses");
+        let outcome = s
+            .decide(
+                Principal {
+                    subject: "bob",
+                    groups: &bob,
+                },
+                &env,
+                StatementInput {
+                    facts: &parsed[0].facts,
+                    text: &parsed[0].text,
+                    search_path: &["$user".into(), "public".into()],
+                },
+                &portcullis_policy::NoCatalog,
+            )
+            .outcome;
+        assert!(
+            matches!(&outcome, Outcome::Mask { column, .. } if column.starts_with("public.customers.")),
+            "{sql}: {outcome:?}"
+        );
+    }
+}
