@@ -437,6 +437,29 @@ impl PolicyStore {
     }
 }
 
+/// Collects the ids of `Column` entities anywhere in a policy's JSON form (its scope and
+/// its conditions).
+fn collect_columns(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            if o.get("type").and_then(|t| t.as_str()) == Some("Column")
+                && let Some(id) = o.get("id").and_then(|i| i.as_str())
+            {
+                out.insert(id.to_string());
+            }
+            for child in o.values() {
+                collect_columns(child, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for child in a {
+                collect_columns(child, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,28 +541,5 @@ forbid(principal, action == Action::"invoke", resource in FunctionClass::"server
             let e = load(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
-    }
-}
-
-/// Collects the ids of `Column` entities anywhere in a policy's JSON form (its scope and
-/// its conditions).
-fn collect_columns(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
-    match v {
-        serde_json::Value::Object(o) => {
-            if o.get("type").and_then(|t| t.as_str()) == Some("Column")
-                && let Some(id) = o.get("id").and_then(|i| i.as_str())
-            {
-                out.insert(id.to_string());
-            }
-            for child in o.values() {
-                collect_columns(child, out);
-            }
-        }
-        serde_json::Value::Array(a) => {
-            for child in a {
-                collect_columns(child, out);
-            }
-        }
-        _ => {}
     }
 }
