@@ -864,3 +864,64 @@ async fn startup_options_are_read_as_the_server_reads_them() {
         vec![vec![Some("reporting".into())]]
     );
 }
+
+/// The catalog is shared by every session of a target and loaded over the first one's
+/// connection: names are read the same whatever that session's client encoding, so a
+/// mask on a column with a non-ASCII name holds for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_reads_names_whatever_the_session_encoding() {
+    let mut policies = example_policies();
+    policies.push((
+        "50-kuendigung.cedar".into(),
+        r#"@id("mask-kuendigungsgrund")
+@mask("redact")
+forbid(principal, action == Action::"read_unmasked", resource == Column::"public.kündigung.grund")
+unless { principal in Group::"dba" };"#
+            .into(),
+    ));
+    let h = Harness::with(Setup {
+        policies,
+        clock: Some(Arc::new(FixedClock::new(BUSINESS_HOURS.parse().unwrap()))),
+        ..Setup::default()
+    })
+    .await;
+    h.direct("app", SAMPLE_SCHEMA);
+    h.direct(
+        "app",
+        "CREATE TABLE public.\"kündigung\" (id int, grund text); \
+         INSERT INTO public.\"kündigung\" VALUES (1, 'secret'); \
+         GRANT SELECT ON public.\"kündigung\" TO PUBLIC",
+    );
+    // The first login, which loads the catalog, speaks LATIN1.
+    let v3 = portcullis_wire::startup::ProtocolVersion { major: 3, minor: 0 };
+    let mut first = RawClient::connect(h.port()).await;
+    first
+        .login_with(
+            v3,
+            &[
+                ("user", "bob"),
+                ("database", "app"),
+                ("client_encoding", "LATIN1"),
+            ],
+            &h.token(BOB.0, BOB.1),
+        )
+        .await
+        .expect("login");
+    let mut raw = raw_as(&h, BOB).await;
+    for sql in [
+        "SELECT * FROM \"kündigung\"",
+        "SELECT k FROM public.\"kündigung\" k",
+    ] {
+        raw.send(&[query(sql.as_bytes())]).await;
+        let answers = raw.until_ready().await;
+        assert!(rows(&answers).is_empty(), "{sql}: {answers:?}");
+        assert!(
+            errors(&answers)[0].message().contains("must be masked"),
+            "{sql}: {:?}",
+            errors(&answers)
+        );
+    }
+    raw.send(&[query(b"SELECT id FROM \"k\xc3\xbcndigung\"")])
+        .await;
+    assert_eq!(rows(&raw.until_ready().await).len(), 1);
+}

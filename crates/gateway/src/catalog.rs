@@ -22,26 +22,51 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 /// Snapshots older than this are reloaded at the next login.
 const MAX_AGE: Duration = Duration::from_secs(60);
 
-const QUERY: &str = "select n.nspname, c.relname, a.attname \
-     from pg_catalog.pg_class c \
-     join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-     left join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped \
-     where c.relkind in ('r', 'v', 'm', 'p', 'f', 'S') \
-     order by n.nspname, c.relname, a.attnum; \
-     select p.oid::text, n.nspname, p.proname, p.provolatile::text, p.proargtypes::text \
-     from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace; \
-     select o.oprname, n.nspname, p.proname, p.provolatile::text from pg_catalog.pg_operator o \
-     join pg_catalog.pg_proc p on p.oid = o.oprcode join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
-     where p.provolatile = 'v'; \
-     select t.typname, n.nspname, p.proname from pg_catalog.pg_cast c \
-     join pg_catalog.pg_type t on t.oid = c.casttarget join pg_catalog.pg_proc p on p.oid = c.castfunc \
-     join pg_catalog.pg_namespace n on n.oid = p.pronamespace where p.provolatile = 'v' \
-     union all select t.typname, n.nspname, p.proname from pg_catalog.pg_type t \
-     join pg_catalog.pg_constraint k on k.contypid = t.oid \
-     join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass and d.objid = k.oid \
-         and d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
-     join pg_catalog.pg_proc p on p.oid = d.refobjid join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
-     where p.provolatile = 'v'";
+/// What the catalog is read with. Every value is sent as the hex of its UTF-8 bytes, so
+/// that names read the same whatever the session's `client_encoding` and `bytea_output`
+/// (the catalog is shared by every session of the target).
+static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let u = |e: &str| {
+        format!("pg_catalog.encode(pg_catalog.convert_to(({e})::pg_catalog.text, 'UTF8'), 'hex')")
+    };
+    format!(
+        "select {}, {}, {} \
+         from pg_catalog.pg_class c \
+         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+         left join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped \
+         where c.relkind in ('r', 'v', 'm', 'p', 'f', 'S') \
+         order by n.nspname, c.relname, a.attnum; \
+         select {}, {}, {}, {}, {} \
+         from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace; \
+         select {}, {}, {}, {} from pg_catalog.pg_operator o \
+         join pg_catalog.pg_proc p on p.oid = o.oprcode join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
+         where p.provolatile = 'v'; \
+         select {t}, {n}, {p} from pg_catalog.pg_cast c \
+         join pg_catalog.pg_type t on t.oid = c.casttarget join pg_catalog.pg_proc p on p.oid = c.castfunc \
+         join pg_catalog.pg_namespace n on n.oid = p.pronamespace where p.provolatile = 'v' \
+         union all select {t}, {n}, {p} from pg_catalog.pg_type t \
+         join pg_catalog.pg_constraint k on k.contypid = t.oid \
+         join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass and d.objid = k.oid \
+             and d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
+         join pg_catalog.pg_proc p on p.oid = d.refobjid join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
+         where p.provolatile = 'v'",
+        u("n.nspname"),
+        u("c.relname"),
+        u("a.attname"),
+        u("p.oid"),
+        u("n.nspname"),
+        u("p.proname"),
+        u("p.provolatile"),
+        u("p.proargtypes"),
+        u("o.oprname"),
+        u("n.nspname"),
+        u("p.proname"),
+        u("p.provolatile"),
+        t = u("t.typname"),
+        n = u("n.nspname"),
+        p = u("p.proname"),
+    )
+});
 
 /// The type OID of `regclass`.
 const REGCLASS: u32 = 2205;
@@ -258,10 +283,7 @@ async fn load<S: AsyncRead + AsyncWrite + Unpin>(
         match msg.tag() {
             backend::DATA_ROW => {
                 let row = DataRow::decode(msg).map_err(|e| e.to_string())?;
-                let v: Vec<Option<String>> = row
-                    .values()
-                    .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
-                    .collect();
+                let v: Vec<Option<String>> = row.values().map(|v| v.map(from_hex)).collect();
                 match (statement, v.as_slice()) {
                     (0, [Some(schema), Some(rel), column]) => {
                         let key = (schema.clone(), rel.clone());
@@ -351,4 +373,10 @@ async fn load<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(snapshot)
         }
     }
+}
+
+/// A value the catalog query sent as the hex of its UTF-8 bytes.
+fn from_hex(hex: &[u8]) -> String {
+    let bytes = hex::decode(hex).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
