@@ -8,10 +8,13 @@ pub enum Format {
     Json,
 }
 
-pub fn init(filter: Option<&str>, format: Format) {
+/// Logs go to standard error, filtered by `filter`, else `RUST_LOG`, else `default`: `info`
+/// for the long-running commands (`serve`, `demo`), `warn` for the rest, whose output is
+/// their answer alone.
+pub fn init(filter: Option<&str>, format: Format, default: &str) {
     let filter = match filter {
         Some(f) => EnvFilter::new(f),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
