@@ -58,6 +58,8 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    // An existing file keeps its mode through `open`.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     f.write_all(contents.as_bytes())?;
     Ok(())
 }
@@ -66,7 +68,7 @@ fn port_free(port: u16) -> bool {
     port == 0 || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-pub async fn run(dir: PathBuf, port: u16) -> anyhow::Result<()> {
+pub async fn run(dir: PathBuf, port: u16, at: Option<jiff::Timestamp>) -> anyhow::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
@@ -170,10 +172,14 @@ tls = "disable"
     std::fs::write(&config_path, config)?;
     let key_path = dir.join("audit.key");
     if !key_path.exists() {
-        std::fs::write(&key_path, portcullis_audit::CheckpointKey::generate_pem())?;
+        write_private(&key_path, &portcullis_audit::CheckpointKey::generate_pem())?;
     }
 
-    let gateway = portcullis_gateway::Gateway::start(&config_path, Default::default()).await?;
+    let mut options = portcullis_gateway::GatewayOptions::default();
+    if let Some(at) = at {
+        options.clock = std::sync::Arc::new(portcullis_gateway::FixedClock::new(at));
+    }
+    let gateway = portcullis_gateway::Gateway::start(&config_path, options).await?;
     gateway.reload_on_sighup()?;
     let addr = gateway.local_addr();
     let admin_url = gateway

@@ -49,6 +49,10 @@ enum Command {
         /// Port for the gateway (0 picks a free one).
         #[arg(long, default_value_t = 6432)]
         port: u16,
+        /// Decide as if it were this moment, e.g. 2026-11-24T20:00:00Z, to try the time
+        /// rules (token expiry still follows the real clock).
+        #[arg(long)]
+        at: Option<jiff::Timestamp>,
     },
     /// Tools for policy authors.
     Policy {
@@ -161,7 +165,11 @@ enum AuditCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    logging::init(cli.log.as_deref(), cli.log_format);
+    let default = match cli.command {
+        Command::Serve { .. } | Command::Demo { .. } => "info",
+        _ => "warn",
+    };
+    logging::init(cli.log.as_deref(), cli.log_format, default);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -169,7 +177,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config).await,
-            Command::Demo { dir, port } => demo::run(dir, port).await,
+            Command::Demo { dir, port, at } => demo::run(dir, port, at).await,
             Command::Policy {
                 command: PolicyCommand::Check { paths },
             } => policy_cmd::check(&paths),

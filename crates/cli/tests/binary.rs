@@ -125,7 +125,15 @@ async fn the_demo_runs_and_cleans_up() {
     // Where the auditor's commands look without flags, from the working directory.
     let dir = work.path().join(".demo");
     let mut child = Command::new(BIN)
-        .args(["demo", "--port", "0", "--dir"])
+        // Tuesday 10:00: the analysts' hours, whenever the test runs.
+        .args([
+            "demo",
+            "--port",
+            "0",
+            "--at",
+            "2026-11-24T10:00:00Z",
+            "--dir",
+        ])
         .arg(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -135,6 +143,15 @@ async fn the_demo_runs_and_cleans_up() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     line_with(&mut lines, "Portcullis demo is running").await;
     line_with(&mut lines, "Press Ctrl-C").await;
+    // Private keys are their owner's alone.
+    for key in ["audit.key", "gateway.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
 
     let token = Command::new(BIN)
         .args(["dev-token", "alice", "--dir"])
@@ -396,6 +413,12 @@ async fn policy_explain_shows_facts_checks_and_decision() {
     let out = explain("select email from customers", &[]).await;
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
+    // The answer alone: no log lines ("policies loaded …") around it.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("INFO") && !text.contains("INFO"),
+        "{stderr}{text}"
+    );
     assert!(
         text.contains("select:    customers (columns: email)"),
         "{text}"
