@@ -27,6 +27,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
     if certs.is_empty() {
         return Err(format!("{} contains no certificate", cert.display()));
     }
+    crate::config::warn_if_shared(key, "private key");
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
     let config = ServerConfig::builder_with_provider(provider())

@@ -54,8 +54,23 @@ impl TestCa {
             ca: dir.join("ca.crt"),
         };
         std::fs::write(&files.cert, cert.pem())?;
-        std::fs::write(&files.key, key.serialize_pem())?;
+        write_private(&files.key, &key.serialize_pem())?;
         std::fs::write(&files.ca, &self.cert_pem)?;
         Ok(files)
     }
+}
+
+/// Writes a private key readable by its owner alone.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through `open`.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    f.write_all(contents.as_bytes())
 }

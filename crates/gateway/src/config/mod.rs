@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 pub use audit::AuditSection;
 pub use identity::IdentitySection;
-pub use secret::{Secret, SecretRef};
+pub use secret::{Secret, SecretRef, warn_if_shared};
 
 /// Why a configuration cannot be used. Messages name the file and the setting.
 #[derive(Debug, thiserror::Error)]

@@ -33,9 +33,29 @@ impl SecretRef {
             SecretRef::Env(name) => std::env::var(name)
                 .map(Secret)
                 .map_err(|_| format!("environment variable {name} is not set")),
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
+            SecretRef::File(path) => {
+                warn_if_shared(path, "secret file");
+                std::fs::read_to_string(path)
+                    .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
+                    .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// Warns when a file holding a secret or a private key can be read by others than its
+/// owner and group (mode `o+r`) or written by anyone but its owner: it still works, but
+/// someone else on the machine may have it.
+pub fn warn_if_shared(path: &std::path::Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "the {what} can be read by others than its owner; make it 0600"
+            );
         }
     }
 }
