@@ -45,6 +45,20 @@ impl RawClient {
         self.send_raw(&buf).await.expect("send");
     }
 
+    /// Closes the writing side of the connection (the gateway reads EOF) and keeps reading.
+    pub async fn shutdown_write(&mut self) {
+        let _ = self.reader.get_mut().shutdown().await;
+    }
+
+    /// Every message until the gateway closes the connection.
+    pub async fn until_closed(&mut self) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Some(m) = self.recv().await {
+            out.push(m);
+        }
+        out
+    }
+
     /// The next message, or `None` when the gateway closed the connection.
     pub async fn recv(&mut self) -> Option<Message> {
         self.reader.next_message().await.ok().flatten()

@@ -300,3 +300,37 @@ async fn statements_with_up_to_65535_parameters_run() {
         );
     }
 }
+
+/// A Query followed at once by Terminate, or by the client closing its writing side: the
+/// server answers the Query, then closes, and so does the gateway (psycopg's
+/// `test_socket_closed` lost the answer 3 runs in 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_client_sends_last_still_gets_its_answer() {
+    use portcullis_tests::raw::rows;
+    use portcullis_wire::frontend::Query;
+    let h = Harness::with(Setup::default()).await;
+    for half_close in [false, true] {
+        let mut c = RawClient::connect(h.port()).await;
+        c.login("app", &h.token("dave", &["dba"]))
+            .await
+            .expect("login");
+        let q = Query::new(b"SELECT pg_sleep(0.2), 42").into_message();
+        if half_close {
+            c.send(&[q]).await;
+            c.shutdown_write().await;
+        } else {
+            c.send(&[q, portcullis_wire::frontend::terminate()]).await;
+        }
+        let answers = c.until_closed().await;
+        assert_eq!(
+            rows(&answers),
+            vec![vec![Some(String::new()), Some("42".into())]],
+            "half close: {half_close}: {answers:?}"
+        );
+        assert_eq!(
+            answers.last().map(|m| m.tag()),
+            Some(portcullis_wire::backend::READY_FOR_QUERY)
+        );
+    }
+    still_serving(&h).await;
+}

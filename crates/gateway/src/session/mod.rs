@@ -162,6 +162,18 @@ async fn relay(greeted: startup::Greeted, session: LoggedIn) -> Ended {
         r = front.run(&mut client, &mut server_write) => End::Front(r),
         r = back.run(&mut server, &mut client_write) => End::Back(r),
     };
+    // The client's last message was Terminate, or it closed its side: the server still
+    // answers what it was sent before closing, as it would direct (a client that shut
+    // down only its writing side still reads).
+    if let End::Front(Ok(how)) = &end {
+        if matches!(how, FrontendEnd::ClientClosed) {
+            let _ = server_write
+                .write_all(portcullis_wire::frontend::terminate().as_bytes())
+                .await;
+            let _ = server_write.flush().await;
+        }
+        let _ = back.run(&mut server, &mut client_write).await;
+    }
     let fatal = |code: &str, message: String| {
         ErrorResponse::new(Severity::Fatal, code, message).to_message()
     };
