@@ -681,6 +681,19 @@ async fn statement_and_portal_names_are_the_servers_names() {
         assert_eq!(errs[0].code(), "42602", "{errs:?}");
         assert!(rows(&answers).is_empty());
     }
+    // The server keeps 63 bytes of a name: a longer one could be another's first 63.
+    let long = "s".repeat(64);
+    for msg in [
+        named_parse(&long, b"SELECT 1"),
+        bind(&long, "plain", &[]),
+        bind("", &long, &[]),
+        execute(&long, 0),
+        portcullis_tests::raw::describe_portal(&long),
+    ] {
+        raw.send(&[msg, portcullis_wire::frontend::sync()]).await;
+        let answers = raw.until_ready().await;
+        assert_eq!(errors(&answers)[0].code(), "42622", "{answers:?}");
+    }
     // The session goes on; an ASCII name is fine in any encoding.
     raw.send(&[
         named_parse("plain", b"SELECT 2 AS x"),
@@ -924,4 +937,104 @@ unless { principal in Group::"dba" };"#
     raw.send(&[query(b"SELECT id FROM \"k\xc3\xbcndigung\"")])
         .await;
     assert_eq!(rows(&raw.until_ready().await).len(), 1);
+}
+
+/// A cursor is read under the DECLARE the server ran: a DECLARE through the extended
+/// protocol that the server refuses (the name is taken) leaves the cursor as it was, and a
+/// SQL FETCH of a protocol portal is decided on what the portal was bound to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_are_decided_on_what_the_server_fetches_from() {
+    let clock = Arc::new(FixedClock::new(BUSINESS_HOURS.parse().unwrap()));
+    let h = harness_at(clock.clone()).await;
+    let mut raw = raw_as(&h, ALICE).await;
+    raw.send(&[query(
+        b"DECLARE c CURSOR WITH HOLD FOR SELECT day FROM reporting.daily_revenue ORDER BY day",
+    )])
+    .await;
+    assert!(errors(&raw.until_ready().await).is_empty());
+    raw.send(&[
+        parse(b"DECLARE c CURSOR WITH HOLD FOR SELECT 1 AS decided"),
+        bind("", "", &[]),
+        execute("", 0),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert_eq!(errors(&raw.until_ready().await)[0].code(), "42P03");
+    // A protocol portal in an open transaction.
+    raw.send(&[
+        query(b"BEGIN"),
+        named_parse(
+            "rev",
+            b"SELECT day FROM reporting.daily_revenue ORDER BY day",
+        ),
+        bind("P1", "rev", &[]),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert!(errors(&readies(&mut raw, 2).await).is_empty());
+    clock.set(EVENING.parse().unwrap());
+    for fetch in [&b"FETCH 1 FROM c"[..], b"FETCH 1 FROM \"P1\""] {
+        raw.send(&[query(fetch)]).await;
+        let answers = raw.until_ready().await;
+        assert!(rows(&answers).is_empty(), "{answers:?}");
+        assert_eq!(errors(&answers)[0].code(), "42501", "{answers:?}");
+        // The refusal failed the transaction, which took the portal with it: bind it again,
+        // in hours (a Bind is decided too).
+        clock.set(BUSINESS_HOURS.parse().unwrap());
+        raw.send(&[
+            query(b"ROLLBACK"),
+            query(b"BEGIN"),
+            bind("P1", "rev", &[]),
+            portcullis_wire::frontend::sync(),
+        ])
+        .await;
+        assert!(errors(&readies(&mut raw, 3).await).is_empty());
+        clock.set(EVENING.parse().unwrap());
+    }
+    clock.set(BUSINESS_HOURS.parse().unwrap());
+    raw.send(&[query(b"FETCH 2 FROM \"P1\"")]).await;
+    let answers = raw.until_ready().await;
+    assert_eq!(
+        rows(&answers).len(),
+        2,
+        "{answers:?} {:?}",
+        errors(&answers)
+    );
+}
+
+/// Recorded rows are named by a Describe of their own portal or statement, never by the
+/// last Describe of another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_rows_are_named_by_their_own_description() {
+    let h = Harness::with(Setup {
+        audit_settings: "record_results = true".into(),
+        ..Setup::default()
+    })
+    .await;
+    h.direct("app", SAMPLE_SCHEMA);
+    let mut raw = raw_as(&h, ("dave", &["dba"])).await;
+    raw.send(&[
+        named_parse("label", b"SELECT 'x' AS harmless_label"),
+        named_parse("orders", b"SELECT id FROM orders ORDER BY id LIMIT 1"),
+        bind("P2", "label", &[]),
+        bind("P3", "orders", &[]),
+        portcullis_tests::raw::describe_portal("P2"),
+        execute("P3", 0),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert!(errors(&raw.until_ready().await).is_empty());
+    drop(raw);
+    let results = h.audit_events("result").await;
+    let recorded: Vec<_> = results
+        .iter()
+        .filter_map(|e| match e {
+            portcullis_audit::Event::Result(r) => r.recording.clone(),
+            _ => None,
+        })
+        .collect();
+    assert!(!recorded.is_empty(), "{results:?}");
+    for r in &recorded {
+        assert!(!r.columns.contains(&"harmless_label".to_string()), "{r:?}");
+    }
 }

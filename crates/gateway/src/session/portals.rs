@@ -31,6 +31,9 @@ pub enum Effect {
     Replaces(Arc<str>),
     /// `CLOSE ALL`, `DISCARD ALL`.
     ClosesAll,
+    /// SQL `FETCH` or `MOVE` of a portal bound through the gateway: it must still be the
+    /// one bound when the statement's first answer arrives.
+    Reads(Bound),
 }
 
 impl Effect {
@@ -118,6 +121,7 @@ impl Ledger {
                 self.portals.remove(name.as_ref());
             }
             Effect::ClosesAll => self.portals.clear(),
+            Effect::Reads(_) => {}
         }
     }
 

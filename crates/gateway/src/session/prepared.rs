@@ -28,6 +28,10 @@ pub struct Treatment {
     pub effect: Effect,
     /// For a portal that runs `DECLARE`: the cursor it declares.
     pub declares: Option<(String, Arc<Prepared>)>,
+    /// For a portal: the statement bound, which SQL `FETCH` and `MOVE` read too.
+    pub bound: Option<Arc<Prepared>>,
+    /// For a portal: its name and the statement's (a Describe of either names its rows).
+    pub names: Option<(Arc<str>, Arc<str>)>,
 }
 
 /// A statement prepared by Parse or by SQL `PREPARE`.
@@ -110,8 +114,23 @@ impl Registry {
         self.cursors.insert(name.to_string(), cursor);
     }
 
+    /// What `FETCH name` reads: the cursor declared under that name, else the statement
+    /// a protocol portal of that name was bound to.
     pub fn cursor(&self, name: &str) -> Option<&Arc<Prepared>> {
-        self.cursors.get(name)
+        self.cursors
+            .get(name)
+            .or_else(|| self.portals.get(name)?.bound.as_ref())
+    }
+
+    /// The portal a `FETCH name` reads when no cursor of that name was declared: one bound
+    /// through the gateway, as the ledger knows it.
+    pub fn bound_portal(&self, name: &str) -> Option<Bound> {
+        if self.cursors.contains_key(name) {
+            return None;
+        }
+        let t = self.portals.get(name)?;
+        t.bound.as_ref()?;
+        Some((Arc::from(name), t.bind))
     }
 
     /// `CLOSE name`, `CLOSE ALL` (`None`): protocol portals of the name go too.

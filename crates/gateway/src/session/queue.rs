@@ -129,6 +129,8 @@ pub enum Expect {
     },
     /// ParameterDescription (statements), then RowDescription or NoData.
     Describe {
+        /// What is described: `(true, name)` for a portal, `(false, name)` for a statement.
+        of: (bool, Arc<str>),
         rewrite: Option<Arc<dyn Rewrite>>,
     },
     /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
@@ -138,6 +140,11 @@ pub enum Expect {
         portal: Option<Bound>,
         /// What its completion does to the server's portals.
         effect: Effect,
+        /// Told when it completes (dropped when it fails or is skipped).
+        completed: Option<oneshot::Sender<()>>,
+        /// The portal's name and the statement it was bound from: a Describe of either
+        /// names the columns of its rows.
+        names: Option<(Arc<str>, Arc<str>)>,
         rewrite: Option<Arc<dyn Rewrite>>,
         expected: Expected,
         limit: Option<(RowCap, oneshot::Sender<LimitReport>)>,
@@ -207,7 +214,7 @@ pub struct Attribution {
     pub finished: Vec<Finished>,
     /// The RowDescription of the last portal or statement Describe, for recordings of the
     /// Execute that usually follows (its own answer has no RowDescription).
-    described: Option<Message>,
+    described: Option<((bool, Arc<str>), Message)>,
     /// Entries that end with a ReadyForQuery (Query, Sync, FunctionCall, Internal) and are
     /// done: answered, or a Sync the server swallowed during COPY (see `settled`).
     pub readies: u64,
@@ -271,7 +278,7 @@ impl Attribution {
     pub fn current_rewrite(&self) -> Option<&Arc<dyn Rewrite>> {
         match self.pending.front()? {
             Expect::Query { statements, .. } => statements.get(self.statement)?.as_ref(),
-            Expect::Execute { rewrite, .. } | Expect::Describe { rewrite } => rewrite.as_ref(),
+            Expect::Execute { rewrite, .. } | Expect::Describe { rewrite, .. } => rewrite.as_ref(),
             _ => None,
         }
     }
@@ -359,14 +366,14 @@ impl Attribution {
         if tag == backend::READY_FOR_QUERY {
             return self.on_ready(msg);
         }
-        if let Some(Expect::Execute { portal, audit, .. }) = self.pending.front_mut()
-            && let Some(bound) = portal.take()
-            && !self.ledger.holds(&bound)
-        {
+        while let Some(bound) = self.portal_read() {
+            if self.ledger.holds(&bound) {
+                continue;
+            }
             let name = &bound.0;
             // The name now holds something else: a cursor declared after the bound portal
             // was dropped. Nothing of its answer goes out.
-            let seq = audit.as_ref().map(|t| t.seq);
+            let seq = self.current_tracker().map(|t| t.seq);
             self.tripped = Some((
                 format!(
                     "the server's portal \"{name}\" is no longer the one the gateway bound and decided"
@@ -463,9 +470,9 @@ impl Attribution {
                     let d = backend::RowDescription::decode(m.clone()).ok()?;
                     r.row_description(&d)
                 });
-                if matches!(self.pending.front(), Some(Expect::Describe { .. })) {
+                if let Some(Expect::Describe { of, .. }) = self.pending.front() {
                     // Kept undecoded (a reference count): decoded only if a recording needs it.
-                    self.described = Some(msg.clone());
+                    self.described = Some((of.clone(), msg.clone()));
                     self.pop();
                 } else if let Some(rec) = self.current_tracker().and_then(|t| t.recorder.as_mut())
                     && let Ok(d) = backend::RowDescription::decode(msg.clone())
@@ -475,13 +482,19 @@ impl Attribution {
                 replacement
             }
             backend::DATA_ROW => {
-                let described = self.described.take();
+                // The last Describe names these rows only if it described this portal or
+                // the statement it was bound from.
+                let described = self.described.take().filter(|(of, _)| {
+                    matches!(self.pending.front(), Some(Expect::Execute { names: Some((portal, statement)), .. })
+                        if *of == (true, portal.clone()) || *of == (false, statement.clone()))
+                });
                 if let Some(t) = self.current_tracker()
                     && t.wants_rows()
                     && let Some(rec) = t.recorder.as_mut()
                     && let Ok(row) = backend::DataRow::decode(msg.clone())
                 {
-                    if let Some(d) = described.and_then(|m| backend::RowDescription::decode(m).ok())
+                    if let Some(d) =
+                        described.and_then(|(_, m)| backend::RowDescription::decode(m).ok())
                     {
                         rec.named(d.fields().iter().map(|f| f.name.clone()).collect());
                     }
@@ -558,9 +571,17 @@ impl Attribution {
                     self.end_copy_in(true);
                 }
             }
-            Some(Expect::Execute { limit, effect, .. }) => {
+            Some(Expect::Execute {
+                limit,
+                effect,
+                completed,
+                ..
+            }) => {
                 if complete.is_some() {
                     self.ledger.completed(effect);
+                    if let Some(tx) = completed.take() {
+                        let _ = tx.send(());
+                    }
                 }
                 let mut error = None;
                 if let Some((cap, report)) = limit.take() {
@@ -591,6 +612,31 @@ impl Attribution {
             _ => {}
         }
         action
+    }
+
+    /// The portal bound through the gateway that the answer arriving now reads from, taken
+    /// so it is checked once: an Execute's, or a SQL FETCH's (see `portals`).
+    fn portal_read(&mut self) -> Option<Bound> {
+        let statement = self.statement;
+        match self.pending.front_mut()? {
+            Expect::Execute { portal, effect, .. } => {
+                portal.take().or_else(|| match std::mem::take(effect) {
+                    Effect::Reads(b) => Some(b),
+                    other => {
+                        *effect = other;
+                        None
+                    }
+                })
+            }
+            Expect::Query { effects, .. } => match effects.get_mut(statement)? {
+                e @ Effect::Reads(_) => match std::mem::take(e) {
+                    Effect::Reads(b) => Some(b),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Whether a CommandComplete contradicts what the gateway decided: a write's tag for

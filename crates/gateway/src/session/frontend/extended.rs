@@ -10,7 +10,7 @@ use portcullis_wire::frontend::{self, Bind, Close, Describe, Execute, Parse, Tar
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
-use super::decide::{RESERVED_PREFIX, reserved};
+use super::decide::{RESERVED_PREFIX, fetches, reserved};
 use super::refusal::{REFUSED, REFUSED_SQL};
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, Tracker};
@@ -212,7 +212,12 @@ impl Frontend<'_> {
             Ok(mut treatment) => {
                 treatment.expected =
                     Expected::of(stmt, registered.as_ref().and_then(|p| p.statement()));
-                treatment.effect = Effect::of(stmt);
+                treatment.effect = match fetches(stmt).and_then(|n| self.registry.bound_portal(n)) {
+                    Some(b) => Effect::Reads(b),
+                    None => Effect::of(stmt),
+                };
+                treatment.bound = Some(prepared.clone());
+                treatment.names = Some((Arc::from(bind.portal()), Arc::from(bind.statement())));
                 if let Some(PreparedOp::Declare(name)) = stmt.prepared_op() {
                     treatment.declares = Some((name, prepared.clone()));
                 }
@@ -271,20 +276,25 @@ impl Frontend<'_> {
             return self.execute_cursor(execute, upstream).await;
         }
         let treatment = self.registry.portal(execute.portal());
-        // A DECLARE through the extended protocol: FETCHes of the cursor are decided on it.
-        // Recorded before the server answers; if it fails, a later FETCH of that name is
-        // decided on more than it reads, never less.
-        if let Some((name, prepared)) = &treatment.declares {
-            self.registry.declare(name, prepared.clone());
-        }
         let portal = Some((Arc::<str>::from(execute.portal()), treatment.bind));
         let limits = &self.ctx.audit.limits;
         let audit = treatment
             .audit
             .map(|(seq, formats, record)| Tracker::new(seq, record.then_some(limits), formats));
         let Some((max, policy)) = treatment.cap else {
+            // A DECLARE through the extended protocol: FETCHes of the cursor are decided on
+            // it, once the server has declared it (the name may be taken).
+            let (completed, declared) = match &treatment.declares {
+                Some(_) => {
+                    let (tx, rx) = oneshot::channel();
+                    (Some(tx), Some(rx))
+                }
+                None => (None, None),
+            };
             self.send(
                 Expect::Execute {
+                    names: treatment.names.clone(),
+                    completed,
                     portal,
                     effect: treatment.effect,
                     rewrite: treatment.rewrite,
@@ -294,6 +304,13 @@ impl Frontend<'_> {
                 },
                 execute.message(),
             );
+            if let (Some(rx), Some((name, prepared))) = (declared, &treatment.declares) {
+                self.push(&frontend::flush());
+                self.flush(upstream).await?;
+                if rx.await.is_ok() {
+                    self.registry.declare(name, prepared.clone());
+                }
+            }
             return Ok(());
         };
         // Nothing before the next Sync is committed: hold the client's further messages
@@ -301,6 +318,8 @@ impl Frontend<'_> {
         let (tx, rx) = oneshot::channel();
         self.send(
             Expect::Execute {
+                names: treatment.names.clone(),
+                completed: None,
                 portal,
                 effect: treatment.effect,
                 rewrite: treatment.rewrite,
@@ -378,6 +397,8 @@ impl Frontend<'_> {
         match outcome {
             Ok(tracker) => self.send(
                 Expect::Execute {
+                    names: None,
+                    completed: None,
                     portal: None,
                     effect: Effect::None,
                     rewrite: None,
@@ -401,6 +422,7 @@ impl Frontend<'_> {
     }
 
     pub(super) fn on_describe(&mut self, d: Describe) -> Result<(), FrontendError> {
+        let of = (d.target() == Target::Portal, Arc::<str>::from(d.name()));
         let rewrite = match d.target() {
             Target::Statement => self
                 .registry
@@ -408,7 +430,7 @@ impl Frontend<'_> {
                 .and_then(|p| p.treatment.rewrite.clone()),
             Target::Portal => self.registry.portal(d.name()).rewrite,
         };
-        self.send(Expect::Describe { rewrite }, d.message());
+        self.send(Expect::Describe { of, rewrite }, d.message());
         Ok(())
     }
 

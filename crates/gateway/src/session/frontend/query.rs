@@ -17,7 +17,7 @@ use super::row_limit::PerStatement;
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Statement};
-use crate::session::portals::Effect;
+use crate::session::portals::{Bound, Effect};
 use crate::session::prepared::{Prepared, Treatment};
 use crate::session::queue::{Expect, OnError, RowCap};
 use crate::session::tripwire::Expected;
@@ -50,6 +50,8 @@ impl Frontend<'_> {
         let mut local: Vec<(String, usize)> = Vec::new();
         // So are cursors declared earlier to later FETCHes.
         let mut cursors: Vec<(String, usize)> = Vec::new();
+        // FETCHes of protocol portals, which must still be the ones bound when they run.
+        let mut reads: Vec<(usize, Bound)> = Vec::new();
         for (index, s) in statements.iter().enumerate() {
             let mut earlier = None;
             let mut registered: Option<Arc<Prepared>> = None;
@@ -62,7 +64,12 @@ impl Frontend<'_> {
             if let Some(name) = fetches(s) {
                 match cursors.iter().rev().find(|(n, _)| n == name) {
                     Some((_, i)) => earlier = statements.get(*i),
-                    None => registered = self.registry.cursor(name).cloned(),
+                    None => {
+                        registered = self.registry.cursor(name).cloned();
+                        if let Some(b) = self.registry.bound_portal(name) {
+                            reads.push((index, b));
+                        }
+                    }
                 }
             }
             match s.prepared_op() {
@@ -195,6 +202,9 @@ impl Frontend<'_> {
         let rewrites: Vec<_> = treatments.iter().map(|t| t.rewrite.clone()).collect();
         let expected: Vec<_> = treatments.iter().map(|t| t.expected).collect();
         let mut effects: Vec<Effect> = statements.iter().map(Effect::of).collect();
+        for (index, b) in reads {
+            effects[index] = Effect::Reads(b);
+        }
         if effects.iter().all(|e| *e == Effect::None) {
             effects = Vec::new();
         }

@@ -21,6 +21,8 @@ pub(super) const REFUSED_SQL: &[u8] = b"/* portcullis: statement refused */ PORT
 /// Names of the gateway's own throwaway prepared statements.
 const PROBE: &str = "portcullis_probe";
 pub(super) const REFUSED: &str = "portcullis_refused";
+/// What the server keeps of a name: NAMEDATALEN - 1 bytes.
+const MAX_NAME_BYTES: usize = 63;
 
 pub(super) fn canceled() -> ErrorResponse {
     ErrorResponse::new(
@@ -109,6 +111,20 @@ impl Frontend<'_> {
         names: &[&str],
         upstream: &mut W,
     ) -> Result<bool, FrontendError> {
+        // The server keeps 63 bytes of a name (NAMEDATALEN): two longer names the gateway
+        // tells apart can be one name there, or the name SQL reaches by its first 63.
+        if let Some(long) = names.iter().find(|n| n.len() > MAX_NAME_BYTES) {
+            let e = ErrorResponse::new(
+                Severity::Error,
+                "42622",
+                format!(
+                    "the name \"{long}\" is refused: names of prepared statements and portals are limited to {MAX_NAME_BYTES} bytes, which is all the server keeps of them"
+                ),
+            );
+            let text = format!("/* protocol message naming \"{long}\" */");
+            self.refuse_message("bind", &text, e);
+            return Ok(false);
+        }
         let Some(foreign) = names.iter().find(|n| !n.is_ascii()) else {
             return Ok(true);
         };
