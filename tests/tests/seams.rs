@@ -390,3 +390,49 @@ async fn statements_are_decoded_from_the_client_encoding() {
         .await;
     assert_eq!(rows(&c.until_ready().await)[0][0].as_deref(), Some("CAFé"));
 }
+
+/// A named Parse is answered when the client's Sync (or Flush) asks for answers, as direct:
+/// the gateway neither flushes it early nor waits for it. A Parse the server refuses (the
+/// name is taken) leaves the statement it had, and a Bind after the Sync runs, and is
+/// decided and recorded as, that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_parses_cost_no_round_trip_and_settle_on_the_server() {
+    let h = Harness::with(Setup::default()).await;
+    let mut c = RawClient::connect(h.port()).await;
+    c.login("app", &h.token("dave", &["dba"]))
+        .await
+        .expect("login");
+    c.send(&[Parse::new("s", b"SELECT 1 AS first", &[]).message().clone()])
+        .await;
+    // Nothing is owed before a Sync or Flush. (A bounded wait can only miss an early
+    // answer on a slow machine, never invent one.)
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), c.recv()).await;
+    assert!(early.is_err(), "answered before the Sync: {early:?}");
+    c.send(&[portcullis_wire::frontend::sync()]).await;
+    assert!(errors(&c.until_ready().await).is_empty());
+    c.send(&[
+        Parse::new("s", b"SELECT 2 AS second", &[])
+            .message()
+            .clone(),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert_eq!(errors(&c.until_ready().await)[0].code(), "42P05");
+    c.send(&[
+        bind("", "s", &[]),
+        execute("", 0),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert_eq!(rows(&c.until_ready().await), vec![vec![Some("1".into())]]);
+    let binds: Vec<String> = h
+        .audit_events("statement")
+        .await
+        .iter()
+        .filter_map(|e| match e {
+            portcullis_audit::Event::Statement(s) if s.origin == "bind" => Some(s.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(binds, vec!["SELECT 1 AS first".to_string()]);
+}

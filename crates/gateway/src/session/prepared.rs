@@ -148,76 +148,85 @@ impl Registry {
     }
 }
 
-/// Parses of the unnamed statement whose outcome is not known yet. The unnamed statement is
-/// tied to its new text at once (waiting for every ParseComplete would cost a round trip
-/// per statement), which is right for everything sent before the next Sync: if the server
-/// skips the Parse after an earlier error, it skips the Binds after it too. After a Sync it
-/// is not: a skipped Parse left the old statement in place. So a Bind of the unnamed
-/// statement with a Sync between it and the last Parse waits for the outcomes and settles
-/// on what the server holds.
+/// Changes to prepared statements whose outcome is not known yet: Parses (named and
+/// unnamed) and Closes. The registry takes each change at once (waiting for every answer
+/// would cost a round trip per statement), which is right for everything sent before the
+/// next Sync: if the server fails or skips the change, it skips everything after it too.
+/// After a Sync it is not: a Parse the server refused (a name taken) or skipped left the
+/// old statement in place. So the first message after a Sync that uses a statement waits
+/// for the outcomes and settles on what the server holds.
 #[derive(Default)]
-pub struct UnnamedParses {
-    /// What the unnamed statement was before the first pending Parse.
-    base: Option<Arc<Prepared>>,
-    /// In order: each Parse's outcome (created, failed; dropped unsent when skipped) and
-    /// the statement it creates (`None` for the gateway's failing stand-in).
-    pending: Vec<(oneshot::Receiver<bool>, Option<Arc<Prepared>>)>,
-    /// A Sync was sent after the last pending Parse.
+pub struct Pending {
+    /// In order: the statement's name, what it held before (for the first change of that
+    /// name since the last settling), the outcome (success, failure; dropped unsent when
+    /// skipped), and what success and failure leave.
+    changes: Vec<Change>,
+    /// A Sync was sent after the last change.
     synced: bool,
 }
 
-/// What a Parse of the unnamed statement did to it.
-fn apply(holds: &mut Option<Arc<Prepared>>, outcome: Option<bool>, creates: Option<Arc<Prepared>>) {
-    match outcome {
-        Some(true) => *holds = creates,
-        // A failed Parse of the unnamed statement drops the old one.
-        Some(false) => *holds = None,
-        // Skipped: the server never saw it.
-        None => {}
-    }
+struct Change {
+    name: String,
+    before: Option<Option<Arc<Prepared>>>,
+    outcome: oneshot::Receiver<bool>,
+    success: Option<Arc<Prepared>>,
+    /// `None`: a failure leaves the statement as it was.
+    failure: Option<Option<Arc<Prepared>>>,
 }
 
-impl UnnamedParses {
-    /// A Parse of the unnamed statement was sent; `before` is what the registry held (what
-    /// the server holds when nothing is pending).
-    pub fn parsed(
+impl Pending {
+    /// A change of statement `name` was sent. `before` is what the registry held, and so
+    /// what the server holds when nothing is pending for that name. A Parse creates
+    /// `success`; a failed Parse drops the unnamed statement and leaves a named one; a
+    /// Close (`success` None) drops it.
+    pub fn sent(
         &mut self,
+        name: &str,
         before: Option<Arc<Prepared>>,
         outcome: oneshot::Receiver<bool>,
-        creates: Option<Arc<Prepared>>,
+        success: Option<Arc<Prepared>>,
+        failure: Option<Option<Arc<Prepared>>>,
     ) {
-        // With nothing pending, the registry's entry is what the server holds.
-        if self.pending.is_empty() {
-            self.base = before;
-        }
-        // Outcomes already in need no waiting for.
-        while let Some((rx, _)) = self.pending.first_mut() {
-            let got = match rx.try_recv() {
-                Ok(v) => Some(v),
-                Err(oneshot::error::TryRecvError::Closed) => None,
-                Err(oneshot::error::TryRecvError::Empty) => break,
-            };
-            let (_, c) = self.pending.remove(0);
-            apply(&mut self.base, got, c);
-        }
-        self.pending.push((outcome, creates));
+        let first = !self.changes.iter().any(|c| c.name == name);
+        self.changes.push(Change {
+            name: name.to_string(),
+            before: first.then_some(before),
+            outcome,
+            success,
+            failure,
+        });
         self.synced = false;
     }
 
     pub fn synced(&mut self) {
-        self.synced |= !self.pending.is_empty();
+        self.synced |= !self.changes.is_empty();
     }
 
-    /// Whether the unnamed statement must be settled before it is bound.
+    /// Whether the changes must be settled before a statement is used.
     pub fn must_settle(&self) -> bool {
         self.synced
     }
 
-    /// What the server holds as the unnamed statement, once every pending outcome is in.
-    pub async fn settle(&mut self) -> Option<Arc<Prepared>> {
-        let mut holds = self.base.take();
-        for (outcome, creates) in self.pending.drain(..) {
-            apply(&mut holds, outcome.await.ok(), creates);
+    /// What the server holds under each name changed, once every outcome is in.
+    pub async fn settle(&mut self) -> Vec<(String, Option<Arc<Prepared>>)> {
+        let mut holds: Vec<(String, Option<Arc<Prepared>>)> = Vec::new();
+        for c in self.changes.drain(..) {
+            if let Some(before) = c.before {
+                holds.push((c.name.clone(), before));
+            }
+            let Some(entry) = holds.iter_mut().find(|(n, _)| *n == c.name) else {
+                continue;
+            };
+            match c.outcome.await.ok() {
+                Some(true) => entry.1 = c.success,
+                Some(false) => {
+                    if let Some(f) = c.failure {
+                        entry.1 = f;
+                    }
+                }
+                // Skipped: the server never saw it.
+                None => {}
+            }
         }
         self.synced = false;
         holds
@@ -225,19 +234,19 @@ impl UnnamedParses {
 }
 
 impl Registry {
-    /// The unnamed statement's entry, taken out (a Parse of it is about to replace it).
-    pub fn take_unnamed(&mut self) -> Option<Arc<Prepared>> {
-        self.statements.remove("")
+    /// A statement's entry, taken out (a Parse of it is about to replace it).
+    pub fn take(&mut self, name: &str) -> Option<Arc<Prepared>> {
+        self.statements.remove(name)
     }
 
-    /// Sets the unnamed statement to what the server holds.
-    pub fn set_unnamed(&mut self, prepared: Option<Arc<Prepared>>) {
+    /// Sets a statement to what the server holds.
+    pub fn set(&mut self, name: &str, prepared: Option<Arc<Prepared>>) {
         match prepared {
             Some(p) => {
-                self.statements.insert(String::new(), p);
+                self.statements.insert(name.to_string(), p);
             }
             None => {
-                self.statements.remove("");
+                self.statements.remove(name);
             }
         }
     }
@@ -261,38 +270,66 @@ mod tests {
             .map(|s| s.text.clone())
     }
 
+    fn held(h: &[(String, Option<Arc<Prepared>>)], name: &str) -> Option<String> {
+        h.iter().find(|(n, _)| n == name).and_then(|(_, p)| text(p))
+    }
+
     #[tokio::test]
-    async fn the_unnamed_statement_settles_on_what_the_server_holds() {
-        // created, failed, skipped
+    async fn statements_settle_on_what_the_server_holds() {
+        // The unnamed statement: created, failed (dropped), skipped.
         for (outcome, holds) in [
             (Some(true), Some("select 2")),
             (Some(false), None),
             (None, Some("select 1")),
         ] {
-            let mut u = UnnamedParses::default();
+            let mut p = Pending::default();
             let (tx, rx) = oneshot::channel();
-            u.parsed(Some(prepared("select 1")), rx, Some(prepared("select 2")));
+            p.sent(
+                "",
+                Some(prepared("select 1")),
+                rx,
+                Some(prepared("select 2")),
+                Some(None),
+            );
             assert!(
-                !u.must_settle(),
+                !p.must_settle(),
                 "a Bind before the next Sync is in the same segment"
             );
-            u.synced();
-            assert!(u.must_settle());
+            p.synced();
+            assert!(p.must_settle());
             match outcome {
                 Some(v) => tx.send(v).unwrap(),
                 None => drop(tx),
             }
-            assert_eq!(text(&u.settle().await).as_deref(), holds);
+            assert_eq!(held(&p.settle().await, "").as_deref(), holds);
         }
-        // One created, then one skipped after an error: the first stands.
-        let mut u = UnnamedParses::default();
+        // A named statement: a failed Parse (the name was taken) leaves the old one.
+        let mut p = Pending::default();
+        let (tx, rx) = oneshot::channel();
+        p.sent(
+            "s",
+            Some(prepared("select 1")),
+            rx,
+            Some(prepared("select 2")),
+            None,
+        );
+        p.synced();
+        tx.send(false).unwrap();
+        assert_eq!(held(&p.settle().await, "s").as_deref(), Some("select 1"));
+        // Created, then closed, then a Close skipped after an error: created and closed.
+        let mut p = Pending::default();
         let (tx1, rx1) = oneshot::channel();
         let (tx2, rx2) = oneshot::channel();
-        u.parsed(None, rx1, Some(prepared("select 1")));
-        u.parsed(Some(prepared("select 1")), rx2, Some(prepared("select 2")));
-        u.synced();
+        let (tx3, rx3) = oneshot::channel();
+        p.sent("s", None, rx1, Some(prepared("select 1")), None);
+        p.sent("s", Some(prepared("select 1")), rx2, None, None);
+        p.sent("t", Some(prepared("select 3")), rx3, None, None);
+        p.synced();
         tx1.send(true).unwrap();
-        drop(tx2);
-        assert_eq!(text(&u.settle().await).as_deref(), Some("select 1"));
+        tx2.send(true).unwrap();
+        drop(tx3);
+        let h = p.settle().await;
+        assert_eq!(held(&h, "s"), None);
+        assert_eq!(held(&h, "t").as_deref(), Some("select 3"));
     }
 }

@@ -21,17 +21,18 @@ use crate::session::queue::{Expect, LimitReport, OnError, RowCap};
 use crate::session::tripwire::Expected;
 
 impl Frontend<'_> {
-    /// After a Sync, waits for the outcome of unnamed-statement Parses the server may have
-    /// skipped, so the registry holds what the server holds (see `UnnamedParses`).
-    pub(super) async fn settle_unnamed<W: AsyncWrite + Unpin>(
+    /// After a Sync, waits for the outcome of Parses and Closes the server may have
+    /// refused or skipped, so the registry holds what the server holds (see `Pending`).
+    /// The server answered them before the Sync's ReadyForQuery, so this rarely waits.
+    pub(super) async fn settle_statements<W: AsyncWrite + Unpin>(
         &mut self,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        if self.unnamed.must_settle() {
-            self.push(&frontend::flush());
+        if self.pending.must_settle() {
             self.flush(upstream).await?;
-            let holds = self.unnamed.settle().await;
-            self.registry.set_unnamed(holds);
+            for (name, holds) in self.pending.settle().await {
+                self.registry.set(&name, holds);
+            }
         }
         Ok(())
     }
@@ -90,47 +91,31 @@ impl Frontend<'_> {
                     index: 0,
                     treatment,
                 };
-                if name.is_empty() {
-                    // Tied to the new text at once; settled once a Sync has gone out.
-                    let before = self.registry.take_unnamed();
-                    self.registry.prepare(&name, prepared);
-                    let (tx, rx) = oneshot::channel();
-                    let creates = self.registry.statement("").cloned();
-                    self.unnamed.parsed(before, rx, creates);
-                    self.send(
-                        Expect::Parse {
-                            on_error: OnError::Forward,
-                            on_success: None,
-                            report: Some(tx),
-                        },
-                        parse.message(),
-                    );
-                } else {
-                    // A named statement exists only if the server creates it (not, say,
-                    // when the name is taken): wait for its answer.
-                    let (tx, rx) = oneshot::channel();
-                    self.send(
-                        Expect::Parse {
-                            on_error: OnError::Forward,
-                            on_success: None,
-                            report: Some(tx),
-                        },
-                        parse.message(),
-                    );
-                    self.push(&frontend::flush());
-                    self.flush(upstream).await?;
-                    if rx.await.unwrap_or(false) {
-                        self.registry.prepare(&name, prepared);
-                    }
-                }
+                // Tied to the new text at once, settled after the next Sync: a named
+                // statement exists only if the server creates it (not when the name is
+                // taken), and a failed Parse of the unnamed one drops it.
+                let before = self.registry.take(&name);
+                self.registry.prepare(&name, prepared);
+                let creates = self.registry.statement(&name).cloned();
+                let (tx, rx) = oneshot::channel();
+                let failure = name.is_empty().then_some(None);
+                self.pending.sent(&name, before, rx, creates, failure);
+                self.send(
+                    Expect::Parse {
+                        on_error: OnError::Forward,
+                        on_success: None,
+                        report: Some(tx),
+                    },
+                    parse.message(),
+                );
             }
             Err(refusal) => {
                 let mut report = None;
                 if name.is_empty() {
                     // The stand-in fails, dropping the old statement, unless it is skipped.
-                    let before = self.registry.take_unnamed();
+                    let before = self.registry.take(&name);
                     let (tx, rx) = oneshot::channel();
-                    self.unnamed.parsed(before, rx, None);
+                    self.pending.sent(&name, before, rx, None, Some(None));
                     report = Some(tx);
                 }
                 self.send(
@@ -153,9 +138,6 @@ impl Frontend<'_> {
         bind: Bind,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
-        if bind.statement().is_empty() {
-            self.settle_unnamed(upstream).await?;
-        }
         if bind.portal().starts_with(RESERVED_PREFIX) {
             let e = reserved(bind.portal());
             let text = format!("/* Bind of portal \"{}\" */", bind.portal());
@@ -434,15 +416,13 @@ impl Frontend<'_> {
         Ok(())
     }
 
-    pub(super) async fn on_close<W: AsyncWrite + Unpin>(
-        &mut self,
-        c: Close,
-        upstream: &mut W,
-    ) -> Result<(), FrontendError> {
-        if c.target() == Target::Statement && !c.name().is_empty() {
-            // Forget a named statement only once the server has (a Close after
-            // an error is skipped, and the statement stays).
+    pub(super) fn on_close(&mut self, c: Close) -> Result<(), FrontendError> {
+        if c.target() == Target::Statement {
+            // Forgotten at once, settled after the next Sync (a Close after an error is
+            // skipped, and the statement stays).
+            let before = self.registry.take(c.name());
             let (tx, rx) = oneshot::channel();
+            self.pending.sent(c.name(), before, rx, None, None);
             self.send(
                 Expect::Close {
                     portal: None,
@@ -451,11 +431,6 @@ impl Frontend<'_> {
                 },
                 c.message(),
             );
-            self.push(&frontend::flush());
-            self.flush(upstream).await?;
-            if rx.await.unwrap_or(false) {
-                self.registry.deallocate(c.name());
-            }
             return Ok(());
         }
         // A portal stays in the registry: if the Close is skipped the server keeps it, and

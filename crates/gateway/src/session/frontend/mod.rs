@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::outbox::Outbox;
-use super::prepared::{Registry, UnnamedParses};
+use super::prepared::{Pending, Registry};
 use super::queue::Expect;
 use super::settled::Sent;
 use super::{Context, Shared};
@@ -34,6 +34,9 @@ mod lexer;
 mod query;
 mod refusal;
 mod row_limit;
+
+/// How long a cancel that finds the session idle waits for the statement it is for.
+const CANCEL_REACH: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How the client side ended.
 #[derive(Debug)]
@@ -66,8 +69,11 @@ pub struct Frontend<'s> {
     settled: Sent,
     /// The gateway's own queries of the lexer settings so far (each gets a fresh name).
     lexer_queries: u64,
-    /// Parses of the unnamed statement the server may have skipped.
-    unnamed: UnnamedParses,
+    /// Parses and Closes of statements the server may have refused or skipped.
+    pending: Pending,
+    /// Cancels counted when the client's bytes being handled now had arrived: one after
+    /// that is for them too.
+    cancels_seen: u64,
 }
 
 impl<'s> Frontend<'s> {
@@ -82,7 +88,9 @@ impl<'s> Frontend<'s> {
             seq: 0,
             settled: Sent::default(),
             lexer_queries: 0,
-            unnamed: UnnamedParses::default(),
+            pending: Pending::default(),
+            // A cancel before anything was read is for the first statements.
+            cancels_seen: 0,
         }
     }
 
@@ -126,10 +134,44 @@ impl<'s> Frontend<'s> {
                 }
             }
             self.flush(upstream).await?;
-            if !client.fill().await? {
+            if !self.fill(client).await? {
                 return Ok(FrontendEnd::ClientClosed);
             }
         }
+    }
+
+    /// Waits for more of the client's bytes. A cancel that arrives meanwhile is for bytes
+    /// on their way (the client sent a statement, then the cancel, and the statement is
+    /// still in the socket, or not yet seen by the runtime), or for nothing (the statement
+    /// it was for had ended): one that finds no bytes within `CANCEL_REACH` is ignored, as
+    /// the server ignores a cancel that finds it idle.
+    async fn fill<R: AsyncRead + Unpin>(
+        &mut self,
+        client: &mut FrameReader<R>,
+    ) -> Result<bool, FrontendError> {
+        let cancels = &self.ctx.cancels;
+        // Cancels so far were for what the server was sent; before anything was sent, only
+        // for what is still to be read.
+        let mut seen = if self.out.written == 0 {
+            self.cancels_seen
+        } else {
+            cancels.count()
+        };
+        let filled = loop {
+            tokio::select! {
+                biased;
+                r = client.fill() => break r?,
+                () = cancels.after(seen) => {
+                    match tokio::time::timeout(CANCEL_REACH, client.fill()).await {
+                        Ok(r) => break r?,
+                        Err(_) => seen = cancels.count(),
+                    }
+                }
+            }
+        };
+        // Cancels after `seen` came after these bytes were sent: they are for them.
+        self.cancels_seen = seen;
+        Ok(filled)
     }
 
     /// Whether the caller's token (plus the grace period) has run out and this message
@@ -173,6 +215,7 @@ impl<'s> Frontend<'s> {
     /// Queues what the server owes for a message, then the message itself.
     fn send(&mut self, expect: Expect, msg: &Message) {
         self.settled.sent(msg.tag(), expect.ends_with_ready());
+        self.ctx.cancels.sent(self.settled.readies());
         // The backend owns the receiver for the session's lifetime; a send can only fail
         // when the session is already ending.
         let _ = self.queue.send(expect);
@@ -195,6 +238,16 @@ impl<'s> Frontend<'s> {
         msg: Message,
         upstream: &mut W,
     ) -> Result<(), FrontendError> {
+        if matches!(
+            msg.tag(),
+            frontend::QUERY
+                | frontend::PARSE
+                | frontend::BIND
+                | frontend::DESCRIBE
+                | frontend::CLOSE
+        ) {
+            self.settle_statements(upstream).await?;
+        }
         match msg.tag() {
             frontend::QUERY => self.on_query(Query::decode(msg)?, upstream).await,
             frontend::PARSE => {
@@ -231,12 +284,12 @@ impl<'s> Frontend<'s> {
             frontend::CLOSE => {
                 let c = Close::decode(msg)?;
                 if self.names_as_sent(&[c.name()], upstream).await? {
-                    self.on_close(c, upstream).await?;
+                    self.on_close(c)?;
                 }
                 Ok(())
             }
             frontend::SYNC => {
-                self.unnamed.synced();
+                self.pending.synced();
                 self.send(Expect::Sync, &msg);
                 Ok(())
             }
