@@ -334,3 +334,41 @@ async fn what_a_client_sends_last_still_gets_its_answer() {
     }
     still_serving(&h).await;
 }
+
+/// A cancel applies to what the client has sent, wherever it is in the gateway: a
+/// statement still waiting for its audit event is not forwarded (the server, idle, would
+/// ignore the cancel and run it to the end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_never_overtakes_its_statement() {
+    use portcullis_wire::frontend::Query;
+    let h = Harness::with(Setup::default()).await;
+    let token = h.token("dave", &["dba"]);
+    for _ in 0..8 {
+        let mut c = RawClient::connect(h.port()).await;
+        let login = c.login("app", &token).await.expect("login");
+        let key = portcullis_wire::startup::CancelKey {
+            pid: login.key.pid,
+            secret: login.key.secret.clone(),
+        };
+        let started = std::time::Instant::now();
+        c.send(&[Query::new(b"SELECT pg_sleep(60)").into_message()])
+            .await;
+        let mut cancel = RawClient::connect(h.port()).await;
+        cancel
+            .send_raw(&portcullis_wire::startup::cancel_request(&key))
+            .await
+            .unwrap();
+        let answers = c.until_ready().await;
+        let errors = portcullis_tests::raw::errors(&answers);
+        assert_eq!(
+            errors.first().map(|e| e.code()),
+            Some("57014"),
+            "{answers:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ran to its end"
+        );
+    }
+    still_serving(&h).await;
+}

@@ -13,12 +13,67 @@ use tokio::sync::Notify;
 use crate::runtime::Target;
 
 /// Where a client's cancel key leads.
+/// A session's cancel requests: counted, so that work the gateway still holds (a statement
+/// waiting for its audit event or for approval) can tell a cancel that came after the
+/// client sent it, even one that came before the wait began.
+#[derive(Debug, Default)]
+pub struct Cancels {
+    count: std::sync::atomic::AtomicU64,
+    notify: Notify,
+    /// Messages sent to the server that end with a ReadyForQuery, and those answered: a
+    /// cancel is for what was sent before it, so it is sent again while that is unanswered
+    /// (the server ignores a cancel that reaches it before it starts on the statement).
+    sent: std::sync::atomic::AtomicU64,
+    answered: std::sync::atomic::AtomicU64,
+}
+
+impl Cancels {
+    /// The frontend sent a message that ends with a ReadyForQuery (`count` so far).
+    pub fn sent(&self, count: u64) {
+        self.sent.store(count, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The backend read the ReadyForQuery of `count` of them.
+    pub fn answered(&self, count: u64) {
+        self.answered.store(count, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn unanswered_since(&self, target: u64) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst) < target
+    }
+
+    pub fn cancel(&self) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Cancels so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once there have been more than `seen` cancels.
+    pub async fn after(&self, seen: u64) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() > seen {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct CancelEntry {
     pub target: Arc<Target>,
     pub upstream: CancelKey,
     /// Woken by a cancel so that a statement the gateway is holding stops waiting.
-    pub hold: Arc<Notify>,
+    /// The session's cancels, which what the gateway still holds of the session's work
+    /// waits on.
+    pub cancels: Arc<Cancels>,
 }
 
 /// All live sessions' cancel keys.
@@ -85,7 +140,23 @@ impl CancelRegistry {
 /// Wakes a held statement and sends the upstream CancelRequest on a new connection, with
 /// TLS when the target uses it.
 pub async fn cancel(entry: &CancelEntry) -> std::io::Result<()> {
-    entry.hold.notify_waiters();
+    let target = entry.cancels.sent.load(std::sync::atomic::Ordering::SeqCst);
+    entry.cancels.cancel();
+    send_cancel(entry).await?;
+    // Sent again while what the client had sent is unanswered: a cancel that reaches the
+    // server before it starts on the statement is ignored, and the statement would run to
+    // its end. A few times, further apart each time.
+    for wait_ms in [20, 100, 500, 2000] {
+        tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+        if !entry.cancels.unanswered_since(target) {
+            break;
+        }
+        send_cancel(entry).await?;
+    }
+    Ok(())
+}
+
+async fn send_cancel(entry: &CancelEntry) -> std::io::Result<()> {
     let target = &entry.target;
     let tcp = tokio::time::timeout(
         target.connect_timeout,

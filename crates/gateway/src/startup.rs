@@ -173,9 +173,14 @@ async fn next_step(
             match cancels.lookup(&key) {
                 Some(entry) => {
                     tracing::info!(pid = key.pid, %peer, "cancel request");
-                    if let Err(e) = cancel::cancel(&entry).await {
-                        tracing::warn!(pid = key.pid, error = %e, "cannot forward cancel request");
-                    }
+                    // Forwarded, and sent again while needed, without keeping the client's
+                    // cancel connection open for it.
+                    let pid = key.pid;
+                    tokio::spawn(async move {
+                        if let Err(e) = cancel::cancel(&entry).await {
+                            tracing::warn!(pid, error = %e, "cannot forward cancel request");
+                        }
+                    });
                 }
                 None => {
                     tracing::info!(pid = key.pid, %peer, "cancel request with an unknown key ignored")

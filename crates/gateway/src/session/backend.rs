@@ -105,6 +105,7 @@ impl<'s> Backend<'s> {
                             Action::Swallow => {}
                         }
                         self.shared.readies.publish(self.attribution.readies);
+                        self.ctx.cancels.answered(self.attribution.readies);
                         if let Some((why, seq)) = self.attribution.tripped.take() {
                             return self.trip(&why, seq, client).await;
                         }

@@ -18,7 +18,8 @@ pub struct Context {
     pub info: SessionInfo,
     pub decider: Arc<dyn Decider>,
     pub cache: Arc<ParseCache>,
-    pub hold: Arc<Notify>,
+    /// Cancel requests for this session (see `cancel::Cancels`).
+    pub cancels: Arc<crate::cancel::Cancels>,
     /// The search path the session started with.
     pub search_path: Vec<String>,
     /// Called when a statement that changes the catalog is forwarded.

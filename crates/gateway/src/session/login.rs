@@ -10,7 +10,6 @@ use portcullis_identity::Principal;
 use portcullis_wire::Limits;
 use portcullis_wire::backend::{Authentication, BackendKeyData};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
 
 use super::startup_settings::{check_startup_identity, split_search_path, startup_settings};
 use super::{Context, Shared};
@@ -97,14 +96,14 @@ pub(super) async fn login(
         catalog.refresh(&target.name, &mut upstream.reader),
     )
     .await;
-    let hold = Arc::new(Notify::new());
+    let cancels = Arc::new(crate::cancel::Cancels::default());
     let (client_key, registration) = services.cancels.register(CancelEntry {
         target: target.clone(),
         upstream: portcullis_wire::startup::CancelKey {
             pid: upstream.key.pid,
             secret: upstream.key.secret.clone(),
         },
-        hold: hold.clone(),
+        cancels: cancels.clone(),
     });
 
     // The session exists only once the trail says so.
@@ -137,7 +136,7 @@ pub(super) async fn login(
         info,
         decider: services.decider.clone(),
         cache: services.cache.clone(),
-        hold,
+        cancels,
         search_path,
         catalog_changed: Box::new(move || catalog.changed()),
         audit,

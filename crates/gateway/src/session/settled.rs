@@ -70,6 +70,11 @@ impl Sent {
         }
     }
 
+    /// Messages sent so far that end with a ReadyForQuery.
+    pub fn readies(&self) -> u64 {
+        self.readies
+    }
+
     /// Whether the settings last reported are the ones the server will parse the next
     /// message with.
     pub fn known(&self, readies: &Readies) -> bool {

@@ -8,6 +8,7 @@ use portcullis_sql::{ClientEncoding, LexerOptions, ParsedQuery};
 use portcullis_wire::backend::{ErrorResponse, Severity};
 use tokio::io::AsyncWrite;
 
+use super::refusal;
 use super::refusal::unanalysable;
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, statement_event, unavailable};
@@ -115,17 +116,40 @@ impl Frontend<'_> {
         events: Vec<portcullis_audit::Event>,
         upstream: &mut W,
     ) -> Result<Result<(), ErrorResponse>, FrontendError> {
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                portcullis_audit::Event::Statement(s) => Some(s.seq),
+                _ => None,
+            })
+            .collect();
         let waits: Vec<_> = events
             .into_iter()
             .map(|e| self.ctx.audit.log.durable(e))
             .collect();
         self.flush(upstream).await?;
-        for w in waits {
-            if let Err(e) = w.await {
-                return Ok(Err(unavailable(&e)));
+        let durable = async {
+            for w in waits {
+                w.await?;
             }
+            Ok::<(), portcullis_audit::AuditError>(())
+        };
+        let ctx = self.ctx;
+        tokio::select! {
+            biased;
+            // A cancel after the client sent these statements is for them: they are not
+            // forwarded (the server, idle, would ignore it and run them to the end).
+            () = ctx.cancels.after(self.cancels_seen) => {
+                let e = refusal::canceled();
+                for seq in seqs {
+                    let finished = crate::audit::Tracker::new(seq, None, Arc::from(Vec::new()))
+                        .finish(None, None, Some(&e));
+                    ctx.audit.log.record(finished.into_event(&ctx.info));
+                }
+                Ok(Err(e))
+            }
+            r = durable => Ok(r.map_err(|e| unavailable(&e))),
         }
-        Ok(Ok(()))
     }
 
     /// What a statement runs besides itself: the prepared statement an `EXECUTE` names,

@@ -40,7 +40,7 @@ impl Frontend<'_> {
                     self.flush(upstream).await?;
                     verdict = tokio::select! {
                         v = future => v,
-                        _ = self.ctx.hold.notified() => Verdict::Refuse(canceled()),
+                        _ = self.ctx.cancels.after(self.cancels_seen) => Verdict::Refuse(canceled()),
                     };
                 }
             }
