@@ -209,9 +209,9 @@ impl Harness {
         let secrets = dir.path().join("secrets");
         std::fs::create_dir(&secrets).expect("secrets dir");
         for role in ["gw_admin", "gw_app"] {
-            std::fs::write(secrets.join(role), role_secret(role)).expect("secret file");
+            write_private(&secrets.join(role), &role_secret(role));
         }
-        std::fs::write(secrets.join("postgres"), pg.password()).expect("secret file");
+        write_private(&secrets.join("postgres"), pg.password());
         let issuer = DevIssuer::start("portcullis").await.expect("issuer");
         let upstream_tls = match setup.upstream_tls {
             UpstreamTls::Disable => "tls = \"disable\"".to_string(),
@@ -288,11 +288,10 @@ signing_key = "file:audit.key"
         for (name, contents) in &setup.files {
             std::fs::write(dir.path().join(name), contents).expect("harness file");
         }
-        std::fs::write(
-            dir.path().join("audit.key"),
-            portcullis_audit::CheckpointKey::generate_pem(),
-        )
-        .expect("audit key");
+        write_private(
+            &dir.path().join("audit.key"),
+            &portcullis_audit::CheckpointKey::generate_pem(),
+        );
         std::fs::create_dir(dir.path().join("policies")).expect("policy dir");
         for (name, contents) in &setup.policies {
             std::fs::write(dir.path().join("policies").join(name), contents).expect("policy file");
@@ -575,4 +574,11 @@ pub async fn activity_count(direct: &tokio_postgres::Client, condition: &str) ->
         .await
         .expect("pg_stat_activity")
         .get(0)
+}
+
+/// Writes a secret or a key as a deployment should: readable by its owner alone.
+fn write_private(path: &std::path::Path, contents: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).expect("private file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("mode 0600");
 }
