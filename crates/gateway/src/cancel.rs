@@ -35,7 +35,8 @@ impl Cancels {
 
     /// The backend read the ReadyForQuery of `count` of them.
     pub fn answered(&self, count: u64) {
-        self.answered.store(count, std::sync::atomic::Ordering::SeqCst);
+        self.answered
+            .store(count, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn unanswered_since(&self, target: u64) -> bool {
