@@ -372,3 +372,51 @@ async fn a_cancel_never_overtakes_its_statement() {
     }
     still_serving(&h).await;
 }
+
+/// A cancel that reaches a statement the server is running cancels that one alone: the
+/// statement the client sends once it has the error runs (JDBC's query timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_of_a_running_statement_spares_the_next() {
+    use portcullis_tests::raw::{errors, rows};
+    use portcullis_wire::backend;
+    use portcullis_wire::frontend::Query;
+    let h = Harness::with(Setup::default()).await;
+    let mut c = RawClient::connect(h.port()).await;
+    let login = c
+        .login("app", &h.token("dave", &["dba"]))
+        .await
+        .expect("login");
+    let key = portcullis_wire::startup::CancelKey {
+        pid: login.key.pid,
+        secret: login.key.secret.clone(),
+    };
+    c.send(&[Query::new(b"SELECT pg_sleep(60) AS running").into_message()])
+        .await;
+    // Running on the server, as the server itself says.
+    let direct = h.direct_client("app").await;
+    portcullis_tests::wait_until("the statement to run on the server", || async {
+        portcullis_tests::activity_count(
+            &direct,
+            "query like '%AS running%' and state = 'active' and pid <> pg_backend_pid()",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let mut cancel = RawClient::connect(h.port()).await;
+    cancel
+        .send_raw(&portcullis_wire::startup::cancel_request(&key))
+        .await
+        .unwrap();
+    let answers = c.until_ready().await;
+    assert_eq!(errors(&answers)[0].code(), "57014", "{answers:?}");
+    for _ in 0..3 {
+        c.send(&[Query::new(b"SELECT 'next'").into_message()]).await;
+        let answers = c.until_ready().await;
+        assert_eq!(
+            rows(&answers),
+            vec![vec![Some("next".into())]],
+            "{answers:?}"
+        );
+    }
+}

@@ -25,6 +25,9 @@ pub struct Cancels {
     /// (the server ignores a cancel that reaches it before it starts on the statement).
     sent: std::sync::atomic::AtomicU64,
     answered: std::sync::atomic::AtomicU64,
+    /// Whether the server had answered everything sent when the last cancel arrived: only
+    /// then is a cancel for something still on its way to the gateway.
+    idle_at_last: std::sync::atomic::AtomicBool,
 }
 
 impl Cancels {
@@ -44,8 +47,16 @@ impl Cancels {
     }
 
     pub fn cancel(&self) {
+        let idle = !self.unanswered_since(self.sent.load(std::sync::atomic::Ordering::SeqCst));
+        self.idle_at_last
+            .store(idle, std::sync::atomic::Ordering::SeqCst);
         self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.notify.notify_waiters();
+    }
+
+    /// Whether the session's server work was all answered when the last cancel arrived.
+    pub fn last_found_idle(&self) -> bool {
+        self.idle_at_last.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Cancels so far.

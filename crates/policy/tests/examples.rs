@@ -85,6 +85,17 @@ fn at(time: &str) -> Timestamp {
 const TUESDAY_10: &str = "2026-11-24T10:00:00";
 
 fn decide_at(store: &PolicyStore, who: &str, groups: &[&str], when: &str, sql: &str) -> Outcome {
+    decide_with(store, who, groups, when, sql, &DemoCatalog)
+}
+
+fn decide_with(
+    store: &PolicyStore,
+    who: &str,
+    groups: &[&str],
+    when: &str,
+    sql: &str,
+    catalog: &dyn Catalog,
+) -> Outcome {
     let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
     let parsed = parse(sql, LexerOptions::default());
     let statements = parsed.result.expect("parses");
@@ -110,7 +121,7 @@ fn decide_at(store: &PolicyStore, who: &str, groups: &[&str], when: &str, sql: &
                 text: &s.text,
                 search_path: &["$user".into(), "public".into()],
             },
-            &DemoCatalog,
+            catalog,
         )
         .outcome
 }
@@ -487,37 +498,19 @@ fn row_locks_and_notifications_are_changes() {
 #[test]
 fn unlisted_columns_are_every_column_a_policy_names() {
     let s = store();
-    let bob = ["engineering".to_string()];
-    let tz = TimeZone::UTC;
-    let env = Environment {
-        target: "analytics",
-        role: "analyst",
-        client_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        application_name: "test",
-        now: at(TUESDAY_10),
-        timezone: &tz,
-    };
     for sql in [
         "select * from public.customers",
         "select c from public.customers c",
         "select c.double from public.customers c",
     ] {
-        let parsed = parse(sql, LexerOptions::default()).result.expect("parses");
-        let outcome = s
-            .decide(
-                Principal {
-                    subject: "bob",
-                    groups: &bob,
-                },
-                &env,
-                StatementInput {
-                    facts: &parsed[0].facts,
-                    text: &parsed[0].text,
-                    search_path: &["$user".into(), "public".into()],
-                },
-                &portcullis_policy::NoCatalog,
-            )
-            .outcome;
+        let outcome = decide_with(
+            &s,
+            "bob",
+            &["engineering"],
+            TUESDAY_10,
+            sql,
+            &portcullis_policy::NoCatalog,
+        );
         assert!(
             matches!(&outcome, Outcome::Mask { column, .. } if column.starts_with("public.customers.")),
             "{sql}: {outcome:?}"

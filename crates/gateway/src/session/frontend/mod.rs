@@ -162,6 +162,11 @@ impl<'s> Frontend<'s> {
                 biased;
                 r = client.fill() => break r?,
                 () = cancels.after(seen) => {
+                    // For what the server was running: not for what comes next.
+                    if !cancels.last_found_idle() {
+                        seen = cancels.count();
+                        continue;
+                    }
                     match tokio::time::timeout(CANCEL_REACH, client.fill()).await {
                         Ok(r) => break r?,
                         Err(_) => seen = cancels.count(),
@@ -169,7 +174,11 @@ impl<'s> Frontend<'s> {
                 }
             }
         };
-        // Cancels after `seen` came after these bytes were sent: they are for them.
+        // Cancels after `seen` are for these bytes, unless the last found the server busy
+        // (it was for what the server ran).
+        if !cancels.last_found_idle() {
+            seen = cancels.count();
+        }
         self.cancels_seen = seen;
         Ok(filled)
     }

@@ -113,34 +113,41 @@ impl Frontend<'_> {
     ) -> Result<bool, FrontendError> {
         // The server keeps 63 bytes of a name (NAMEDATALEN): two longer names the gateway
         // tells apart can be one name there, or the name SQL reaches by its first 63.
-        if let Some(long) = names.iter().find(|n| n.len() > MAX_NAME_BYTES) {
-            let e = ErrorResponse::new(
-                Severity::Error,
+        let refused = if let Some(long) = names.iter().find(|n| n.len() > MAX_NAME_BYTES) {
+            (
+                long,
                 "42622",
                 format!(
-                    "the name \"{long}\" is refused: names of prepared statements and portals are limited to {MAX_NAME_BYTES} bytes, which is all the server keeps of them"
+                    "are limited to {MAX_NAME_BYTES} bytes, which is all the server keeps of them"
                 ),
-            );
-            let text = format!("/* protocol message naming \"{long}\" */");
-            self.refuse_message("bind", &text, e);
-            return Ok(false);
-        }
-        let Some(foreign) = names.iter().find(|n| !n.is_ascii()) else {
-            return Ok(true);
+            )
+        } else {
+            let Some(foreign) = names.iter().find(|n| !n.is_ascii()) else {
+                return Ok(true);
+            };
+            let (encoding, _) = self.server_lexer(foreign.as_bytes(), upstream).await?;
+            if encoding == ClientEncoding::Utf8 {
+                return Ok(true);
+            }
+            (
+                foreign,
+                "42602",
+                "must be ASCII unless client_encoding is UTF8".to_string(),
+            )
         };
-        let (encoding, _) = self.server_lexer(foreign.as_bytes(), upstream).await?;
-        if encoding == ClientEncoding::Utf8 {
-            return Ok(true);
-        }
+        let (name, code, rule) = refused;
         let e = ErrorResponse::new(
             Severity::Error,
-            "42602",
+            code,
             format!(
-                "the name \"{foreign}\" is refused: names of prepared statements and portals must be ASCII unless client_encoding is UTF8"
+                "the name \"{name}\" is refused: names of prepared statements and portals {rule}"
             ),
         );
-        let text = format!("/* protocol message naming \"{foreign}\" */");
-        self.refuse_message("bind", &text, e);
+        self.refuse_message(
+            "bind",
+            &format!("/* protocol message naming \"{name}\" */"),
+            e,
+        );
         Ok(false)
     }
 }
