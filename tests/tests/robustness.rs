@@ -378,7 +378,6 @@ async fn a_cancel_never_overtakes_its_statement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_of_a_running_statement_spares_the_next() {
     use portcullis_tests::raw::{errors, rows};
-    use portcullis_wire::backend;
     use portcullis_wire::frontend::Query;
     let h = Harness::with(Setup::default()).await;
     let mut c = RawClient::connect(h.port()).await;
