@@ -1038,3 +1038,105 @@ async fn recorded_rows_are_named_by_their_own_description() {
         assert!(!r.columns.contains(&"harmless_label".to_string()), "{r:?}");
     }
 }
+
+/// A statement's name holds what the server holds under it, whichever way it was changed:
+/// a protocol Parse settled after a simple Query that replaced it in the same segment,
+/// `DEALLOCATE` and `PREPARE` through the extended protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_holds_what_the_server_prepared_under_it() {
+    let clock = Arc::new(FixedClock::new(BUSINESS_HOURS.parse().unwrap()));
+    let h = harness_at(clock.clone()).await;
+    let mut raw = raw_as(&h, ALICE).await;
+    let revenue = b"SELECT day FROM reporting.daily_revenue ORDER BY day LIMIT 3";
+    // A simple Query in the middle of a segment.
+    raw.send(&[
+        named_parse("s1", b"SELECT 1 AS harmless"),
+        query(&[b"DEALLOCATE s1; PREPARE s1 AS ".as_slice(), revenue].concat()),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert!(errors(&readies(&mut raw, 2).await).is_empty());
+    // The extended protocol.
+    raw.send(&[
+        named_parse("s3", b"SELECT 1 AS harmless"),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    raw.until_ready().await;
+    for sql in [
+        b"DEALLOCATE s3".to_vec(),
+        [b"PREPARE s3 AS ".as_slice(), revenue].concat(),
+    ] {
+        raw.send(&[
+            parse(&sql),
+            bind("", "", &[]),
+            execute("", 0),
+            portcullis_wire::frontend::sync(),
+        ])
+        .await;
+        assert!(errors(&raw.until_ready().await).is_empty());
+    }
+    // After hours, both are decided as what they run: refused.
+    clock.set(EVENING.parse().unwrap());
+    for name in ["s1", "s3"] {
+        raw.send(&[
+            bind("", name, &[]),
+            execute("", 0),
+            portcullis_wire::frontend::sync(),
+        ])
+        .await;
+        let answers = raw.until_ready().await;
+        assert!(rows(&answers).is_empty(), "{name}: {answers:?}");
+        assert_eq!(errors(&answers)[0].code(), "42501", "{name}: {answers:?}");
+        raw.send(&[query(format!("EXECUTE {name}").as_bytes())])
+            .await;
+        assert_eq!(errors(&raw.until_ready().await)[0].code(), "42501");
+    }
+}
+
+/// A cursor the server dropped at its transaction's end and a portal bound since under the
+/// same name: the gateway cannot tell which a FETCH reads, so it decides on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_is_decided_on_every_object_its_name_may_hold() {
+    let clock = Arc::new(FixedClock::new(BUSINESS_HOURS.parse().unwrap()));
+    let h = harness_at(clock.clone()).await;
+    let mut raw = raw_as(&h, ALICE).await;
+    raw.send(&[
+        query(b"BEGIN; DECLARE p CURSOR FOR SELECT 1 AS harmless; COMMIT"),
+        query(b"BEGIN"),
+        named_parse(
+            "rev",
+            b"SELECT day FROM reporting.daily_revenue ORDER BY day",
+        ),
+        bind("p", "rev", &[]),
+        portcullis_wire::frontend::sync(),
+    ])
+    .await;
+    assert!(errors(&readies(&mut raw, 3).await).is_empty());
+    clock.set(EVENING.parse().unwrap());
+    raw.send(&[query(b"FETCH 2 FROM p")]).await;
+    let answers = raw.until_ready().await;
+    assert!(rows(&answers).is_empty(), "{answers:?}");
+    assert_eq!(errors(&answers)[0].code(), "42501", "{answers:?}");
+}
+
+/// A search path set in a transaction that is rolled back is not the session's: names the
+/// catalog cannot place (a table created behind the gateway since its last load) are
+/// looked for in every schema the server may use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_search_path_does_not_place_names() {
+    let h = harness().await;
+    let mut raw = raw_as(&h, ALICE).await;
+    h.direct(
+        "app",
+        "CREATE TABLE public.secret_new (v text); INSERT INTO public.secret_new VALUES ('secret'); \
+         GRANT SELECT ON public.secret_new TO PUBLIC",
+    );
+    raw.send(&[query(b"BEGIN; SET search_path = reporting; ROLLBACK")])
+        .await;
+    raw.until_ready().await;
+    raw.send(&[query(b"SELECT * FROM secret_new")]).await;
+    let answers = raw.until_ready().await;
+    assert!(rows(&answers).is_empty(), "{answers:?}");
+    assert_eq!(errors(&answers)[0].code(), "42501", "{answers:?}");
+}

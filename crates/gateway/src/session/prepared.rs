@@ -26,8 +26,10 @@ pub struct Treatment {
     pub bind: u64,
     /// What the statement's completion does to the server's portals.
     pub effect: Effect,
-    /// For a portal that runs `DECLARE`: the cursor it declares.
-    pub declares: Option<(String, Arc<Prepared>)>,
+    /// For a portal whose statement prepares, deallocates, declares or closes something
+    /// (`PREPARE`, `DEALLOCATE`, `DECLARE`, `CLOSE`, `DISCARD ALL`): mirrored once the
+    /// server completes it.
+    pub mirrors: bool,
     /// For a portal: the statement bound, which SQL `FETCH` and `MOVE` read too.
     pub bound: Option<Arc<Prepared>>,
     /// For a portal: its name and the statement's (a Describe of either names its rows).
@@ -114,12 +116,32 @@ impl Registry {
         self.cursors.insert(name.to_string(), cursor);
     }
 
-    /// What `FETCH name` reads: the cursor declared under that name, else the statement
-    /// a protocol portal of that name was bound to.
-    pub fn cursor(&self, name: &str) -> Option<&Arc<Prepared>> {
-        self.cursors
-            .get(name)
-            .or_else(|| self.portals.get(name)?.bound.as_ref())
+    /// What `FETCH name` reads: the cursor declared under that name, or the statement a
+    /// protocol portal of that name was bound to. When the gateway holds both (a cursor the
+    /// server may have dropped at a transaction's end, a portal bound since), it cannot
+    /// tell which the server has: the FETCH reads what either reads.
+    pub fn cursor(&self, name: &str) -> Option<Arc<Prepared>> {
+        let cursor = self.cursors.get(name);
+        let portal = self.portals.get(name).and_then(|t| t.bound.as_ref());
+        match (cursor, portal) {
+            (Some(c), Some(p)) => {
+                let (Some(cs), Some(ps)) = (c.statement(), p.statement()) else {
+                    return Some(c.clone());
+                };
+                let mut facts = cs.facts.clone();
+                facts.absorb(&ps.facts);
+                let text = format!("{} /* or */ {}", cs.text, ps.text);
+                let either = ParsedStatement::synthetic(text, facts);
+                Some(Arc::new(Prepared {
+                    parsed: Arc::new(ParsedQuery {
+                        result: Ok(vec![either]),
+                    }),
+                    index: 0,
+                    treatment: Treatment::default(),
+                }))
+            }
+            (c, p) => c.or(p).cloned(),
+        }
     }
 
     /// The portal a `FETCH name` reads when no cursor of that name was declared: one bound

@@ -156,9 +156,8 @@ impl Frontend<'_> {
     /// the cursor a `FETCH` reads.
     pub(super) fn referenced(&self, s: &portcullis_sql::ParsedStatement) -> Option<Arc<Prepared>> {
         executes(s)
-            .and_then(|n| self.registry.statement(n))
+            .and_then(|n| self.registry.statement(n).cloned())
             .or_else(|| fetches(s).and_then(|n| self.registry.cursor(n)))
-            .cloned()
     }
 
     /// The policy's verdict on one statement, and why. Pure: holds are waited out by

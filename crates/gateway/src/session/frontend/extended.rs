@@ -30,11 +30,17 @@ impl Frontend<'_> {
     ) -> Result<(), FrontendError> {
         if self.pending.must_settle() {
             self.flush(upstream).await?;
-            for (name, holds) in self.pending.settle().await {
-                self.registry.set(&name, holds);
-            }
+            self.settle_now().await;
         }
         Ok(())
+    }
+
+    /// Settles every pending change, once its outcome is known to have been sent (the
+    /// server answered something after it).
+    pub(super) async fn settle_now(&mut self) {
+        for (name, holds) in self.pending.settle().await {
+            self.registry.set(&name, holds);
+        }
     }
 
     pub(super) async fn on_parse<W: AsyncWrite + Unpin>(
@@ -200,9 +206,16 @@ impl Frontend<'_> {
                 };
                 treatment.bound = Some(prepared.clone());
                 treatment.names = Some((Arc::from(bind.portal()), Arc::from(bind.statement())));
-                if let Some(PreparedOp::Declare(name)) = stmt.prepared_op() {
-                    treatment.declares = Some((name, prepared.clone()));
-                }
+                treatment.mirrors = matches!(
+                    stmt.prepared_op(),
+                    Some(
+                        PreparedOp::Prepare(_)
+                            | PreparedOp::Deallocate(_)
+                            | PreparedOp::Declare(_)
+                            | PreparedOp::Close(_)
+                            | PreparedOp::DiscardAll
+                    )
+                );
                 let seq = self.next_seq();
                 let event = self.event(
                     Described::new(seq, "bind", &stmt.text, &why)
@@ -259,19 +272,25 @@ impl Frontend<'_> {
         }
         let treatment = self.registry.portal(execute.portal());
         let portal = Some((Arc::<str>::from(execute.portal()), treatment.bind));
+        // A SET through the extended protocol: not waited for, so it may not stand.
+        if let Some(s) = treatment.bound.as_ref().and_then(|b| b.statement())
+            && !s.facts.session.is_empty()
+        {
+            let facts = s.facts.clone();
+            self.track_facts(&facts, true);
+        }
         let limits = &self.ctx.audit.limits;
         let audit = treatment
             .audit
             .map(|(seq, formats, record)| Tracker::new(seq, record.then_some(limits), formats));
         let Some((max, policy)) = treatment.cap else {
-            // A DECLARE through the extended protocol: FETCHes of the cursor are decided on
-            // it, once the server has declared it (the name may be taken).
-            let (completed, declared) = match &treatment.declares {
-                Some(_) => {
-                    let (tx, rx) = oneshot::channel();
-                    (Some(tx), Some(rx))
-                }
-                None => (None, None),
+            // PREPARE, DEALLOCATE, DECLARE, CLOSE or DISCARD ALL through the extended
+            // protocol: mirrored once the server has done it (a name may be taken).
+            let (completed, done) = if treatment.mirrors {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            } else {
+                (None, None)
             };
             self.send(
                 Expect::Execute {
@@ -286,11 +305,13 @@ impl Frontend<'_> {
                 },
                 execute.message(),
             );
-            if let (Some(rx), Some((name, prepared))) = (declared, &treatment.declares) {
+            if let (Some(rx), Some(bound)) = (done, &treatment.bound) {
                 self.push(&frontend::flush());
                 self.flush(upstream).await?;
                 if rx.await.is_ok() {
-                    self.registry.declare(name, prepared.clone());
+                    self.settle_now().await;
+                    let (parsed, index) = (bound.parsed.clone(), bound.index);
+                    self.apply_op(&parsed, index, Treatment::default());
                 }
             }
             return Ok(());
@@ -347,7 +368,7 @@ impl Frontend<'_> {
             self.refuse_message("execute", &sql, e);
             return Ok(());
         };
-        let cursor = self.registry.cursor(&name).cloned();
+        let cursor = self.registry.cursor(&name);
         let text = format!("/* Execute of cursor \"{name}\" */ {sql}");
         let statement = Statement {
             origin: Origin::Bind { statement: &name },

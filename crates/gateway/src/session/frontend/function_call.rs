@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use portcullis_wire::Message;
+use portcullis_wire::backend::TransactionStatus;
 use portcullis_wire::frontend::{self, Query};
 use tokio::io::AsyncWrite;
 
@@ -41,13 +42,16 @@ impl Frontend<'_> {
             Ok(_) => {
                 let seq = self.next_seq();
                 let event = self.event(Described::new(seq, "function_call", &text, &why));
-                // A fast-path set_config moves the search path as the SQL call would.
-                if let Some(facts) = &why.facts {
-                    self.track_facts(facts);
+                let sent = self.audit_durable(vec![event], upstream).await?;
+                // A fast-path set_config moves the search path as the SQL call would, once
+                // it is sent.
+                if sent.is_ok()
+                    && let Some(facts) = &why.facts
+                {
+                    let undoable = self.shared.transaction() != TransactionStatus::Idle;
+                    self.track_facts(facts, undoable);
                 }
-                self.audit_durable(vec![event], upstream)
-                    .await?
-                    .map(|()| seq)
+                sent.map(|()| seq)
             }
             Err(refusal) => {
                 self.record_refusal("function_call", &text, None, &why, &refusal);

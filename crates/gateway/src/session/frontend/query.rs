@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use portcullis_sql::analysis::{Kind, SessionChange};
 use portcullis_sql::{ParsedQuery, PreparedOp};
+use portcullis_wire::backend::TransactionStatus;
 use portcullis_wire::backend::{ErrorResponse, Severity};
 use portcullis_wire::frontend::Query;
 use tokio::io::AsyncWrite;
@@ -65,7 +66,7 @@ impl Frontend<'_> {
                 match cursors.iter().rev().find(|(n, _)| n == name) {
                     Some((_, i)) => earlier = statements.get(*i),
                     None => {
-                        registered = self.registry.cursor(name).cloned();
+                        registered = self.registry.cursor(name);
                         if let Some(b) = self.registry.bound_portal(name) {
                             reads.push((index, b));
                         }
@@ -243,6 +244,9 @@ impl Frontend<'_> {
         if let Some(rx) = completed_rx {
             self.flush(upstream).await?;
             let completed = rx.await.unwrap_or(0);
+            // Parses and Closes sent before this query were answered before it: settle
+            // them first, or settling later would undo what the query did.
+            self.settle_now().await;
             self.apply_prepared(&parsed, &treatments, completed);
         }
         Ok(())
@@ -258,33 +262,42 @@ impl Frontend<'_> {
         let Ok(statements) = &parsed.result else {
             return;
         };
-        for (index, s) in statements.iter().enumerate().take(completed) {
-            match s.prepared_op() {
-                Some(PreparedOp::Prepare(name)) => self.registry.prepare(
-                    &name,
-                    Prepared {
-                        parsed: parsed.clone(),
-                        index,
-                        treatment: treatments.get(index).cloned().unwrap_or_default(),
-                    },
-                ),
-                Some(PreparedOp::Deallocate(Some(name))) => self.registry.deallocate(&name),
-                Some(PreparedOp::Deallocate(None)) => self.registry.deallocate_all(),
-                Some(PreparedOp::Declare(name)) => self.registry.declare(
-                    &name,
-                    Arc::new(Prepared {
-                        parsed: parsed.clone(),
-                        index,
-                        treatment: Treatment::default(),
-                    }),
-                ),
-                Some(PreparedOp::Close(name)) => self.registry.close_cursor(name.as_deref()),
-                Some(PreparedOp::DiscardAll) => {
-                    self.registry.deallocate_all();
-                    self.registry.close_cursor(None);
-                }
-                _ => {}
+        for (index, _) in statements.iter().enumerate().take(completed) {
+            let treatment = treatments.get(index).cloned().unwrap_or_default();
+            self.apply_op(parsed, index, treatment);
+        }
+    }
+
+    /// Mirrors what a statement the server completed did to prepared statements and
+    /// cursors (PREPARE, DEALLOCATE, DECLARE, CLOSE, DISCARD ALL), whichever protocol ran
+    /// it.
+    pub(super) fn apply_op(
+        &mut self,
+        parsed: &Arc<ParsedQuery>,
+        index: usize,
+        treatment: Treatment,
+    ) {
+        let Some(s) = parsed.result.as_ref().ok().and_then(|s| s.get(index)) else {
+            return;
+        };
+        let prepared = |treatment| Prepared {
+            parsed: parsed.clone(),
+            index,
+            treatment,
+        };
+        match s.prepared_op() {
+            Some(PreparedOp::Prepare(name)) => self.registry.prepare(&name, prepared(treatment)),
+            Some(PreparedOp::Deallocate(Some(name))) => self.registry.deallocate(&name),
+            Some(PreparedOp::Deallocate(None)) => self.registry.deallocate_all(),
+            Some(PreparedOp::Declare(name)) => self
+                .registry
+                .declare(&name, Arc::new(prepared(Treatment::default()))),
+            Some(PreparedOp::Close(name)) => self.registry.close_cursor(name.as_deref()),
+            Some(PreparedOp::DiscardAll) => {
+                self.registry.deallocate_all();
+                self.registry.close_cursor(None);
             }
+            _ => {}
         }
     }
 
@@ -294,22 +307,35 @@ impl Frontend<'_> {
         let Ok(statements) = &parsed.result else {
             return;
         };
+        // Inside a transaction block, or beside transaction control, a change may be
+        // rolled back.
+        let undoable = self.shared.transaction() != TransactionStatus::Idle
+            || statements.iter().any(|s| s.facts.kind == Kind::Transaction);
         for s in statements {
-            self.track_facts(&s.facts);
+            self.track_facts(&s.facts, undoable);
         }
     }
 
-    pub(super) fn track_facts(&mut self, facts: &portcullis_sql::analysis::Facts) {
+    /// Mirrors a statement's change of the search path. One that may not stand (a
+    /// transaction may roll it back, the server may refuse it) adds the new schemas to the
+    /// old instead of replacing them: names the catalog cannot place are then looked for
+    /// in both, never in fewer schemas than the server may use.
+    pub(super) fn track_facts(&mut self, facts: &portcullis_sql::analysis::Facts, undoable: bool) {
         for change in &facts.session {
-            match change {
-                SessionChange::SearchPath(Some(path)) if !path.is_empty() => {
-                    self.search_path = path.clone()
+            let new = match change {
+                SessionChange::SearchPath(Some(path)) if !path.is_empty() => path.clone(),
+                SessionChange::SearchPath(_) => self.ctx.search_path.clone(),
+                SessionChange::Setting(all) if all == "*" => self.ctx.search_path.clone(),
+                _ => continue,
+            };
+            if undoable {
+                for schema in new {
+                    if !self.search_path.contains(&schema) {
+                        self.search_path.push(schema);
+                    }
                 }
-                SessionChange::SearchPath(_) => self.search_path = self.ctx.search_path.clone(),
-                SessionChange::Setting(all) if all == "*" => {
-                    self.search_path = self.ctx.search_path.clone()
-                }
-                _ => {}
+            } else {
+                self.search_path = new;
             }
         }
         if facts.kind == Kind::Ddl {
