@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::session::tripwire::Expected;
-use portcullis_wire::backend::{ReadyForQuery, TransactionStatus};
+use portcullis_wire::backend::{self, CommandComplete, ReadyForQuery, Severity, TransactionStatus};
 
 fn msg(tag: u8) -> Message {
     Message::new(tag, b"")

@@ -1,0 +1,177 @@
+//! The attribution's state and its bookkeeping: the entries pending, the current
+//! statement, the trackers of the audit trail, the ledger of portals.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use portcullis_wire::Message;
+use portcullis_wire::backend::ErrorResponse;
+
+use super::{Action, Expect};
+use crate::audit::{Finished, Tracker};
+use crate::decision::Rewrite;
+use crate::session::portals::Ledger;
+
+/// Attribution state on the backend side.
+#[derive(Default)]
+pub struct Attribution {
+    pub(super) pending: VecDeque<Expect>,
+    /// The server is discarding messages until Sync after an extended-protocol error.
+    pub(super) skipping: bool,
+    /// The server is in COPY FROM STDIN and ignores Sync and Flush.
+    pub(super) copy_in: bool,
+    /// Index of the current statement within the Query at the front.
+    pub(super) statement: usize,
+    /// A row limit was exceeded in the Query at the front: its remaining answers are
+    /// swallowed until ReadyForQuery.
+    pub(super) swallow_rest: bool,
+    /// Set after a FATAL error: the server will close.
+    pub fatal: bool,
+    /// Statements that ended, for the audit trail; drained by the backend.
+    pub finished: Vec<Finished>,
+    /// The RowDescription of the last portal or statement Describe, for recordings of the
+    /// Execute that usually follows (its own answer has no RowDescription).
+    pub(super) described: Option<((bool, Arc<str>), Message)>,
+    /// Entries that end with a ReadyForQuery (Query, Sync, FunctionCall, Internal) and are
+    /// done: answered, or a Sync the server swallowed during COPY (see `settled`).
+    pub readies: u64,
+    /// The server answered something the gateway did not decide (see `tripwire`): why,
+    /// and the statement's number in the trail when known. Taken by the backend, which
+    /// ends the session.
+    pub tripped: Option<(String, Option<u64>)>,
+    /// The trail's number of the statement that ended last: the one whose text produced
+    /// a result beyond those analysed.
+    pub(super) last_seq: Option<u64>,
+    /// The portals bound through the gateway that the server still holds.
+    pub(super) ledger: Ledger,
+}
+
+impl Attribution {
+    pub fn push(&mut self, e: Expect) {
+        self.pending.push_back(e);
+        self.settle();
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Answers barriers that reached the front and drops what the server will never
+    /// answer: entries skipped after an error, and COPY end markers outside a copy.
+    pub(super) fn settle(&mut self) {
+        loop {
+            match self.pending.front_mut() {
+                Some(Expect::Barrier(reply)) => {
+                    if let Some(tx) = reply.take() {
+                        let _ = tx.send(self.skipping);
+                    }
+                }
+                Some(Expect::Sync | Expect::End(_)) | None => return,
+                Some(Expect::CopyEnd) if !self.copy_in => {}
+                Some(_) if self.skipping => {}
+                Some(_) => return,
+            }
+            self.pending.pop_front();
+        }
+    }
+
+    /// The error to end the session with, once everything before it is answered.
+    pub fn ending(&self) -> Option<&ErrorResponse> {
+        match self.pending.front()? {
+            Expect::End(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The rewrite for rows arriving now, if any.
+    pub fn current_rewrite(&self) -> Option<&Arc<dyn Rewrite>> {
+        match self.pending.front()? {
+            Expect::Query { statements, .. } => statements.get(self.statement)?.as_ref(),
+            Expect::Execute { rewrite, .. } | Expect::Describe { rewrite, .. } => rewrite.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The tracker of the statement whose answers arrive now, if any.
+    pub(super) fn current_tracker(&mut self) -> Option<&mut Tracker> {
+        let statement = self.statement;
+        match self.pending.front_mut()? {
+            Expect::Query { audit, .. } => audit.get_mut(statement)?.as_mut(),
+            Expect::Execute { audit, .. } => audit.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Ends the current statement's tracker, if any.
+    pub(super) fn finish_current(
+        &mut self,
+        command: Option<&str>,
+        rows: Option<u64>,
+        error: Option<&ErrorResponse>,
+    ) {
+        let statement = self.statement;
+        let tracker = match self.pending.front_mut() {
+            Some(Expect::Query { audit, .. }) => audit.get_mut(statement).and_then(Option::take),
+            Some(
+                Expect::Execute { audit, .. }
+                | Expect::Bind { audit, .. }
+                | Expect::FunctionCall { audit, .. },
+            ) => audit.take(),
+            _ => None,
+        };
+        if let Some(t) = tracker {
+            self.last_seq = Some(t.seq);
+            self.finished.push(t.finish(command, rows, error));
+        }
+    }
+
+    /// Whether the message at hand may be streamed through unseen: not when it could be
+    /// rewritten, recorded or must be swallowed.
+    pub fn may_stream(&self) -> bool {
+        let statement = self.statement;
+        let recording = match self.pending.front() {
+            Some(Expect::Query { audit, .. }) => audit
+                .get(statement)
+                .and_then(Option::as_ref)
+                .is_some_and(Tracker::wants_rows),
+            Some(Expect::Execute { audit, .. }) => audit.as_ref().is_some_and(Tracker::wants_rows),
+            _ => false,
+        };
+        self.current_rewrite().is_none()
+            && !recording
+            && !self.swallow_rest
+            && !matches!(self.pending.front(), Some(Expect::Internal { .. }))
+    }
+
+    pub(super) fn pop(&mut self) {
+        self.pending.pop_front();
+        self.statement = 0;
+        self.settle();
+    }
+
+    /// The copy ended: Syncs the client sent during it were swallowed by the server.
+    pub(super) fn end_copy_in(&mut self, keep_front: bool) {
+        self.copy_in = false;
+        let at = usize::from(keep_front);
+        while let Some(Expect::Sync) = self.pending.get(at) {
+            self.pending.remove(at);
+            self.readies += 1;
+        }
+        if let Some(Expect::CopyEnd) = self.pending.get(at) {
+            self.pending.remove(at);
+        }
+        self.settle();
+    }
+
+    pub(super) fn rewrite_with(
+        &self,
+        msg: &Message,
+        f: impl FnOnce(&Arc<dyn Rewrite>, &Message) -> Option<Message>,
+    ) -> Action {
+        match self.current_rewrite().and_then(|r| f(r, msg)) {
+            Some(m) => Action::Replace(m),
+            None => Action::Forward,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The expected-response queue: what the server owes for each message sent to it, so
+//! every server message is attributed to the statement it answers.
+//!
+//! The frontend pushes an [`Expect`] before it forwards a message; the backend pops as the
+//! server answers. The server's own rules are mirrored: after an error in the extended
+//! protocol it skips everything up to Sync; during COPY FROM STDIN it ignores Sync and Flush
+//! until the copy ends; asynchronous messages (notices, notifications, parameter changes)
+//! belong to nobody. Entries also say what to do with an answer: forward it, replace it (a
+//! refusal standing in for the server's error), or swallow it (messages the gateway sent
+//! on its own).
+
+mod answers;
+mod attribution;
+mod limits;
+
+use std::sync::Arc;
+
+use portcullis_wire::Message;
+use portcullis_wire::backend::ErrorResponse;
+use tokio::sync::oneshot;
+
+use super::portals::{Bound, Effect};
+use super::tripwire::Expected;
+use crate::audit::Tracker;
+use crate::decision::Rewrite;
+
+pub use attribution::Attribution;
+pub use limits::{LimitReport, QueryLimits, RowCap};
+
+/// What to do with an ErrorResponse answering an entry.
+pub enum OnError {
+    Forward,
+    /// Send this instead: the error was provoked to stand in for a refusal.
+    Replace(ErrorResponse),
+    /// The gateway's own message failed on purpose; the client never sent it.
+    Swallow,
+}
+
+/// What the server owes for one message.
+pub enum Expect {
+    /// A simple Query: one result per statement, then ReadyForQuery.
+    Query {
+        /// Per statement, what its completion does to the server's portals (empty when
+        /// nothing).
+        effects: Vec<Effect>,
+        statements: Vec<Option<Arc<dyn Rewrite>>>,
+        /// Per statement, what its result may report (the tripwire).
+        expected: Vec<Expected>,
+        on_error: OnError,
+        limits: Option<QueryLimits>,
+        /// Told, at ReadyForQuery, how many statements completed.
+        completed: Option<oneshot::Sender<usize>>,
+        /// Per statement, followed for the audit trail.
+        audit: Vec<Option<Tracker>>,
+    },
+    /// ParseComplete or an error. `on_success` replaces ParseComplete with an error: a
+    /// probe of text the gateway could not parse, which the server could. `report` is
+    /// told whether the statement was created (true) or the Parse failed (false); it is
+    /// dropped unsent when the Parse is skipped.
+    Parse {
+        on_error: OnError,
+        on_success: Option<ErrorResponse>,
+        report: Option<oneshot::Sender<bool>>,
+    },
+    /// BindComplete, or the refusal standing in for the server's error. A server error
+    /// ends the statement `audit` follows.
+    Bind {
+        /// The portal a BindComplete creates (`None` for the gateway's stand-ins).
+        portal: Option<Bound>,
+        on_error: OnError,
+        audit: Option<Tracker>,
+    },
+    /// ParameterDescription (statements), then RowDescription or NoData.
+    Describe {
+        /// What is described: `(true, name)` for a portal, `(false, name)` for a statement.
+        of: (bool, Arc<str>),
+        rewrite: Option<Arc<dyn Rewrite>>,
+    },
+    /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
+    Execute {
+        /// A portal bound through the gateway: it must still be the one bound (see
+        /// `portals`). Taken when checked.
+        portal: Option<Bound>,
+        /// What its completion does to the server's portals.
+        effect: Effect,
+        /// Told when it completes (dropped when it fails or is skipped).
+        completed: Option<oneshot::Sender<()>>,
+        /// The portal's name and the statement it was bound from: a Describe of either
+        /// names the columns of its rows.
+        names: Option<(Arc<str>, Arc<str>)>,
+        rewrite: Option<Arc<dyn Rewrite>>,
+        expected: Expected,
+        limit: Option<(RowCap, oneshot::Sender<LimitReport>)>,
+        audit: Option<Tracker>,
+    },
+    Close {
+        /// A portal's Close.
+        portal: Option<Arc<str>>,
+        swallow: bool,
+        report: Option<oneshot::Sender<bool>>,
+    },
+    Sync,
+    /// FunctionCallResponse then ReadyForQuery.
+    FunctionCall {
+        on_error: OnError,
+        audit: Option<Tracker>,
+    },
+    /// The client ended a COPY FROM STDIN (CopyDone or CopyFail).
+    CopyEnd,
+    /// A simple Query the gateway sent on its own (BEGIN, COMMIT, ROLLBACK, a failure).
+    Internal {
+        forward_errors: bool,
+        forward_ready: bool,
+    },
+    /// Answered once every earlier entry has been: the server has caught up. The reply
+    /// says whether it is discarding messages until Sync (an error came first).
+    Barrier(Option<oneshot::Sender<bool>>),
+    /// A Parse, Bind or Close the gateway sent on its own: its answer is swallowed, an
+    /// error is forwarded (the client's pipeline has failed).
+    Quiet,
+    /// The Execute of the gateway's own query of the server's lexer settings
+    /// (`client_encoding`, `standard_conforming_strings`): its row goes to `reply`, every
+    /// answer is swallowed, an error is forwarded and `reply` dropped.
+    Settings {
+        row: Option<(String, String)>,
+        reply: Option<oneshot::Sender<(String, String)>>,
+    },
+    /// Once every earlier entry is answered, the session ends with this FATAL error (an
+    /// expired token): the client receives every answer it was owed first.
+    End(ErrorResponse),
+}
+
+/// What the backend does with a server message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Forward,
+    Replace(Message),
+    Swallow,
+}
+
+impl Expect {
+    /// Whether the server answers this entry with a ReadyForQuery.
+    pub fn ends_with_ready(&self) -> bool {
+        matches!(
+            self,
+            Expect::Query { .. }
+                | Expect::Sync
+                | Expect::FunctionCall { .. }
+                | Expect::Internal { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
