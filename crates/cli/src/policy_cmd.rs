@@ -261,15 +261,15 @@ fn check_json(c: &Check) -> serde_json::Value {
 fn outcome_json(o: &Outcome) -> serde_json::Value {
     match o {
         Outcome::Allow { max_rows } => {
-            json!({"outcome": "allow", "max_rows": max_rows.as_ref().map(|(n, p)| json!({"rows": n, "policy": p}))})
+            json!({"outcome": o.name(), "max_rows": max_rows.as_ref().map(|(n, p)| json!({"rows": n, "policy": p}))})
         }
-        Outcome::Deny { message } => json!({"outcome": "deny", "message": message}),
+        Outcome::Deny { message } => json!({"outcome": o.name(), "message": message}),
         Outcome::NeedsApproval {
             groups,
             policies,
             message,
         } => {
-            json!({"outcome": "needs_approval", "groups": groups, "policies": policies, "message": message})
+            json!({"outcome": o.name(), "groups": groups, "policies": policies, "message": message})
         }
         Outcome::Mask {
             column,
@@ -277,7 +277,7 @@ fn outcome_json(o: &Outcome) -> serde_json::Value {
             policy,
             message,
         } => {
-            json!({"outcome": "mask", "column": column, "strategy": strategy, "policy": policy, "message": message})
+            json!({"outcome": o.name(), "column": column, "strategy": strategy, "policy": policy, "message": message})
         }
     }
 }

@@ -56,10 +56,11 @@ struct Change {
 }
 
 fn category(to: &str) -> &'static str {
-    match to {
-        "allow" => "newly allowed",
-        "deny" => "newly denied",
-        "mask" => "newly masked",
+    use portcullis_policy::DecisionKind as K;
+    match K::parse(to) {
+        Some(K::Allow) => "newly allowed",
+        Some(K::Deny) => "newly denied",
+        Some(K::Mask) => "newly masked",
         _ => "newly needs approval",
     }
 }
@@ -193,13 +194,10 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
                 },
                 catalog,
             );
-            let rank = |d: &portcullis_policy::Decision| match d.outcome.name() {
-                "allow" => 0,
-                "mask" => 1,
-                "needs_approval" => 2,
-                _ => 3,
-            };
-            if worst.as_ref().is_none_or(|w| rank(&d) > rank(w)) {
+            if worst
+                .as_ref()
+                .is_none_or(|w| d.outcome.kind() > w.outcome.kind())
+            {
                 worst = Some(d);
             }
         }

@@ -214,7 +214,7 @@ pub fn statement_event(info: &SessionInfo, d: Described<'_>) -> Event {
         statement_kind: facts.map_or("unknown", |f| f.kind.as_str()).to_string(),
         tables,
         functions,
-        decision: d.reasons.decision.to_string(),
+        decision: d.reasons.decision.as_str().to_string(),
         policies: d.reasons.policies.to_vec(),
         sqlstate: d.refusal.map(|e| e.code().to_string()),
         message: d.refusal.map(|e| e.message().to_string()),

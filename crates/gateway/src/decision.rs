@@ -141,7 +141,7 @@ pub trait Rewrite: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct Reasons {
     /// `allow`, `deny`, `needs_approval` or `mask`.
-    pub decision: &'static str,
+    pub decision: portcullis_policy::DecisionKind,
     /// The policies that decided.
     pub policies: Arc<[String]>,
     /// What observe-only policies would have decided, when stricter.
@@ -163,9 +163,9 @@ impl Reasons {
     pub fn of(verdict: &Verdict) -> Reasons {
         Reasons {
             decision: match verdict {
-                Verdict::Refuse(_) => "deny",
-                Verdict::Hold(_) => "needs_approval",
-                _ => "allow",
+                Verdict::Refuse(_) => portcullis_policy::DecisionKind::Deny,
+                Verdict::Hold(_) => portcullis_policy::DecisionKind::NeedsApproval,
+                _ => portcullis_policy::DecisionKind::Allow,
             },
             policies: Arc::from(Vec::new()),
             observed: None,

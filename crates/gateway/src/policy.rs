@@ -35,7 +35,7 @@ type Decided = (Cached, Why);
 /// The cached part of [`Reasons`].
 #[derive(Clone)]
 struct Why {
-    decision: &'static str,
+    decision: portcullis_policy::DecisionKind,
     policies: Arc<[String]>,
     observed: Option<Arc<str>>,
     record: bool,
@@ -268,7 +268,7 @@ impl PolicyDecider {
         );
         let observed = decision.observed.as_ref().map(|o| Arc::from(o.summary()));
         let why = Why {
-            decision: decision.outcome.name(),
+            decision: decision.outcome.kind(),
             policies: Arc::from(decision.deciding_policies()),
             observed,
             record: decision.record,

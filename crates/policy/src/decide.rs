@@ -119,14 +119,19 @@ impl Decision {
 }
 
 impl Outcome {
-    /// The outcome's name in the audit trail: `allow`, `deny`, `needs_approval`, `mask`.
-    pub fn name(&self) -> &'static str {
+    /// What the outcome comes to.
+    pub fn kind(&self) -> crate::DecisionKind {
         match self {
-            Outcome::Allow { .. } => "allow",
-            Outcome::Deny { .. } => "deny",
-            Outcome::NeedsApproval { .. } => "needs_approval",
-            Outcome::Mask { .. } => "mask",
+            Outcome::Allow { .. } => crate::DecisionKind::Allow,
+            Outcome::Deny { .. } => crate::DecisionKind::Deny,
+            Outcome::NeedsApproval { .. } => crate::DecisionKind::NeedsApproval,
+            Outcome::Mask { .. } => crate::DecisionKind::Mask,
         }
+    }
+
+    /// The outcome's name in the audit trail.
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 

@@ -16,12 +16,14 @@
 mod clock;
 mod decide;
 mod environment;
+mod kind;
 mod row_calls;
 mod store;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use decide::{Check, Decision, Outcome, StatementInput};
 pub use environment::{Catalog, Environment, NoCatalog, Principal};
+pub use kind::DecisionKind;
 pub use store::{
     LoadError, MASK_STRATEGIES, Mode, PolicyStore, Sensitivity, SourceError, policy_files,
 };
