@@ -1140,3 +1140,59 @@ async fn a_rolled_back_search_path_does_not_place_names() {
     assert!(rows(&answers).is_empty(), "{answers:?}");
     assert_eq!(errors(&answers)[0].code(), "42501", "{answers:?}");
 }
+
+/// A portal run over several Executes (a driver's fetch size) is one result in the trail:
+/// every row that went out, and how the run ended; an Execute after the end adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_run_in_chunks_is_recorded_whole() {
+    let h = Harness::with(Setup {
+        audit_settings: "record_results = true".into(),
+        ..Setup::default()
+    })
+    .await;
+    h.direct("app", SAMPLE_SCHEMA);
+    let mut raw = raw_as(&h, ("dave", &["dba"])).await;
+    raw.send(&[
+        query(b"BEGIN"),
+        named_parse("four", b"SELECT id FROM orders ORDER BY id LIMIT 4"),
+        bind("pc", "four", &[]),
+        execute("pc", 2),
+        portcullis_wire::frontend::sync(),
+        execute("pc", 2),
+        portcullis_wire::frontend::sync(),
+        execute("pc", 2),
+        execute("pc", 2),
+        portcullis_wire::frontend::sync(),
+        query(b"COMMIT"),
+    ])
+    .await;
+    let answers = readies(&mut raw, 5).await;
+    assert!(errors(&answers).is_empty(), "{answers:?}");
+    assert_eq!(rows(&answers).len(), 4);
+    drop(raw);
+    let statements = h.audit_events("statement").await;
+    let seq = statements
+        .iter()
+        .find_map(|e| match e {
+            portcullis_audit::Event::Statement(s) if s.origin == "bind" => Some(s.seq),
+            _ => None,
+        })
+        .expect("the bind");
+    let results: Vec<_> = h
+        .audit_events("result")
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            portcullis_audit::Event::Result(r) if r.seq == seq => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results.len(), 1, "{results:?}");
+    let r = &results[0];
+    assert_eq!(r.rows, Some(4), "{r:?}");
+    assert_eq!(
+        r.recording.as_ref().map(|rec| rec.rows.len()),
+        Some(4),
+        "{r:?}"
+    );
+}

@@ -315,6 +315,8 @@ pub struct Tracker {
     pub seq: u64,
     pub started: Instant,
     pub recorder: Option<Recorder>,
+    /// Rows of a portal's earlier Executes, each suspended after its row count.
+    pub rows_before: u64,
 }
 
 impl Tracker {
@@ -324,6 +326,7 @@ impl Tracker {
         Tracker {
             seq,
             started: Instant::now(),
+            rows_before: 0,
             recorder: recording.map(|l| Recorder {
                 limits: l.clone(),
                 recording: Recording::default(),
@@ -351,7 +354,10 @@ impl Tracker {
             session: String::new(),
             seq: self.seq,
             command: command.map(str::to_string),
-            rows,
+            rows: match (rows, self.rows_before) {
+                (r, 0) => r,
+                (r, before) => Some(r.unwrap_or(0) + before),
+            },
             sqlstate: error.map(|e| e.code().to_string()),
             message: error.map(|e| e.message().to_string()),
             duration_us: self.started.elapsed().as_micros() as u64,

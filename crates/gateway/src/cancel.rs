@@ -46,6 +46,13 @@ impl Cancels {
         self.answered.load(std::sync::atomic::Ordering::SeqCst) < target
     }
 
+    /// Whether a cancel sent again could only reach what was sent before `target`: it is
+    /// unanswered, and nothing was sent since (which the cancel could reach instead).
+    fn worth_resending(&self, target: u64) -> bool {
+        self.unanswered_since(target)
+            && self.sent.load(std::sync::atomic::Ordering::SeqCst) == target
+    }
+
     pub fn cancel(&self) {
         let idle = !self.unanswered_since(self.sent.load(std::sync::atomic::Ordering::SeqCst));
         self.idle_at_last
@@ -160,7 +167,7 @@ pub async fn cancel(entry: &CancelEntry) -> std::io::Result<()> {
     // its end. A few times, further apart each time.
     for wait_ms in [20, 100, 500, 2000] {
         tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
-        if !entry.cancels.unanswered_since(target) {
+        if !entry.cancels.worth_resending(target) {
             break;
         }
         send_cancel(entry).await?;

@@ -294,6 +294,8 @@ impl Frontend<'_> {
             };
             self.send(
                 Expect::Execute {
+                    fetch: u64::try_from(execute.max_rows()).unwrap_or(0),
+                    run: portal.clone(),
                     names: treatment.names.clone(),
                     completed,
                     portal,
@@ -321,6 +323,8 @@ impl Frontend<'_> {
         let (tx, rx) = oneshot::channel();
         self.send(
             Expect::Execute {
+                fetch: u64::try_from(execute.max_rows()).unwrap_or(0),
+                run: portal.clone(),
                 names: treatment.names.clone(),
                 completed: None,
                 portal,
@@ -400,6 +404,8 @@ impl Frontend<'_> {
         match outcome {
             Ok(tracker) => self.send(
                 Expect::Execute {
+                    fetch: 0,
+                    run: None,
                     names: None,
                     completed: None,
                     portal: None,

@@ -18,6 +18,7 @@ fn is_async(tag: u8) -> bool {
 impl Attribution {
     /// Attributes one server message.
     pub fn on_message(&mut self, msg: &Message) -> Action {
+        self.resume_run();
         let tag = msg.tag();
         if is_async(tag) {
             return Action::Forward;
@@ -123,6 +124,9 @@ impl Attribution {
                 }) = self.pending.front()
                 {
                     self.ledger.bound(p);
+                    // A name bound again starts a new run.
+                    let name = p.0.clone();
+                    self.runs.retain(|b, _| b.0 != name);
                 }
                 self.pop();
                 Action::Forward
@@ -265,7 +269,13 @@ impl Attribution {
                     (None, backend::PORTAL_SUSPENDED) => Some("suspended"),
                     _ => None,
                 };
-                self.finish_current(command, rows, error.as_ref());
+                if tag == backend::PORTAL_SUSPENDED && error.is_none() && self.current_run.is_some()
+                {
+                    self.suspend_run();
+                } else {
+                    self.finish_current(command, rows, error.as_ref());
+                    self.end_run();
+                }
                 self.pop();
                 if self.copy_in {
                     self.end_copy_in(false);
@@ -322,6 +332,7 @@ impl Attribution {
     pub(super) fn on_ready(&mut self, msg: &Message) -> Action {
         if msg.body().first() == Some(&backend::TransactionStatus::Idle.byte()) {
             self.ledger.transaction_ended();
+            self.runs.clear();
         }
         let mut action = Action::Forward;
         let completed_statements = self.statement;

@@ -1,7 +1,7 @@
 //! The attribution's state and its bookkeeping: the entries pending, the current
 //! statement, the trackers of the audit trail, the ledger of portals.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use portcullis_wire::Message;
@@ -10,7 +10,7 @@ use portcullis_wire::backend::ErrorResponse;
 use super::{Action, Expect};
 use crate::audit::{Finished, Tracker};
 use crate::decision::Rewrite;
-use crate::session::portals::Ledger;
+use crate::session::portals::{Bound, Ledger};
 
 /// Attribution state on the backend side.
 #[derive(Default)]
@@ -44,6 +44,11 @@ pub struct Attribution {
     pub(super) last_seq: Option<u64>,
     /// The portals bound through the gateway that the server still holds.
     pub(super) ledger: Ledger,
+    /// Runs of portals over several Executes: the tracker of one suspended, and those run
+    /// to their end (a later Execute of them returns nothing new).
+    pub(super) runs: HashMap<Bound, Option<Tracker>>,
+    /// The run the Execute at the front continues.
+    pub(super) current_run: Option<Bound>,
 }
 
 impl Attribution {
@@ -148,6 +153,46 @@ impl Attribution {
         self.pending.pop_front();
         self.statement = 0;
         self.settle();
+    }
+
+    /// An Execute at the front that continues a portal's run takes over its tracker (one
+    /// suspended), or records nothing (one that ran to its end already).
+    pub(super) fn resume_run(&mut self) {
+        if let Some(Expect::Execute { run, audit, .. }) = self.pending.front_mut()
+            && let Some(b) = run.take()
+        {
+            match self.runs.remove(&b) {
+                Some(Some(suspended)) => *audit = Some(suspended),
+                Some(None) => {
+                    *audit = None;
+                    self.runs.insert(b.clone(), None);
+                }
+                None => {}
+            }
+            self.current_run = Some(b);
+        }
+    }
+
+    /// The Execute at the front was suspended: its tracker waits for the next Execute of
+    /// the portal.
+    pub(super) fn suspend_run(&mut self) {
+        let tracker = match self.pending.front_mut() {
+            Some(Expect::Execute { audit, fetch, .. }) => audit.take().map(|mut t| {
+                t.rows_before += *fetch;
+                t
+            }),
+            _ => None,
+        };
+        if let Some(b) = self.current_run.take() {
+            self.runs.insert(b, tracker);
+        }
+    }
+
+    /// The Execute at the front ran its portal to the end.
+    pub(super) fn end_run(&mut self) {
+        if let Some(b) = self.current_run.take() {
+            self.runs.insert(b, None);
+        }
     }
 
     /// The copy ended: Syncs the client sent during it were swallowed by the server.

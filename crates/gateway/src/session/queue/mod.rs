@@ -88,6 +88,11 @@ pub enum Expect {
         /// The portal's name and the statement it was bound from: a Describe of either
         /// names the columns of its rows.
         names: Option<(Arc<str>, Arc<str>)>,
+        /// The portal as bound, whose run may span several Executes (a driver's fetch
+        /// size): one result in the trail for the whole run.
+        run: Option<Bound>,
+        /// The Execute's row count (0: all).
+        fetch: u64,
         rewrite: Option<Arc<dyn Rewrite>>,
         expected: Expected,
         limit: Option<(RowCap, oneshot::Sender<LimitReport>)>,

@@ -45,6 +45,8 @@ fn parse() -> Expect {
 
 fn execute() -> Expect {
     Expect::Execute {
+        fetch: 0,
+        run: None,
         names: None,
         completed: None,
         portal: None,
@@ -286,6 +288,8 @@ fn an_execute_over_its_row_limit_is_reported() {
     let mut a = Attribution::default();
     let (tx, mut rx) = oneshot::channel();
     a.push(Expect::Execute {
+        fetch: 0,
+        run: None,
         names: None,
         completed: None,
         portal: None,
@@ -456,6 +460,8 @@ fn answers_that_contradict_the_decision_trip() {
     a.on_message(&rfq());
     // An Execute of a portal analysed as a read.
     a.push(Expect::Execute {
+        fetch: 0,
+        run: None,
         names: None,
         completed: None,
         portal: None,
