@@ -261,7 +261,7 @@ fn check_json(c: &Check) -> serde_json::Value {
 fn outcome_json(o: &Outcome) -> serde_json::Value {
     match o {
         Outcome::Allow { max_rows } => {
-            json!({"outcome": o.name(), "max_rows": max_rows.as_ref().map(|(n, p)| json!({"rows": n, "policy": p}))})
+            json!({"outcome": o.name(), "max_rows": max_rows.as_ref().map(|l| json!({"rows": l.max, "policy": l.policy}))})
         }
         Outcome::Deny { message } => json!({"outcome": o.name(), "message": message}),
         Outcome::NeedsApproval {

@@ -93,8 +93,7 @@ pub enum Verdict {
     /// `max_rows` rows (UPDATE, DELETE, MERGE), as policy `policy` demands.
     ForwardLimited {
         rewrite: Option<Arc<dyn Rewrite>>,
-        max_rows: u64,
-        policy: String,
+        limit: portcullis_policy::RowLimit,
     },
     /// Do not run it; the client receives this error instead.
     Refuse(ErrorResponse),
@@ -112,10 +111,12 @@ impl std::fmt::Debug for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Verdict::Forward(r) => write!(f, "Forward(rewrite: {})", r.is_some()),
-            Verdict::ForwardLimited {
-                max_rows, policy, ..
-            } => {
-                write!(f, "ForwardLimited({max_rows} rows, policy {policy})")
+            Verdict::ForwardLimited { limit, .. } => {
+                write!(
+                    f,
+                    "ForwardLimited({} rows, policy {})",
+                    limit.max, limit.policy
+                )
             }
             Verdict::Refuse(e) => write!(f, "Refuse({e:?})"),
             Verdict::Hold(_) => f.write_str("Hold"),

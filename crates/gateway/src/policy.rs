@@ -46,7 +46,7 @@ struct Why {
 #[derive(Clone)]
 enum Cached {
     Allow,
-    Limited(u64, String),
+    Limited(portcullis_policy::RowLimit),
     Refuse(ErrorResponse),
 }
 
@@ -54,10 +54,9 @@ impl Cached {
     fn verdict(self) -> Verdict {
         match self {
             Cached::Allow => Verdict::allow(),
-            Cached::Limited(max_rows, policy) => Verdict::ForwardLimited {
+            Cached::Limited(limit) => Verdict::ForwardLimited {
                 rewrite: None,
-                max_rows,
-                policy,
+                limit,
             },
             Cached::Refuse(e) => Verdict::Refuse(e),
         }
@@ -276,9 +275,9 @@ impl PolicyDecider {
         };
         let verdict = match decision.outcome {
             Outcome::Allow {
-                max_rows: Some((max_rows, policy)),
+                max_rows: Some(limit),
             } if matches!(facts.kind, Kind::Update | Kind::Delete | Kind::Merge) => {
-                Cached::Limited(max_rows, policy)
+                Cached::Limited(limit)
             }
             Outcome::Allow { .. } => Cached::Allow,
             Outcome::Deny { message } | Outcome::Mask { message, .. } => {

@@ -30,7 +30,7 @@ pub struct StatementInput<'a> {
 pub enum Outcome {
     /// Run it; write statements may be capped at a number of rows by a policy.
     Allow {
-        max_rows: Option<(u64, String)>,
+        max_rows: Option<crate::RowLimit>,
     },
     Deny {
         message: String,
@@ -58,8 +58,8 @@ impl Outcome {
         match self {
             Outcome::Allow { max_rows: None } => "allow".into(),
             Outcome::Allow {
-                max_rows: Some((n, p)),
-            } => format!("allow, at most {n} rows (policy \"{p}\")"),
+                max_rows: Some(crate::RowLimit { max, policy }),
+            } => format!("allow, at most {max} rows (policy \"{policy}\")"),
             Outcome::Deny { message }
             | Outcome::NeedsApproval { message, .. }
             | Outcome::Mask { message, .. } => message.clone(),
@@ -499,7 +499,7 @@ impl PolicyStore {
         let mut approval_groups: Vec<String> = Vec::new();
         let mut approval_policies: Vec<String> = Vec::new();
         let mut approval_what: Option<String> = None;
-        let mut max_rows: Option<(u64, String)> = None;
+        let mut max_rows: Option<crate::RowLimit> = None;
         for ask in asks {
             let action = uid("Action", ask.action);
             let response = match Request::new(
@@ -531,9 +531,12 @@ impl PolicyStore {
                 if matches!(ask.action, "update" | "delete" | "merge") {
                     for p in &policies {
                         if let Some(n) = self.meta(p).and_then(|m| m.max_rows)
-                            && max_rows.as_ref().is_none_or(|(m, _)| n < *m)
+                            && max_rows.as_ref().is_none_or(|l| n < l.max)
                         {
-                            max_rows = Some((n, self.name(p)));
+                            max_rows = Some(crate::RowLimit {
+                                max: n,
+                                policy: self.name(p),
+                            });
                         }
                     }
                 }

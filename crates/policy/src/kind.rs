@@ -41,6 +41,14 @@ impl std::fmt::Display for DecisionKind {
     }
 }
 
+/// A row limit a policy puts on a statement that changes rows: at most `max`, as policy
+/// `policy` says. One type from the policy to the queue that enforces it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowLimit {
+    pub max: u64,
+    pub policy: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

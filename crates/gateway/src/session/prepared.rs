@@ -17,7 +17,7 @@ use crate::decision::Rewrite;
 #[derive(Clone, Default)]
 pub struct Treatment {
     pub rewrite: Option<Arc<dyn Rewrite>>,
-    pub cap: Option<(u64, String)>,
+    pub cap: Option<portcullis_policy::RowLimit>,
     pub expected: Expected,
     /// For a portal: the audited statement's number, the result formats asked for, and
     /// whether its rows are recorded.

@@ -17,7 +17,7 @@ use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Statement};
 use crate::session::portals::Effect;
 use crate::session::prepared::{Prepared, Treatment};
-use crate::session::queue::{Expect, LimitReport, OnError, RowCap};
+use crate::session::queue::{Expect, LimitReport, OnError};
 use crate::session::tripwire::Expected;
 
 impl Frontend<'_> {
@@ -221,7 +221,7 @@ impl Frontend<'_> {
                     Described::new(seq, "bind", &stmt.text, &why)
                         .facts(Some(&stmt.facts))
                         .parameters(crate::audit::parameters(&bind, why.sensitive))
-                        .max_rows(treatment.cap.as_ref().map(|c| c.0)),
+                        .max_rows(treatment.cap.as_ref().map(|c| c.max)),
                 );
                 let record = self.ctx.audit.recording(&why).is_some();
                 treatment.audit = Some((seq, Arc::from(bind.result_formats()), record));
@@ -283,7 +283,7 @@ impl Frontend<'_> {
         let audit = treatment
             .audit
             .map(|(seq, formats, record)| Tracker::new(seq, record.then_some(limits), formats));
-        let Some((max, policy)) = treatment.cap else {
+        let Some(cap) = treatment.cap else {
             // PREPARE, DEALLOCATE, DECLARE, CLOSE or DISCARD ALL through the extended
             // protocol: mirrored once the server has done it (a name may be taken).
             let (completed, done) = if treatment.mirrors {
@@ -331,7 +331,7 @@ impl Frontend<'_> {
                 effect: treatment.effect,
                 rewrite: treatment.rewrite,
                 expected: treatment.expected,
-                limit: Some((RowCap { max, policy }, tx)),
+                limit: Some((cap, tx)),
                 audit,
             },
             execute.message(),

@@ -24,14 +24,10 @@ impl Frontend<'_> {
                         ..Treatment::default()
                     }));
                 }
-                Verdict::ForwardLimited {
-                    rewrite,
-                    max_rows,
-                    policy,
-                } => {
+                Verdict::ForwardLimited { rewrite, limit } => {
                     return Ok(Ok(Treatment {
                         rewrite,
-                        cap: Some((max_rows, policy)),
+                        cap: Some(limit),
                         ..Treatment::default()
                     }));
                 }

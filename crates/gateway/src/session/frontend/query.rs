@@ -20,7 +20,7 @@ use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Statement};
 use crate::session::portals::{Bound, Effect};
 use crate::session::prepared::{Prepared, Treatment};
-use crate::session::queue::{Expect, OnError, RowCap};
+use crate::session::queue::{Expect, OnError};
 use crate::session::tripwire::Expected;
 
 impl Frontend<'_> {
@@ -140,7 +140,7 @@ impl Frontend<'_> {
                     self.event(
                         Described::new(first + i as u64, "query", own_text, why)
                             .facts(Some(&s.facts))
-                            .max_rows(t.cap.as_ref().map(|c| c.0)),
+                            .max_rows(t.cap.as_ref().map(|c| c.max)),
                     )
                 })
                 .collect();
@@ -210,10 +210,7 @@ impl Frontend<'_> {
             effects = Vec::new();
         }
         if treatments.iter().any(|t| t.cap.is_some()) {
-            let caps = treatments
-                .iter()
-                .map(|t| t.cap.clone().map(|(max, policy)| RowCap { max, policy }))
-                .collect();
+            let caps = treatments.iter().map(|t| t.cap.clone()).collect();
             self.limited_query(
                 query,
                 PerStatement {

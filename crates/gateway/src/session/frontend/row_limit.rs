@@ -12,7 +12,7 @@ use super::refusal::REFUSED_SQL;
 use super::{Frontend, FrontendError};
 use crate::audit::Tracker;
 use crate::session::portals::Effect;
-use crate::session::queue::{Expect, LimitReport, OnError, QueryLimits, RowCap};
+use crate::session::queue::{Expect, LimitReport, OnError, QueryLimits, RowLimit};
 use crate::session::tripwire::Expected;
 
 /// What the queue needs of each statement of a Query.
@@ -33,7 +33,7 @@ impl Frontend<'_> {
             expected,
             effects,
         }: PerStatement,
-        caps: Vec<Option<RowCap>>,
+        caps: Vec<Option<RowLimit>>,
         completed: Option<oneshot::Sender<usize>>,
         audit: Vec<Option<Tracker>>,
         upstream: &mut W,

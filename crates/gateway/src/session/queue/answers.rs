@@ -4,7 +4,7 @@
 use portcullis_wire::Message;
 use portcullis_wire::backend::{self, CommandComplete, ErrorResponse, Severity};
 
-use super::{Action, Attribution, Expect, LimitReport, OnError};
+use super::{Action, Attribution, Expect, LimitError, LimitReport, OnError};
 
 use crate::session::portals::{Bound, Effect};
 

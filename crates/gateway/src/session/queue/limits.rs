@@ -15,14 +15,15 @@ pub enum LimitReport {
     Failed,
 }
 
-/// A row limit on one statement.
-pub struct RowCap {
-    pub max: u64,
-    pub policy: String,
+pub use portcullis_policy::RowLimit;
+
+/// The error a statement over its row limit gets instead of its CommandComplete.
+pub trait LimitError {
+    fn error(&self, rows: Option<u64>) -> ErrorResponse;
 }
 
-impl RowCap {
-    pub fn error(&self, rows: Option<u64>) -> ErrorResponse {
+impl LimitError for RowLimit {
+    fn error(&self, rows: Option<u64>) -> ErrorResponse {
         let what = match rows {
             Some(n) => format!("statement would change {n} rows"),
             None => "statement was fetched in parts".into(),
@@ -42,7 +43,7 @@ impl RowCap {
 /// Row limits on the statements of one simple Query.
 pub struct QueryLimits {
     /// Per statement, in order.
-    pub caps: Vec<Option<RowCap>>,
+    pub caps: Vec<Option<RowLimit>>,
     /// The gateway opened a transaction block for this query (the client was idle): the
     /// query's ReadyForQuery is swallowed and the COMMIT or ROLLBACK's is forwarded.
     pub began: bool,
@@ -53,7 +54,7 @@ pub struct QueryLimits {
 
 impl QueryLimits {
     pub fn new(
-        caps: Vec<Option<RowCap>>,
+        caps: Vec<Option<RowLimit>>,
         began: bool,
         report: oneshot::Sender<LimitReport>,
     ) -> Self {

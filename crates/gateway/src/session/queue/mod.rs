@@ -25,7 +25,7 @@ use crate::audit::Tracker;
 use crate::decision::Rewrite;
 
 pub use attribution::Attribution;
-pub use limits::{LimitReport, QueryLimits, RowCap};
+pub use limits::{LimitError, LimitReport, QueryLimits, RowLimit};
 
 /// What to do with an ErrorResponse answering an entry.
 pub enum OnError {
@@ -95,7 +95,7 @@ pub enum Expect {
         fetch: u64,
         rewrite: Option<Arc<dyn Rewrite>>,
         expected: Expected,
-        limit: Option<(RowCap, oneshot::Sender<LimitReport>)>,
+        limit: Option<(RowLimit, oneshot::Sender<LimitReport>)>,
         audit: Option<Tracker>,
     },
     Close {

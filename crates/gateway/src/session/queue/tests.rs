@@ -213,8 +213,8 @@ fn a_probe_the_server_accepts_is_refused() {
     assert!(a.is_idle());
 }
 
-fn cap(max: u64) -> RowCap {
-    RowCap {
+fn cap(max: u64) -> RowLimit {
+    RowLimit {
         max,
         policy: "cap".into(),
     }
