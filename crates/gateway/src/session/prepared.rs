@@ -22,8 +22,9 @@ pub struct Treatment {
     /// For a portal: the audited statement's number, the result formats asked for, and
     /// whether its rows are recorded.
     pub audit: Option<(u64, Arc<[i16]>, bool)>,
-    /// For a portal: the frontend's number of the Bind that made it (see `portals`).
-    pub bind: u64,
+    /// For a portal: its name and the frontend's number of the Bind that made it (see
+    /// `portals`).
+    pub portal: Option<Bound>,
     /// What the statement's completion does to the server's portals.
     pub effect: Effect,
     /// For a portal whose statement prepares, deallocates, declares or closes something
@@ -95,9 +96,10 @@ impl Registry {
     /// Bind's portal from another of the same name.
     pub fn bind_treated(&mut self, portal: &str, mut treatment: Treatment) -> Bound {
         self.binds += 1;
-        treatment.bind = self.binds;
+        let bound: Bound = (Arc::from(portal), self.binds);
+        treatment.portal = Some(bound.clone());
         self.portals.insert(portal.to_string(), treatment);
-        (Arc::from(portal), self.binds)
+        bound
     }
 
     pub fn portal(&self, portal: &str) -> Treatment {
@@ -152,7 +154,7 @@ impl Registry {
         }
         let t = self.portals.get(name)?;
         t.bound.as_ref()?;
-        Some((Arc::from(name), t.bind))
+        t.portal.clone()
     }
 
     /// `CLOSE name`, `CLOSE ALL` (`None`): protocol portals of the name go too.

@@ -271,7 +271,13 @@ impl Frontend<'_> {
             return self.execute_cursor(execute, upstream).await;
         }
         let treatment = self.registry.portal(execute.portal());
-        let portal = Some((Arc::<str>::from(execute.portal()), treatment.bind));
+        // The unnamed portal the gateway did not bind: none the ledger holds either.
+        let portal = Some(
+            treatment
+                .portal
+                .clone()
+                .unwrap_or_else(|| (Arc::from(execute.portal()), 0)),
+        );
         // A SET through the extended protocol: not waited for, so it may not stand.
         if let Some(s) = treatment.bound.as_ref().and_then(|b| b.statement())
             && !s.facts.session.is_empty()
@@ -283,70 +289,60 @@ impl Frontend<'_> {
         let audit = treatment
             .audit
             .map(|(seq, formats, record)| Tracker::new(seq, record.then_some(limits), formats));
-        let Some(cap) = treatment.cap else {
-            // PREPARE, DEALLOCATE, DECLARE, CLOSE or DISCARD ALL through the extended
-            // protocol: mirrored once the server has done it (a name may be taken).
-            let (completed, done) = if treatment.mirrors {
+        // A row limit: nothing before the next Sync is committed, so the client's further
+        // messages wait until the row count is known, and the statement is undone if it
+        // is over the limit.
+        let (limit, limited) = match treatment.cap {
+            Some(cap) => {
                 let (tx, rx) = oneshot::channel();
-                (Some(tx), Some(rx))
-            } else {
-                (None, None)
-            };
-            self.send(
-                Expect::Execute {
-                    fetch: u64::try_from(execute.max_rows()).unwrap_or(0),
-                    run: portal.clone(),
-                    names: treatment.names.clone(),
-                    completed,
-                    portal,
-                    effect: treatment.effect,
-                    rewrite: treatment.rewrite,
-                    expected: treatment.expected,
-                    limit: None,
-                    audit,
-                },
-                execute.message(),
-            );
-            if let (Some(rx), Some(bound)) = (done, &treatment.bound) {
-                self.push(&frontend::flush());
-                self.flush(upstream).await?;
-                if rx.await.is_ok() {
-                    self.settle_now().await;
-                    let (parsed, index) = (bound.parsed.clone(), bound.index);
-                    self.apply_op(&parsed, index, Treatment::default());
-                }
+                (Some((cap, tx)), Some(rx))
             }
-            return Ok(());
+            None => (None, None),
         };
-        // Nothing before the next Sync is committed: hold the client's further messages
-        // until the row count is known, and undo the statement if it is over the limit.
-        let (tx, rx) = oneshot::channel();
+        // PREPARE, DEALLOCATE, DECLARE, CLOSE or DISCARD ALL through the extended protocol:
+        // mirrored once the server has done it (a name may be taken).
+        let (completed, done) = if treatment.mirrors && limit.is_none() {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         self.send(
             Expect::Execute {
                 fetch: u64::try_from(execute.max_rows()).unwrap_or(0),
                 run: portal.clone(),
                 names: treatment.names.clone(),
-                completed: None,
+                completed,
                 portal,
                 effect: treatment.effect,
                 rewrite: treatment.rewrite,
                 expected: treatment.expected,
-                limit: Some((cap, tx)),
+                limit,
                 audit,
             },
             execute.message(),
         );
-        self.push(&frontend::flush());
-        self.flush(upstream).await?;
-        if rx.await.map_err(|_| FrontendError::Ended)? == LimitReport::Exceeded {
-            self.send(
-                Expect::Parse {
-                    on_error: OnError::Swallow,
-                    on_success: None,
-                    report: None,
-                },
-                Parse::new(REFUSED, REFUSED_SQL, &[]).message(),
-            );
+        if let Some(rx) = limited {
+            self.push(&frontend::flush());
+            self.flush(upstream).await?;
+            if rx.await.map_err(|_| FrontendError::Ended)? == LimitReport::Exceeded {
+                self.send(
+                    Expect::Parse {
+                        on_error: OnError::Swallow,
+                        on_success: None,
+                        report: None,
+                    },
+                    Parse::new(REFUSED, REFUSED_SQL, &[]).message(),
+                );
+            }
+        } else if let (Some(rx), Some(bound)) = (done, &treatment.bound) {
+            self.push(&frontend::flush());
+            self.flush(upstream).await?;
+            if rx.await.is_ok() {
+                self.settle_now().await;
+                let (parsed, index) = (bound.parsed.clone(), bound.index);
+                self.apply_op(&parsed, index, Treatment::default());
+            }
         }
         Ok(())
     }

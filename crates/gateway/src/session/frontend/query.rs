@@ -209,34 +209,17 @@ impl Frontend<'_> {
         if effects.iter().all(|e| *e == Effect::None) {
             effects = Vec::new();
         }
+        let per = PerStatement {
+            rewrites,
+            expected,
+            effects,
+        };
         if treatments.iter().any(|t| t.cap.is_some()) {
             let caps = treatments.iter().map(|t| t.cap.clone()).collect();
-            self.limited_query(
-                query,
-                PerStatement {
-                    rewrites,
-                    expected,
-                    effects,
-                },
-                caps,
-                completed_tx,
-                trackers,
-                upstream,
-            )
-            .await?;
+            self.limited_query(query, per, caps, completed_tx, trackers, upstream)
+                .await?;
         } else {
-            self.send(
-                Expect::Query {
-                    effects,
-                    statements: rewrites,
-                    expected,
-                    on_error: OnError::Forward,
-                    limits: None,
-                    completed: completed_tx,
-                    audit: trackers,
-                },
-                query.message(),
-            );
+            self.send(per.forwarded(None, completed_tx, trackers), query.message());
         }
         if let Some(rx) = completed_rx {
             self.flush(upstream).await?;

@@ -22,17 +22,33 @@ pub(super) struct PerStatement {
     pub effects: Vec<Effect>,
 }
 
+impl PerStatement {
+    /// What the server owes for the Query these statements are, forwarded as sent.
+    pub(super) fn forwarded(
+        self,
+        limits: Option<QueryLimits>,
+        completed: Option<oneshot::Sender<usize>>,
+        audit: Vec<Option<Tracker>>,
+    ) -> Expect {
+        Expect::Query {
+            effects: self.effects,
+            statements: self.rewrites,
+            expected: self.expected,
+            on_error: OnError::Forward,
+            limits,
+            completed,
+            audit,
+        }
+    }
+}
+
 impl Frontend<'_> {
     /// Runs a query holding row-limited statements inside a transaction the gateway can
     /// undo: its own when the client is not in one, else the client's, failed on purpose.
     pub(super) async fn limited_query<W: AsyncWrite + Unpin>(
         &mut self,
         query: Query,
-        PerStatement {
-            rewrites,
-            expected,
-            effects,
-        }: PerStatement,
+        per: PerStatement,
         caps: Vec<Option<RowLimit>>,
         completed: Option<oneshot::Sender<usize>>,
         audit: Vec<Option<Tracker>>,
@@ -41,18 +57,7 @@ impl Frontend<'_> {
         let status = self.catch_up(upstream).await?.status;
         if status == TransactionStatus::Failed {
             // The server refuses everything but the end of the transaction anyway.
-            self.send(
-                Expect::Query {
-                    effects,
-                    statements: rewrites,
-                    expected,
-                    on_error: OnError::Forward,
-                    limits: None,
-                    completed,
-                    audit,
-                },
-                query.message(),
-            );
+            self.send(per.forwarded(None, completed, audit), query.message());
             return Ok(());
         }
         let began = status == TransactionStatus::Idle;
@@ -66,16 +71,9 @@ impl Frontend<'_> {
             );
         }
         let (tx, rx) = oneshot::channel();
+        let limits = QueryLimits::new(caps, began, tx);
         self.send(
-            Expect::Query {
-                effects,
-                statements: rewrites,
-                expected,
-                on_error: OnError::Forward,
-                limits: Some(QueryLimits::new(caps, began, tx)),
-                completed,
-                audit,
-            },
+            per.forwarded(Some(limits), completed, audit),
             query.message(),
         );
         self.flush(upstream).await?;
