@@ -346,10 +346,7 @@ async fn a_cancel_never_overtakes_its_statement() {
     for _ in 0..8 {
         let mut c = RawClient::connect(h.port()).await;
         let login = c.login("app", &token).await.expect("login");
-        let key = portcullis_wire::startup::CancelKey {
-            pid: login.key.pid,
-            secret: login.key.secret.clone(),
-        };
+        let key = cancel_key(&login);
         let started = std::time::Instant::now();
         c.send(&[Query::new(b"SELECT pg_sleep(60)").into_message()])
             .await;
@@ -385,10 +382,7 @@ async fn a_cancel_of_a_running_statement_spares_the_next() {
         .login("app", &h.token("dave", &["dba"]))
         .await
         .expect("login");
-    let key = portcullis_wire::startup::CancelKey {
-        pid: login.key.pid,
-        secret: login.key.secret.clone(),
-    };
+    let key = cancel_key(&login);
     c.send(&[Query::new(b"SELECT pg_sleep(60) AS running").into_message()])
         .await;
     // Running on the server, as the server itself says.
@@ -417,5 +411,13 @@ async fn a_cancel_of_a_running_statement_spares_the_next() {
             vec![vec![Some("next".into())]],
             "{answers:?}"
         );
+    }
+}
+
+/// The key a client cancels its session's statement with, as the gateway issued it.
+fn cancel_key(login: &portcullis_tests::raw::Login) -> portcullis_wire::startup::CancelKey {
+    portcullis_wire::startup::CancelKey {
+        pid: login.key.pid,
+        secret: login.key.secret.clone(),
     }
 }
