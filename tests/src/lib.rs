@@ -529,6 +529,39 @@ signing_key = "file:audit.key"
 }
 
 /// stdout of a successful command; panics with stderr otherwise.
+/// Debian's PostgreSQL JDBC driver (libpostgresql-jdbc-java).
+pub const JDBC_DRIVER: &str = "/usr/share/java/postgresql.jar";
+
+/// Compiles `tests/java/{class}.java` and runs it against the gateway as an engineer with
+/// the JDBC URL parameters `params`; returns its standard output (it must succeed).
+pub async fn java(h: &Harness, class: &str, params: &str) -> String {
+    assert!(
+        Path::new(JDBC_DRIVER).exists(),
+        "{JDBC_DRIVER} is missing: run scripts/install-deps (apt package libpostgresql-jdbc-java)"
+    );
+    let classes = h.dir().join(format!("java-{class}"));
+    std::fs::create_dir_all(&classes).expect("create the class directory");
+    let source = format!("{}/java/{class}.java", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new("javac")
+        .args(["-cp", JDBC_DRIVER, "-d"])
+        .arg(&classes)
+        .arg(source)
+        .output()
+        .await
+        .expect("run javac");
+    stdout_ok(&out);
+    let url = format!("jdbc:postgresql://127.0.0.1:{}/app?{params}", h.port());
+    let out = tokio::process::Command::new("java")
+        .arg("-cp")
+        .arg(format!("{JDBC_DRIVER}:{}", classes.display()))
+        .arg(class)
+        .args([&url, "erin", &h.token("erin", &["engineering"])])
+        .output()
+        .await
+        .expect("run java");
+    stdout_ok(&out)
+}
+
 pub fn stdout_ok(out: &Output) -> String {
     assert!(
         out.status.success(),

@@ -7,23 +7,31 @@
 use std::sync::Arc;
 
 use bytes::BufMut;
-use portcullis_gateway::decision::{Decider, Origin, Rewrite, SessionInfo, Statement, Verdict};
+use portcullis_gateway::decision::{Decider, Origin, SessionInfo, Statement, Verdict};
+use portcullis_gateway::rewrite::{ResultRewriter, RowRewriter};
 use portcullis_tests::raw::{self, RawClient, bare, bind, errors, execute, rows, status, tags};
 use portcullis_tests::{Harness, Setup, activity_count, db_error, stdout_ok, wait_until};
 use portcullis_wire::Message;
-use portcullis_wire::backend::{DataRow, ErrorResponse, Severity};
+use portcullis_wire::backend::{DataRow, ErrorResponse, RowDescription, Severity};
 use portcullis_wire::frontend::{Parse, Query};
 use tokio::sync::Notify;
 
+/// Upper-cases every value of every row (the tests' rows are text).
 struct Upper;
 
-impl Rewrite for Upper {
-    fn data_row(&self, row: &DataRow) -> Option<Message> {
+impl ResultRewriter for Upper {
+    fn begin(&self, _: &RowDescription) -> Result<Box<dyn RowRewriter>, ErrorResponse> {
+        Ok(Box::new(Upper))
+    }
+}
+
+impl RowRewriter for Upper {
+    fn row(&mut self, row: DataRow) -> Result<Message, ErrorResponse> {
         let values: Vec<Option<Vec<u8>>> = row
             .values()
             .map(|v| v.map(|b| b.to_ascii_uppercase()))
             .collect();
-        Some(DataRow::new(values.iter().map(|v| v.as_deref())).into_message())
+        Ok(DataRow::new(values.iter().map(|v| v.as_deref())).into_message())
     }
 }
 

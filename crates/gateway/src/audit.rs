@@ -12,6 +12,7 @@ use std::time::Instant;
 use portcullis_audit::{AuditError, AuditLog, Event, Recording, ResultEvent, StatementEvent};
 use portcullis_sql::analysis::Facts;
 use portcullis_wire::backend::{DataRow, ErrorResponse, RowDescription, Severity};
+use portcullis_wire::{Format, Formats};
 
 use crate::decision::{Reasons, SessionInfo};
 
@@ -320,9 +321,8 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// `formats` are the result format codes the client asked for at Bind (none for a
-    /// simple Query: text).
-    pub fn new(seq: u64, recording: Option<&RecordLimits>, formats: Arc<[i16]>) -> Self {
+    /// The recorder learns the columns and their formats from the result's description.
+    pub fn new(seq: u64, recording: Option<&RecordLimits>) -> Self {
         Tracker {
             seq,
             started: Instant::now(),
@@ -331,7 +331,7 @@ impl Tracker {
                 limits: l.clone(),
                 recording: Recording::default(),
                 bytes: 0,
-                formats,
+                formats: Formats::default(),
             }),
         }
     }
@@ -385,30 +385,18 @@ pub struct Recorder {
     limits: RecordLimits,
     recording: Recording,
     bytes: usize,
-    formats: Arc<[i16]>,
+    formats: Formats,
 }
 
 impl Recorder {
+    /// The result's columns: their names, and the format their values arrive in.
     pub fn columns(&mut self, d: &RowDescription) {
         self.recording.columns = d.fields().iter().map(|f| f.name.clone()).collect();
-        if self.formats.is_empty() {
-            self.formats = d.fields().iter().map(|f| f.format).collect();
-        }
-    }
-
-    /// Column names from a Describe, when the answer itself has no RowDescription.
-    pub fn named(&mut self, names: Vec<String>) {
-        if self.recording.columns.is_empty() {
-            self.recording.columns = names;
-        }
+        self.formats = d.formats();
     }
 
     fn is_binary(&self, column: usize) -> bool {
-        match self.formats.len() {
-            0 => false,
-            1 => self.formats[0] == 1,
-            _ => self.formats.get(column) == Some(&1),
-        }
+        self.formats.of(column) == Format::Binary
     }
 
     pub fn row(&mut self, row: &DataRow) {

@@ -1,7 +1,7 @@
 //! The decision point: every statement a client sends (each statement of a simple Query,
 //! each Parse, each FunctionCall) is shown to a [`Decider`] before anything is forwarded.
 //!
-//! A decider forwards it (optionally with a [`Rewrite`] for the rows that come back),
+//! A decider forwards it (optionally with a [`ResultRewriter`] for what comes back),
 //! refuses it with an error, or holds it until a future resolves. Refusals reach the client
 //! exactly where the server's own error would have, with the transaction state the server
 //! itself reports (see `session::frontend`).
@@ -12,10 +12,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use portcullis_sql::ParsedStatement;
-use portcullis_wire::Message;
-use portcullis_wire::backend::{
-    CommandComplete, DataRow, ErrorResponse, RowDescription, TransactionStatus,
-};
+use portcullis_wire::backend::{ErrorResponse, TransactionStatus};
+
+use crate::rewrite::ResultRewriter;
 
 /// Identifies a session in logs and, later, in the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,12 +86,12 @@ pub type HoldFuture = Pin<Box<dyn Future<Output = Verdict> + Send>>;
 
 /// What to do with a statement.
 pub enum Verdict {
-    /// Forward it; rewrite what comes back when a rewrite is given.
-    Forward(Option<Arc<dyn Rewrite>>),
+    /// Forward it; rewrite what comes back when a rewriter is given.
+    Forward(Option<Arc<dyn ResultRewriter>>),
     /// Forward it, but undo it and answer with an error if it changes more than
     /// `max_rows` rows (UPDATE, DELETE, MERGE), as policy `policy` demands.
     ForwardLimited {
-        rewrite: Option<Arc<dyn Rewrite>>,
+        rewrite: Option<Arc<dyn ResultRewriter>>,
         limit: portcullis_policy::RowLimit,
     },
     /// Do not run it; the client receives this error instead.
@@ -121,20 +120,6 @@ impl std::fmt::Debug for Verdict {
             Verdict::Refuse(e) => write!(f, "Refuse({e:?})"),
             Verdict::Hold(_) => f.write_str("Hold"),
         }
-    }
-}
-
-/// Rewrites the responses attributed to one statement. Each method returns the
-/// replacement message, or `None` to pass the original through.
-pub trait Rewrite: Send + Sync {
-    fn row_description(&self, _description: &RowDescription) -> Option<Message> {
-        None
-    }
-    fn data_row(&self, _row: &DataRow) -> Option<Message> {
-        None
-    }
-    fn command_complete(&self, _complete: &CommandComplete) -> Option<Message> {
-        None
     }
 }
 

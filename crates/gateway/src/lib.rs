@@ -17,6 +17,7 @@ mod error;
 mod fastpath;
 mod oauth;
 mod policy;
+pub mod rewrite;
 mod runtime;
 mod services;
 mod session;

@@ -7,6 +7,7 @@
 pub mod backend;
 mod buf;
 mod error;
+mod formats;
 mod frame;
 pub mod frontend;
 #[doc(hidden)]
@@ -16,5 +17,6 @@ pub mod startup;
 
 pub use buf::{Reader, put_cstr};
 pub use error::WireError;
+pub use formats::{Format, Formats};
 pub use frame::{Frame, FrameReader, Limits, StreamError};
 pub use message::Message;

@@ -2,13 +2,13 @@
 //! that statement asked for it, and forwarded in batches. Rows nobody rewrites and COPY
 //! data are streamed without being buffered whole.
 
-use portcullis_wire::backend::{self, ParameterStatus, ReadyForQuery};
+use portcullis_wire::backend::{self, ErrorResponse, ParameterStatus, ReadyForQuery, Severity};
 use portcullis_wire::{Frame, FrameReader, StreamError, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::outbox::Outbox;
-use super::queue::{Action, Attribution, Expect};
+use super::queue::{Action, Attribution, Expect, Stop};
 use super::{Context, Shared};
 
 /// How the server side ended.
@@ -102,12 +102,16 @@ impl<'s> Backend<'s> {
                         match self.attribution.on_message(&msg) {
                             Action::Forward => self.out.push(&msg),
                             Action::Replace(m) => self.out.push(&m),
+                            Action::Prepend(m) => {
+                                self.out.push(&m);
+                                self.out.push(&msg);
+                            }
                             Action::Swallow => {}
                         }
                         self.shared.readies.publish(self.attribution.readies);
                         self.ctx.cancels.answered(self.attribution.readies);
-                        if let Some((why, seq)) = self.attribution.tripped.take() {
-                            return self.trip(&why, seq, client).await;
+                        if let Some((stop, seq)) = self.attribution.tripped.take() {
+                            return self.stop(stop, seq, client).await;
                         }
                         for f in self.attribution.finished.drain(..) {
                             self.ctx.audit.log.record(f.into_event(&self.ctx.info));
@@ -169,12 +173,37 @@ impl<'s> Backend<'s> {
     /// The server's answer contradicts the gateway's decision: log it loudly, record a
     /// security event, and end the session (what is not committed yet is rolled back when
     /// the upstream connection closes).
-    async fn trip<W: AsyncWrite + Unpin>(
+    async fn stop<W: AsyncWrite + Unpin>(
         &mut self,
-        why: &str,
+        stop: Stop,
         seq: Option<u64>,
         client: &mut W,
     ) -> Result<BackendEnd, BackendError> {
+        let why = match stop {
+            Stop::Tripped(why) => why,
+            Stop::Unrewritable(e) => {
+                tracing::error!(
+                    session = %self.ctx.info.id,
+                    subject = %self.ctx.info.subject,
+                    statement = ?seq,
+                    why = %e.message(),
+                    "a result policy rewrites could not be rewritten; ending the session"
+                );
+                self.ctx.audit.log.record(crate::audit::security_event(
+                    &self.ctx.info,
+                    seq,
+                    "rewrite",
+                    e.message(),
+                ));
+                let fatal = ErrorResponse::new(
+                    Severity::Fatal,
+                    e.code(),
+                    format!("terminating connection: {}", e.message()),
+                );
+                return self.end_with(&fatal, client).await;
+            }
+        };
+        let why = why.as_str();
         tracing::error!(
             session = %self.ctx.info.id,
             subject = %self.ctx.info.subject,

@@ -10,18 +10,17 @@ use portcullis_sql::{ParsedQuery, ParsedStatement};
 
 use super::portals::{Bound, Effect};
 use super::tripwire::Expected;
-use crate::decision::Rewrite;
+use crate::rewrite::ResultRewriter;
 
 /// What the decision attached to a statement: a rewrite of its rows, a row limit, what its
 /// result may report.
 #[derive(Clone, Default)]
 pub struct Treatment {
-    pub rewrite: Option<Arc<dyn Rewrite>>,
+    pub rewrite: Option<Arc<dyn ResultRewriter>>,
     pub cap: Option<portcullis_policy::RowLimit>,
     pub expected: Expected,
-    /// For a portal: the audited statement's number, the result formats asked for, and
-    /// whether its rows are recorded.
-    pub audit: Option<(u64, Arc<[i16]>, bool)>,
+    /// For a portal: the audited statement's number, and whether its rows are recorded.
+    pub audit: Option<(u64, bool)>,
     /// For a portal: its name and the frontend's number of the Bind that made it (see
     /// `portals`).
     pub portal: Option<Bound>,
@@ -33,8 +32,9 @@ pub struct Treatment {
     pub mirrors: bool,
     /// For a portal: the statement bound, which SQL `FETCH` and `MOVE` read too.
     pub bound: Option<Arc<Prepared>>,
-    /// For a portal: its name and the statement's (a Describe of either names its rows).
-    pub names: Option<(Arc<str>, Arc<str>)>,
+    /// For a portal: whether a Describe of it was sent since its Bind, so the description
+    /// of its rows is known to the backend (see `queue::result`).
+    pub described: bool,
 }
 
 /// A statement prepared by Parse or by SQL `PREPARE`.
@@ -98,8 +98,17 @@ impl Registry {
         self.binds += 1;
         let bound: Bound = (Arc::from(portal), self.binds);
         treatment.portal = Some(bound.clone());
+        treatment.described = false;
         self.portals.insert(portal.to_string(), treatment);
         bound
+    }
+
+    /// A Describe of the portal is sent: returns whether one was sent before (since its
+    /// Bind).
+    pub fn describe_portal(&mut self, portal: &str) -> bool {
+        self.portals
+            .get_mut(portal)
+            .is_some_and(|t| std::mem::replace(&mut t.described, true))
     }
 
     pub fn portal(&self, portal: &str) -> Treatment {

@@ -3,6 +3,7 @@
 mod authentication;
 mod backend_key_data;
 mod command_complete;
+mod copy_out_response;
 mod data_row;
 mod error_response;
 mod negotiate_protocol_version;
@@ -13,6 +14,7 @@ mod row_description;
 pub use authentication::Authentication;
 pub use backend_key_data::BackendKeyData;
 pub use command_complete::CommandComplete;
+pub use copy_out_response::CopyOutResponse;
 pub use data_row::DataRow;
 pub use error_response::{ErrorResponse, Severity};
 pub use negotiate_protocol_version::negotiate_protocol_version;

@@ -1,6 +1,6 @@
 //! RowDescription: the columns of a result, with each column's source table and attribute.
 
-use crate::{Message, Reader, WireError};
+use crate::{Formats, Message, Reader, WireError};
 
 /// One column of a RowDescription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,11 @@ impl RowDescription {
 
     pub fn message(&self) -> &Message {
         &self.msg
+    }
+
+    /// The format of each column's values.
+    pub fn formats(&self) -> Formats {
+        Formats::new(self.fields.iter().map(|f| f.format).collect::<Vec<_>>())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Bind: creates a portal from a prepared statement and parameter values.
 
-use crate::{Message, Reader, WireError};
+use crate::{Formats, Message, Reader, WireError};
 
 /// Bind: the portal and statement names, checked to be well formed down to the last byte.
 #[derive(Clone)]
@@ -65,8 +65,12 @@ impl Bind {
         super::values::read(&mut r).unwrap_or_default()
     }
 
-    /// The result-column format codes (none: all text; one: for every column).
-    pub fn result_formats(&self) -> Vec<i16> {
+    /// The result-column formats.
+    pub fn result_formats(&self) -> Formats {
+        Formats::new(self.result_format_codes())
+    }
+
+    fn result_format_codes(&self) -> Vec<i16> {
         let mut out = Vec::new();
         let _ = (|| -> Result<(), WireError> {
             let mut r = Reader::new(&self.msg.body()[self.statement_end + 1..], "Bind");
@@ -117,10 +121,10 @@ mod tests {
             "one format code applies to every parameter"
         );
         assert!(Bind::new("p", "s").parameters().is_empty());
-        assert!(b.result_formats().is_empty());
+        assert!(b.result_formats().codes().is_empty());
         let with_formats = b"\0s\0\0\0\0\0\0\x02\0\x01\0\0";
         let f = Bind::decode(Message::new(BIND, with_formats)).unwrap();
-        assert_eq!(f.result_formats(), vec![1, 0]);
+        assert_eq!(f.result_formats().codes(), [1, 0]);
         // A value length running past the end, and a count past the end.
         assert!(Bind::decode(Message::new(BIND, b"\0\0\0\0\0\x01\0\0\0\x09ab\0\0")).is_err());
         assert!(Bind::decode(Message::new(BIND, b"\0\0\xff\xfe")).is_err());

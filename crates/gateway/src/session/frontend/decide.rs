@@ -142,7 +142,7 @@ impl Frontend<'_> {
             () = ctx.cancels.after(self.cancels_seen) => {
                 let e = refusal::canceled();
                 for seq in seqs {
-                    let finished = crate::audit::Tracker::new(seq, None, Arc::from(Vec::new()))
+                    let finished = crate::audit::Tracker::new(seq, None)
                         .finish(None, None, Some(&e));
                     ctx.audit.log.record(finished.into_event(&ctx.info));
                 }

@@ -15,6 +15,7 @@ use super::refusal::{REFUSED, REFUSED_SQL};
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Statement};
+use crate::rewrite::ResultRewriter;
 use crate::session::portals::Effect;
 use crate::session::prepared::{Prepared, Treatment};
 use crate::session::queue::{Expect, LimitReport, OnError};
@@ -205,7 +206,6 @@ impl Frontend<'_> {
                     None => Effect::of(stmt),
                 };
                 treatment.bound = Some(prepared.clone());
-                treatment.names = Some((Arc::from(bind.portal()), Arc::from(bind.statement())));
                 treatment.mirrors = matches!(
                     stmt.prepared_op(),
                     Some(
@@ -224,7 +224,7 @@ impl Frontend<'_> {
                         .max_rows(treatment.cap.as_ref().map(|c| c.max)),
                 );
                 let record = self.ctx.audit.recording(&why).is_some();
-                treatment.audit = Some((seq, Arc::from(bind.result_formats()), record));
+                treatment.audit = Some((seq, record));
                 self.audit_durable(vec![event], upstream)
                     .await?
                     .map(|()| (treatment, seq))
@@ -241,7 +241,7 @@ impl Frontend<'_> {
                     Expect::Bind {
                         portal: Some(bound),
                         on_error: OnError::Forward,
-                        audit: Some(Tracker::new(seq, None, Arc::from(Vec::new()))),
+                        audit: Some(Tracker::new(seq, None)),
                     },
                     bind.message(),
                 );
@@ -272,12 +272,10 @@ impl Frontend<'_> {
         }
         let treatment = self.registry.portal(execute.portal());
         // The unnamed portal the gateway did not bind: none the ledger holds either.
-        let portal = Some(
-            treatment
-                .portal
-                .clone()
-                .unwrap_or_else(|| (Arc::from(execute.portal()), 0)),
-        );
+        let portal = treatment
+            .portal
+            .clone()
+            .unwrap_or_else(|| (Arc::from(execute.portal()), 0));
         // A SET through the extended protocol: not waited for, so it may not stand.
         if let Some(s) = treatment.bound.as_ref().and_then(|b| b.statement())
             && !s.facts.session.is_empty()
@@ -288,7 +286,13 @@ impl Frontend<'_> {
         let limits = &self.ctx.audit.limits;
         let audit = treatment
             .audit
-            .map(|(seq, formats, record)| Tracker::new(seq, record.then_some(limits), formats));
+            .map(|(seq, record)| Tracker::new(seq, record.then_some(limits)));
+        let recorded = audit.as_ref().is_some_and(|t| t.recorder.is_some());
+        if (treatment.rewrite.is_some() || recorded)
+            && !self.registry.describe_portal(execute.portal())
+        {
+            self.describe_portal(execute.portal(), treatment.rewrite.clone());
+        }
         // A row limit: nothing before the next Sync is committed, so the client's further
         // messages wait until the row count is known, and the statement is undone if it
         // is over the limit.
@@ -310,10 +314,10 @@ impl Frontend<'_> {
         self.send(
             Expect::Execute {
                 fetch: u64::try_from(execute.max_rows()).unwrap_or(0),
-                run: portal.clone(),
-                names: treatment.names.clone(),
                 completed,
                 portal,
+                bound: true,
+                started: false,
                 effect: treatment.effect,
                 rewrite: treatment.rewrite,
                 expected: treatment.expected,
@@ -381,16 +385,16 @@ impl Frontend<'_> {
         let (verdict, why) = self.verdict(&statement);
         let outcome = self.treatment(verdict, upstream).await?;
         let outcome = match outcome {
-            Ok(_) => {
+            Ok(treatment) => {
                 let seq = self.next_seq();
                 let event = self
                     .event(Described::new(seq, "execute", &text, &why).facts(Some(&stmt.facts)));
                 let record = self.ctx.audit.recording(&why).is_some();
                 let limits = &self.ctx.audit.limits;
-                let tracker = Tracker::new(seq, record.then_some(limits), Arc::from(Vec::new()));
+                let tracker = Tracker::new(seq, record.then_some(limits));
                 self.audit_durable(vec![event], upstream)
                     .await?
-                    .map(|()| tracker)
+                    .map(|()| (tracker, treatment.rewrite))
             }
             Err(refusal) => {
                 self.record_refusal("execute", &text, Some(&stmt.facts), &why, &refusal);
@@ -398,21 +402,28 @@ impl Frontend<'_> {
             }
         };
         match outcome {
-            Ok(tracker) => self.send(
-                Expect::Execute {
-                    fetch: 0,
-                    run: None,
-                    names: None,
-                    completed: None,
-                    portal: None,
-                    effect: Effect::None,
-                    rewrite: None,
-                    expected: Expected::NoWrite,
-                    limit: None,
-                    audit: Some(tracker),
-                },
-                execute.message(),
-            ),
+            Ok((tracker, rewrite)) => {
+                // The cursor's description is asked for every time: SQL can replace the
+                // cursor behind any name between two Executes.
+                if rewrite.is_some() || tracker.recorder.is_some() {
+                    self.describe_portal(&name, rewrite.clone());
+                }
+                self.send(
+                    Expect::Execute {
+                        fetch: 0,
+                        completed: None,
+                        portal: (Arc::from(name.as_str()), 0),
+                        bound: false,
+                        started: false,
+                        effect: Effect::None,
+                        rewrite,
+                        expected: Expected::NoWrite,
+                        limit: None,
+                        audit: Some(tracker),
+                    },
+                    execute.message(),
+                );
+            }
             // Binding a statement that does not exist fails where the Execute would have.
             Err(refusal) => self.send(
                 Expect::Bind {
@@ -428,15 +439,37 @@ impl Frontend<'_> {
 
     pub(super) fn on_describe(&mut self, d: Describe) -> Result<(), FrontendError> {
         let of = (d.target() == Target::Portal, Arc::<str>::from(d.name()));
+        // A statement's description passes as the server gives it; a portal's binds the
+        // rewriter of its rows.
         let rewrite = match d.target() {
-            Target::Statement => self
-                .registry
-                .statement(d.name())
-                .and_then(|p| p.treatment.rewrite.clone()),
-            Target::Portal => self.registry.portal(d.name()).rewrite,
+            Target::Statement => None,
+            Target::Portal => {
+                self.registry.describe_portal(d.name());
+                self.registry.portal(d.name()).rewrite
+            }
         };
-        self.send(Expect::Describe { of, rewrite }, d.message());
+        self.send(
+            Expect::Describe {
+                of,
+                rewrite,
+                swallow: false,
+            },
+            d.message(),
+        );
         Ok(())
+    }
+
+    /// The gateway's own Describe of a portal, before an Execute whose rows must be
+    /// rewritten or recorded: the backend keeps the description the answer gives.
+    fn describe_portal(&mut self, portal: &str, rewrite: Option<Arc<dyn ResultRewriter>>) {
+        self.send(
+            Expect::Describe {
+                of: (true, Arc::from(portal)),
+                rewrite,
+                swallow: true,
+            },
+            Describe::new(Target::Portal, portal).message(),
+        );
     }
 
     pub(super) fn on_close(&mut self, c: Close) -> Result<(), FrontendError> {

@@ -1,7 +1,5 @@
 //! Fast-path FunctionCall: decided as the SQL call of the same function.
 
-use std::sync::Arc;
-
 use portcullis_wire::Message;
 use portcullis_wire::backend::TransactionStatus;
 use portcullis_wire::frontend::{self, Query};
@@ -62,7 +60,7 @@ impl Frontend<'_> {
             Ok(seq) => self.send(
                 Expect::FunctionCall {
                     on_error: OnError::Forward,
-                    audit: Some(Tracker::new(seq, None, Arc::from(Vec::new()))),
+                    audit: Some(Tracker::new(seq, None)),
                 },
                 &msg,
             ),

@@ -170,11 +170,7 @@ impl Frontend<'_> {
             .enumerate()
             .map(|(i, why)| {
                 let recording = self.ctx.audit.recording(why);
-                Some(Tracker::new(
-                    first + i as u64,
-                    recording,
-                    Arc::from(Vec::new()),
-                ))
+                Some(Tracker::new(first + i as u64, recording))
             })
             .collect();
         self.track(&parsed);

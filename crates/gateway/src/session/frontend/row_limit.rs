@@ -17,7 +17,7 @@ use crate::session::tripwire::Expected;
 
 /// What the queue needs of each statement of a Query.
 pub(super) struct PerStatement {
-    pub rewrites: Vec<Option<Arc<dyn crate::decision::Rewrite>>>,
+    pub rewrites: Vec<Option<Arc<dyn crate::rewrite::ResultRewriter>>>,
     pub expected: Vec<Expected>,
     pub effects: Vec<Effect>,
 }

@@ -2,8 +2,9 @@
 //! swallowed, with the entry's state (limits, trackers, the ledger, the tripwire) updated.
 
 use portcullis_wire::Message;
-use portcullis_wire::backend::{self, CommandComplete, ErrorResponse, Severity};
+use portcullis_wire::backend::{self, CommandComplete, CopyOutResponse, ErrorResponse, Severity};
 
+use super::attribution::Stop;
 use super::{Action, Attribution, Expect, LimitError, LimitReport, OnError};
 
 use crate::session::portals::{Bound, Effect};
@@ -18,18 +19,18 @@ fn is_async(tag: u8) -> bool {
 impl Attribution {
     /// Attributes one server message.
     pub fn on_message(&mut self, msg: &Message) -> Action {
-        self.resume_run();
         let tag = msg.tag();
         if is_async(tag) {
             return Action::Forward;
         }
+        let mut started = self.start_execute();
         if tag == backend::ERROR_RESPONSE {
             return self.on_error(msg);
         }
         if tag == backend::READY_FOR_QUERY {
             return self.on_ready(msg);
         }
-        while let Some(bound) = self.portal_read() {
+        while let Some(bound) = started.take().or_else(|| self.portal_read()) {
             if self.ledger.holds(&bound) {
                 continue;
             }
@@ -38,9 +39,9 @@ impl Attribution {
             // was dropped. Nothing of its answer goes out.
             let seq = self.current_tracker().map(|t| t.seq);
             self.tripped = Some((
-                format!(
+                Stop::Tripped(format!(
                     "the server's portal \"{name}\" is no longer the one the gateway bound and decided"
-                ),
+                )),
                 seq,
             ));
             return Action::Swallow;
@@ -106,6 +107,7 @@ impl Attribution {
                         }
                         if let Some(p) = portal {
                             self.ledger.closed(p);
+                            self.results.closed(Some(p));
                         }
                         *swallow
                     }
@@ -118,12 +120,13 @@ impl Attribution {
                     Action::Forward
                 }
             }
-            backend::BIND_COMPLETE | backend::NO_DATA => {
+            backend::BIND_COMPLETE => {
                 if let Some(Expect::Bind {
                     portal: Some(p), ..
                 }) = self.pending.front()
                 {
                     self.ledger.bound(p);
+                    self.results.bound(&p.0);
                     // A name bound again starts a new run.
                     let name = p.0.clone();
                     self.runs.retain(|b, _| b.0 != name);
@@ -131,46 +134,63 @@ impl Attribution {
                 self.pop();
                 Action::Forward
             }
-            backend::ROW_DESCRIPTION => {
-                let replacement = self.rewrite_with(msg, |r, m| {
-                    let d = backend::RowDescription::decode(m.clone()).ok()?;
-                    r.row_description(&d)
-                });
-                if let Some(Expect::Describe { of, .. }) = self.pending.front() {
-                    // Kept undecoded (a reference count): decoded only if a recording needs it.
-                    self.described = Some((of.clone(), msg.clone()));
-                    self.pop();
-                } else if let Some(rec) = self.current_tracker().and_then(|t| t.recorder.as_mut())
-                    && let Ok(d) = backend::RowDescription::decode(msg.clone())
-                {
-                    rec.columns(&d);
+            backend::NO_DATA => {
+                let swallow = matches!(
+                    self.pending.front(),
+                    Some(Expect::Describe { swallow: true, .. })
+                );
+                self.pop();
+                if swallow {
+                    Action::Swallow
+                } else {
+                    Action::Forward
                 }
-                replacement
             }
+            backend::ROW_DESCRIPTION => self.on_description(msg),
             backend::DATA_ROW => {
-                // The last Describe names these rows only if it described this portal or
-                // the statement it was bound from.
-                let described = self.described.take().filter(|(of, _)| {
-                    matches!(self.pending.front(), Some(Expect::Execute { names: Some((portal, statement)), .. })
-                        if *of == (true, portal.clone()) || *of == (false, statement.clone()))
-                });
                 if let Some(t) = self.current_tracker()
                     && t.wants_rows()
                     && let Some(rec) = t.recorder.as_mut()
                     && let Ok(row) = backend::DataRow::decode(msg.clone())
                 {
-                    if let Some(d) =
-                        described.and_then(|(_, m)| backend::RowDescription::decode(m).ok())
-                    {
-                        rec.named(d.fields().iter().map(|f| f.name.clone()).collect());
-                    }
                     rec.row(&row);
                 }
-                self.rewrite_with(msg, |r, m| {
-                    let row = backend::DataRow::decode(m.clone()).ok()?;
-                    r.data_row(&row)
-                })
+                match self.current_rewrite().cloned() {
+                    None => Action::Forward,
+                    Some(r) => match backend::DataRow::decode(msg.clone())
+                        .map_err(|e| malformed(&e))
+                        .and_then(|row| self.results.row(&r, row))
+                    {
+                        Ok(m) => Action::Replace(m),
+                        Err(e) => self.unrewritable(e),
+                    },
+                }
             }
+            backend::COPY_OUT_RESPONSE => match self.current_rewrite().cloned() {
+                None => Action::Forward,
+                Some(r) => match CopyOutResponse::decode(msg)
+                    .map_err(|e| malformed(&e))
+                    .and_then(|c| self.results.begin_copy(&r, &c))
+                {
+                    Ok(()) => Action::Forward,
+                    Err(e) => self.unrewritable(e),
+                },
+            },
+            backend::COPY_DATA => match self.current_rewrite().cloned() {
+                None => Action::Forward,
+                Some(r) => match self.results.copy_data(&r, msg.body()) {
+                    Ok(m) => Action::Replace(m),
+                    Err(e) => self.unrewritable(e),
+                },
+            },
+            backend::COPY_DONE => match self.current_rewrite().cloned() {
+                None => Action::Forward,
+                Some(r) => match self.results.copy_done(&r) {
+                    Ok(Some(m)) => Action::Prepend(m),
+                    Ok(None) => Action::Forward,
+                    Err(e) => self.unrewritable(e),
+                },
+            },
             backend::FUNCTION_CALL_RESPONSE => {
                 self.finish_current(Some("function call"), None, None);
                 Action::Forward
@@ -186,17 +206,58 @@ impl Attribution {
         }
     }
 
+    /// A RowDescription: the answer to a Describe, or a simple Query's statement describing
+    /// its result.
+    fn on_description(&mut self, msg: &Message) -> Action {
+        let decoded = backend::RowDescription::decode(msg.clone()).map_err(|e| malformed(&e));
+        if let Some(Expect::Describe {
+            of,
+            rewrite,
+            swallow,
+        }) = self.pending.front()
+        {
+            let (portal, name) = of.clone();
+            let (rewrite, swallow) = (rewrite.clone(), *swallow);
+            self.pop();
+            if !portal {
+                return Action::Forward;
+            }
+            let shown = decoded.and_then(|d| self.results.described(&name, d, rewrite.as_ref()));
+            return match shown {
+                _ if swallow && rewrite.is_none() => Action::Swallow,
+                Ok(_) if swallow => Action::Swallow,
+                Ok(m) if rewrite.is_some() => Action::Replace(m),
+                Ok(_) => Action::Forward,
+                Err(e) if rewrite.is_some() => self.unrewritable(e),
+                Err(_) => Action::Forward,
+            };
+        }
+        if let Some(rec) = self.current_tracker().and_then(|t| t.recorder.as_mut())
+            && let Ok(d) = &decoded
+        {
+            rec.columns(d);
+        }
+        match self.current_rewrite().cloned() {
+            None => Action::Forward,
+            Some(r) => match decoded.and_then(|d| self.results.begin(&r, d)) {
+                Ok(m) => Action::Replace(m),
+                Err(e) => self.unrewritable(e),
+            },
+        }
+    }
+
     pub(super) fn on_complete(&mut self, msg: &Message) -> Action {
         let tag = msg.tag();
         let complete = (tag == backend::COMMAND_COMPLETE)
             .then(|| CommandComplete::decode(msg.clone()).ok())
             .flatten();
-        let mut action = match &complete {
-            Some(c) => match self.current_rewrite().and_then(|r| r.command_complete(c)) {
+        let mut action = match tag {
+            // The portal's result goes on at its next Execute.
+            backend::PORTAL_SUSPENDED => Action::Forward,
+            _ => match self.results.end(complete.as_ref()) {
                 Some(m) => Action::Replace(m),
                 None => Action::Forward,
             },
-            None => Action::Forward,
         };
         let rows = complete.as_ref().and_then(CommandComplete::rows);
         let statement = self.statement;
@@ -204,7 +265,7 @@ impl Attribution {
             && let Some(why) = self.contradiction(c)
         {
             let seq = self.current_tracker().map(|t| t.seq).or(self.last_seq);
-            self.tripped = Some((why, seq));
+            self.tripped = Some((Stop::Tripped(why), seq));
             return Action::Swallow;
         }
         match self.pending.front_mut() {
@@ -241,8 +302,12 @@ impl Attribution {
                 limit,
                 effect,
                 completed,
+                portal,
                 ..
             }) => {
+                if tag == backend::PORTAL_SUSPENDED {
+                    self.results.suspend(&portal.0);
+                }
                 if complete.is_some() {
                     self.ledger.completed(effect);
                     if let Some(tx) = completed.take() {
@@ -291,15 +356,13 @@ impl Attribution {
     pub(super) fn portal_read(&mut self) -> Option<Bound> {
         let statement = self.statement;
         match self.pending.front_mut()? {
-            Expect::Execute { portal, effect, .. } => {
-                portal.take().or_else(|| match std::mem::take(effect) {
-                    Effect::Reads(b) => Some(b),
-                    other => {
-                        *effect = other;
-                        None
-                    }
-                })
-            }
+            Expect::Execute { effect, .. } => match std::mem::take(effect) {
+                Effect::Reads(b) => Some(b),
+                other => {
+                    *effect = other;
+                    None
+                }
+            },
             Expect::Query { effects, .. } => match effects.get_mut(statement)? {
                 e @ Effect::Reads(_) => match std::mem::take(e) {
                     Effect::Reads(b) => Some(b),
@@ -333,6 +396,7 @@ impl Attribution {
         if msg.body().first() == Some(&backend::TransactionStatus::Idle.byte()) {
             self.ledger.transaction_ended();
             self.runs.clear();
+            self.results.closed(None);
         }
         let mut action = Action::Forward;
         let completed_statements = self.statement;
@@ -406,6 +470,7 @@ impl Attribution {
             self.fatal = true;
             return Action::Forward;
         }
+        self.results.end(None);
         if !self.swallow_rest {
             let error = error.unwrap_or_else(|| {
                 ErrorResponse::new(
@@ -497,6 +562,15 @@ impl Attribution {
             }
         }
     }
+}
+
+/// A server message the gateway must rewrite but cannot read.
+fn malformed(e: &portcullis_wire::WireError) -> ErrorResponse {
+    ErrorResponse::new(
+        Severity::Error,
+        "XX000",
+        format!("the server sent a result the gateway cannot read: {e}"),
+    )
 }
 
 /// The two text values of the lexer-settings row.

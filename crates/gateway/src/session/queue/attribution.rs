@@ -4,13 +4,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use portcullis_wire::Message;
 use portcullis_wire::backend::ErrorResponse;
 
-use super::{Action, Expect};
+use super::Expect;
+use super::result::Results;
 use crate::audit::{Finished, Tracker};
-use crate::decision::Rewrite;
+use crate::rewrite::ResultRewriter;
 use crate::session::portals::{Bound, Ledger};
+
+/// Why the backend ends a session in the middle of an answer.
+#[derive(Debug)]
+pub enum Stop {
+    /// The server answered something the gateway did not decide (see `tripwire`).
+    Tripped(String),
+    /// A result that must be rewritten could not be: the rewriter's error.
+    Unrewritable(ErrorResponse),
+}
 
 /// Attribution state on the backend side.
 #[derive(Default)]
@@ -29,16 +38,14 @@ pub struct Attribution {
     pub fatal: bool,
     /// Statements that ended, for the audit trail; drained by the backend.
     pub finished: Vec<Finished>,
-    /// The RowDescription of the last portal or statement Describe, for recordings of the
-    /// Execute that usually follows (its own answer has no RowDescription).
-    pub(super) described: Option<((bool, Arc<str>), Message)>,
+    /// The portals' descriptions and the rewriter sink of the result arriving now.
+    pub(super) results: Results,
     /// Entries that end with a ReadyForQuery (Query, Sync, FunctionCall, Internal) and are
     /// done: answered, or a Sync the server swallowed during COPY (see `settled`).
     pub readies: u64,
-    /// The server answered something the gateway did not decide (see `tripwire`): why,
-    /// and the statement's number in the trail when known. Taken by the backend, which
-    /// ends the session.
-    pub tripped: Option<(String, Option<u64>)>,
+    /// Why the session must end at once, and the statement's number in the trail when
+    /// known. Taken by the backend, which ends the session.
+    pub tripped: Option<(Stop, Option<u64>)>,
     /// The trail's number of the statement that ended last: the one whose text produced
     /// a result beyond those analysed.
     pub(super) last_seq: Option<u64>,
@@ -89,13 +96,20 @@ impl Attribution {
         }
     }
 
-    /// The rewrite for rows arriving now, if any.
-    pub fn current_rewrite(&self) -> Option<&Arc<dyn Rewrite>> {
+    /// The rewriter the result arriving now must go through, if any.
+    pub fn current_rewrite(&self) -> Option<&Arc<dyn ResultRewriter>> {
         match self.pending.front()? {
             Expect::Query { statements, .. } => statements.get(self.statement)?.as_ref(),
-            Expect::Execute { rewrite, .. } | Expect::Describe { rewrite, .. } => rewrite.as_ref(),
+            Expect::Execute { rewrite, .. } => rewrite.as_ref(),
             _ => None,
         }
+    }
+
+    /// Stops the session: a result that must be rewritten could not be.
+    pub(super) fn unrewritable(&mut self, e: ErrorResponse) -> super::Action {
+        let seq = self.current_tracker().map(|t| t.seq);
+        self.tripped = Some((Stop::Unrewritable(e), seq));
+        super::Action::Swallow
     }
 
     /// The tracker of the statement whose answers arrive now, if any.
@@ -155,22 +169,44 @@ impl Attribution {
         self.settle();
     }
 
-    /// An Execute at the front that continues a portal's run takes over its tracker (one
-    /// suspended), or records nothing (one that ran to its end already).
-    pub(super) fn resume_run(&mut self) {
-        if let Some(Expect::Execute { run, audit, .. }) = self.pending.front_mut()
-            && let Some(b) = run.take()
-        {
-            match self.runs.remove(&b) {
-                Some(Some(suspended)) => *audit = Some(suspended),
-                Some(None) => {
-                    *audit = None;
-                    self.runs.insert(b.clone(), None);
-                }
-                None => {}
-            }
-            self.current_run = Some(b);
+    /// The first answer of the Execute at the front: its run continues (the tracker of one
+    /// suspended, or nothing for one that ran to its end already) and its result's sink
+    /// takes the stage. Returns the portal, to be checked against the ledger.
+    pub(super) fn start_execute(&mut self) -> Option<Bound> {
+        let Some(Expect::Execute {
+            portal,
+            bound,
+            started,
+            audit,
+            ..
+        }) = self.pending.front_mut()
+        else {
+            return None;
+        };
+        if std::mem::replace(started, true) {
+            return None;
         }
+        let b = portal.clone();
+        self.results.resume(&b.0);
+        if !*bound {
+            return None;
+        }
+        match self.runs.remove(&b) {
+            Some(Some(suspended)) => *audit = Some(suspended),
+            Some(None) => {
+                *audit = None;
+                self.runs.insert(b.clone(), None);
+            }
+            None => {}
+        }
+        if let Some(t) = audit.as_mut()
+            && let Some(rec) = t.recorder.as_mut()
+            && let Some(d) = self.results.description(&b.0)
+        {
+            rec.columns(d);
+        }
+        self.current_run = Some(b.clone());
+        Some(b)
     }
 
     /// The Execute at the front was suspended: its tracker waits for the next Execute of
@@ -207,16 +243,5 @@ impl Attribution {
             self.pending.remove(at);
         }
         self.settle();
-    }
-
-    pub(super) fn rewrite_with(
-        &self,
-        msg: &Message,
-        f: impl FnOnce(&Arc<dyn Rewrite>, &Message) -> Option<Message>,
-    ) -> Action {
-        match self.current_rewrite().and_then(|r| f(r, msg)) {
-            Some(m) => Action::Replace(m),
-            None => Action::Forward,
-        }
     }
 }

@@ -12,6 +12,7 @@
 mod answers;
 mod attribution;
 mod limits;
+mod result;
 
 use std::sync::Arc;
 
@@ -22,9 +23,9 @@ use tokio::sync::oneshot;
 use super::portals::{Bound, Effect};
 use super::tripwire::Expected;
 use crate::audit::Tracker;
-use crate::decision::Rewrite;
+use crate::rewrite::ResultRewriter;
 
-pub use attribution::Attribution;
+pub use attribution::{Attribution, Stop};
 pub use limits::{LimitError, LimitReport, QueryLimits, RowLimit};
 
 /// What to do with an ErrorResponse answering an entry.
@@ -43,7 +44,7 @@ pub enum Expect {
         /// Per statement, what its completion does to the server's portals (empty when
         /// nothing).
         effects: Vec<Effect>,
-        statements: Vec<Option<Arc<dyn Rewrite>>>,
+        statements: Vec<Option<Arc<dyn ResultRewriter>>>,
         /// Per statement, what its result may report (the tripwire).
         expected: Vec<Expected>,
         on_error: OnError,
@@ -74,26 +75,30 @@ pub enum Expect {
     Describe {
         /// What is described: `(true, name)` for a portal, `(false, name)` for a statement.
         of: (bool, Arc<str>),
-        rewrite: Option<Arc<dyn Rewrite>>,
+        /// For a portal whose rows are rewritten: the rewriter, bound to the description.
+        rewrite: Option<Arc<dyn ResultRewriter>>,
+        /// The gateway's own Describe of a portal, for the Execute that follows: its answer
+        /// is kept, not forwarded.
+        swallow: bool,
     },
     /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
     Execute {
-        /// A portal bound through the gateway: it must still be the one bound (see
-        /// `portals`). Taken when checked.
-        portal: Option<Bound>,
+        /// The portal executed, and whether the gateway bound it. One it bound must still
+        /// be the one bound (see `portals`), and its run may span several Executes (a
+        /// driver's fetch size): one result in the trail and one binding of its rewriter
+        /// for the whole run. Otherwise it is a cursor SQL `DECLARE` made.
+        portal: Bound,
+        bound: bool,
+        /// Whether its first answer has arrived (the portal checked, its run resumed).
+        started: bool,
         /// What its completion does to the server's portals.
         effect: Effect,
         /// Told when it completes (dropped when it fails or is skipped).
         completed: Option<oneshot::Sender<()>>,
-        /// The portal's name and the statement it was bound from: a Describe of either
-        /// names the columns of its rows.
-        names: Option<(Arc<str>, Arc<str>)>,
-        /// The portal as bound, whose run may span several Executes (a driver's fetch
-        /// size): one result in the trail for the whole run.
-        run: Option<Bound>,
         /// The Execute's row count (0: all).
         fetch: u64,
-        rewrite: Option<Arc<dyn Rewrite>>,
+        /// The rewriter its rows must go through, bound when the portal was described.
+        rewrite: Option<Arc<dyn ResultRewriter>>,
         expected: Expected,
         limit: Option<(RowLimit, oneshot::Sender<LimitReport>)>,
         audit: Option<Tracker>,
@@ -140,6 +145,8 @@ pub enum Expect {
 pub enum Action {
     Forward,
     Replace(Message),
+    /// Send this, then the message itself.
+    Prepend(Message),
     Swallow,
 }
 

@@ -46,15 +46,23 @@ fn parse() -> Expect {
 fn execute() -> Expect {
     Expect::Execute {
         fetch: 0,
-        run: None,
-        names: None,
         completed: None,
-        portal: None,
+        portal: (Arc::from(""), 0),
+        bound: false,
+        started: false,
         effect: Effect::None,
         rewrite: None,
         expected: Expected::Unchecked,
         limit: None,
         audit: None,
+    }
+}
+
+/// Why the attribution stopped the session.
+fn tripped(a: &mut Attribution) -> String {
+    match a.tripped.take() {
+        Some((Stop::Tripped(why), _)) => why,
+        other => panic!("expected a trip, got {other:?}"),
     }
 }
 
@@ -289,10 +297,10 @@ fn an_execute_over_its_row_limit_is_reported() {
     let (tx, mut rx) = oneshot::channel();
     a.push(Expect::Execute {
         fetch: 0,
-        run: None,
-        names: None,
         completed: None,
-        portal: None,
+        portal: (Arc::from(""), 0),
+        bound: false,
+        started: false,
         effect: Effect::None,
         rewrite: None,
         expected: Expected::Write,
@@ -441,7 +449,7 @@ fn answers_that_contradict_the_decision_trip() {
         a.on_message(CommandComplete::new("DELETE 5000").message()),
         Action::Swallow
     );
-    assert!(a.tripped.take().unwrap().0.contains("DELETE 5000"));
+    assert!(tripped(&mut a).contains("DELETE 5000"));
     a.on_message(&rfq());
     // Two results for one statement.
     a.push(with(vec![Expected::NoWrite]));
@@ -450,21 +458,15 @@ fn answers_that_contradict_the_decision_trip() {
         a.on_message(CommandComplete::new("SELECT 1").message()),
         Action::Swallow
     );
-    assert!(
-        a.tripped
-            .take()
-            .unwrap()
-            .0
-            .contains("beyond the 1 statements")
-    );
+    assert!(tripped(&mut a).contains("beyond the 1 statements"));
     a.on_message(&rfq());
     // An Execute of a portal analysed as a read.
     a.push(Expect::Execute {
         fetch: 0,
-        run: None,
-        names: None,
         completed: None,
-        portal: None,
+        portal: (Arc::from(""), 0),
+        bound: false,
+        started: false,
         effect: Effect::None,
         rewrite: None,
         expected: Expected::NoWrite,
