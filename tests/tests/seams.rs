@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::BufMut;
 use portcullis_gateway::decision::{Decider, Origin, SessionInfo, Statement, Verdict};
+use portcullis_gateway::hold::{Hold, HoldRequest, RequestId, Resolution};
 use portcullis_gateway::rewrite::{ResultRewriter, RowRewriter};
 use portcullis_tests::raw::{self, RawClient, bare, bind, errors, execute, rows, status, tags};
 use portcullis_tests::{Harness, Setup, activity_count, db_error, stdout_ok, wait_until};
@@ -75,10 +76,21 @@ impl Decider for Markers {
         // Held once, when prepared; the re-decision at Bind goes through.
         if text.contains("/*hold*/") && !matches!(s.origin, Origin::Bind { .. }) {
             let release = self.release.clone();
-            return Verdict::Hold(Box::pin(async move {
-                release.notified().await;
-                Verdict::allow()
-            }));
+            return Verdict::Hold(Hold {
+                request: HoldRequest {
+                    id: RequestId("marker".into()),
+                    approvers: vec!["testers".into()],
+                    wait: std::time::Duration::from_secs(600),
+                    approve_at: "the test".into(),
+                },
+                decision: Box::pin(async move {
+                    release.notified().await;
+                    Resolution::Approved {
+                        by: "the test".into(),
+                        verdict: Verdict::allow(),
+                    }
+                }),
+            });
         }
         if text.contains("/*upper*/") {
             return Verdict::Forward(Some(Arc::new(Upper)));

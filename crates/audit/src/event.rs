@@ -20,6 +20,7 @@ pub enum Event {
     Result(ResultEvent),
     Admin(AdminEvent),
     Security(SecurityEvent),
+    Hold(HoldEvent),
 }
 
 /// A client logged in and was connected to its target.
@@ -191,6 +192,25 @@ pub struct SecurityEvent {
     pub detail: String,
 }
 
+/// A statement held until someone decides on it: one event when the hold begins and one
+/// when it ends, however it ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldEvent {
+    pub session: String,
+    pub subject: String,
+    pub target: String,
+    /// The approval request the statement waits on.
+    pub request: String,
+    /// `held`, then one of `approved`, `denied`, `expired`, `canceled`, `withdrawn`
+    /// (the client disconnected or the session ended) or `token_expired`.
+    pub state: String,
+    /// The groups whose members may decide.
+    pub approvers: Vec<String>,
+    /// The statement held.
+    pub text: String,
+    pub detail: String,
+}
+
 /// The columns a store indexes an event by.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Indexed<'a> {
@@ -216,6 +236,7 @@ impl Event {
             Event::Result(_) => "result",
             Event::Admin(_) => "admin",
             Event::Security(_) => "security",
+            Event::Hold(_) => "hold",
         }
     }
 
@@ -269,6 +290,13 @@ impl Event {
                 i.subject = Some(&e.subject);
                 i.target = Some(&e.target);
                 i.text = Some(&e.detail);
+            }
+            Event::Hold(e) => {
+                i.session = Some(&e.session);
+                i.subject = Some(&e.subject);
+                i.target = Some(&e.target);
+                i.decision = Some(&e.state);
+                i.text = Some(&e.text);
             }
         }
         i

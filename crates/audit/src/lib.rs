@@ -22,7 +22,7 @@ pub mod writer;
 
 pub use chain::{Checkpoint, CheckpointKey, PublicKey, Record};
 pub use event::{
-    AdminEvent, Approval, AuthFailure, Event, ParameterDigest, Recording, ResultEvent,
+    AdminEvent, Approval, AuthFailure, Event, HoldEvent, ParameterDigest, Recording, ResultEvent,
     SecurityEvent, SessionEnd, SessionStart, StatementEvent,
 };
 pub use search::Filter;

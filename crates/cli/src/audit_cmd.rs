@@ -270,6 +270,16 @@ fn summary(h: &Hit) -> String {
             e.session, e.what, e.subject, e.target, e.detail
         ),
         Event::Result(r) => format!("{time}  result  {}#{}", r.session, r.seq),
+        Event::Hold(e) => format!(
+            "{time}  {}  hold {}  {}  request {} for {}: {}  {}",
+            e.session,
+            e.state,
+            e.subject,
+            e.request,
+            e.approvers.join(","),
+            e.detail,
+            e.text
+        ),
     }
 }
 

@@ -222,7 +222,7 @@ pub fn statement_event(info: &SessionInfo, d: Described<'_>) -> Event {
         observed: d.reasons.observed.as_deref().map(str::to_string),
         max_rows: d.max_rows,
         search_path: d.search_path.to_vec(),
-        approval: None,
+        approval: d.reasons.approval.clone(),
     })
 }
 
@@ -307,6 +307,26 @@ pub fn security_event(info: &SessionInfo, seq: Option<u64>, what: &str, detail: 
         target: info.target.clone(),
         seq,
         what: what.into(),
+        detail: detail.into(),
+    })
+}
+
+/// A held statement's hold began (`state` `held`) or ended (how, in `state`).
+pub fn hold_event(
+    info: &SessionInfo,
+    request: &crate::hold::HoldRequest,
+    text: &str,
+    state: &str,
+    detail: &str,
+) -> Event {
+    Event::Hold(portcullis_audit::HoldEvent {
+        session: info.id.to_string(),
+        subject: info.subject.clone(),
+        target: info.target.clone(),
+        request: request.id.to_string(),
+        state: state.into(),
+        approvers: request.approvers.clone(),
+        text: text.into(),
         detail: detail.into(),
     })
 }

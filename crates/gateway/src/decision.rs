@@ -2,18 +2,17 @@
 //! each Parse, each FunctionCall) is shown to a [`Decider`] before anything is forwarded.
 //!
 //! A decider forwards it (optionally with a [`ResultRewriter`] for what comes back),
-//! refuses it with an error, or holds it until a future resolves. Refusals reach the client
-//! exactly where the server's own error would have, with the transaction state the server
-//! itself reports (see `session::frontend`).
+//! refuses it with an error, or holds it until someone decides (see `hold`). Refusals
+//! reach the client exactly where the server's own error would have, with the transaction
+//! state the server itself reports (see `session::frontend`).
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use portcullis_sql::ParsedStatement;
 use portcullis_wire::backend::{ErrorResponse, TransactionStatus};
 
+use crate::hold::Hold;
 use crate::rewrite::ResultRewriter;
 
 /// Identifies a session in logs and, later, in the audit trail.
@@ -81,9 +80,6 @@ pub struct Statement<'a> {
     pub search_path: &'a [String],
 }
 
-/// A future a held statement waits on.
-pub type HoldFuture = Pin<Box<dyn Future<Output = Verdict> + Send>>;
-
 /// What to do with a statement.
 pub enum Verdict {
     /// Forward it; rewrite what comes back when a rewriter is given.
@@ -96,8 +92,8 @@ pub enum Verdict {
     },
     /// Do not run it; the client receives this error instead.
     Refuse(ErrorResponse),
-    /// Wait for the future, then apply its verdict. A cancel request ends the wait.
-    Hold(HoldFuture),
+    /// Wait for someone's decision (see `hold`).
+    Hold(Hold),
 }
 
 impl Verdict {
@@ -142,6 +138,8 @@ pub struct Reasons {
     pub record: bool,
     /// A policy marks the statement's parameters as sensitive: masked in the trail.
     pub sensitive: bool,
+    /// For a held statement: the request and how it was decided.
+    pub approval: Option<portcullis_audit::Approval>,
 }
 
 impl Reasons {
@@ -159,12 +157,13 @@ impl Reasons {
             text: None,
             record: false,
             sensitive: false,
+            approval: None,
         }
     }
 }
 
 /// Decides about statements. Called on the session's task for every statement, so it must
-/// be quick; slow work belongs in a [`Verdict::Hold`] future.
+/// be quick; slow work belongs in a [`Verdict::Hold`].
 pub trait Decider: Send + Sync {
     fn decide(&self, session: &SessionInfo, statement: &Statement<'_>) -> Verdict;
 

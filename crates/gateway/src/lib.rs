@@ -15,6 +15,7 @@ mod control;
 pub mod decision;
 mod error;
 mod fastpath;
+pub mod hold;
 mod oauth;
 mod policy;
 pub mod rewrite;

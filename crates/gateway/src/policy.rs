@@ -227,6 +227,7 @@ impl Decider for PolicyDecider {
             text: own_text.clone(),
             record: why.record,
             sensitive: why.sensitive,
+            approval: None,
         };
         (verdict.verdict(), reasons)
     }

@@ -55,7 +55,14 @@ impl<'s> Backend<'s> {
     /// before their message is forwarded, so every answer finds its entry here.
     fn absorb(&mut self) {
         while let Ok(e) = self.queue.try_recv() {
-            self.attribution.push(e);
+            self.take(e);
+        }
+    }
+
+    fn take(&mut self, e: Expect) {
+        match e {
+            Expect::Notice(m) => self.out.push(&m),
+            e => self.attribution.push(e),
         }
     }
 
@@ -141,7 +148,7 @@ impl<'s> Backend<'s> {
                         });
                     }
                 }
-                Some(expect) = self.queue.recv(), if !self.queue.is_closed() => self.attribution.push(expect),
+                Some(expect) = self.queue.recv(), if !self.queue.is_closed() => self.take(expect),
                 _ = self.ctx.revoked.notified() => {
                     // Between messages: what the client has is whole.
                     let e = portcullis_wire::backend::ErrorResponse::new(

@@ -41,6 +41,38 @@ pub struct Shared {
     encoding: ArcSwap<ClientEncoding>,
     /// How far the server has answered, for `settled::Sent::known`.
     pub readies: settled::Readies,
+    /// Whether a statement is held (see `frontend::hold`).
+    pub held: HoldWatch,
+}
+
+/// A held statement, as the frontend's loop watches it: while one is held the client's
+/// socket is read, so a disconnect ends the wait.
+#[derive(Default)]
+pub struct HoldWatch {
+    held: AtomicBool,
+    /// Notified when `held` changes.
+    pub changed: Notify,
+    /// The client disconnected while a statement was held.
+    gone: AtomicBool,
+}
+
+impl HoldWatch {
+    pub fn set(&self, held: bool) {
+        self.held.store(held, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    pub fn client_gone(&self) {
+        self.gone.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_client_gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
+    }
 }
 
 impl Shared {
@@ -50,6 +82,7 @@ impl Shared {
             standard_conforming_strings: AtomicBool::new(true),
             encoding: ArcSwap::from_pointee(ClientEncoding::Utf8),
             readies: settled::Readies::default(),
+            held: HoldWatch::default(),
         };
         for (k, v) in parameters {
             s.parameter(k, v);

@@ -74,8 +74,11 @@ impl Frontend<'_> {
                 transaction,
                 search_path: &self.search_path,
             };
-            let (verdict, why) = self.verdict(&statement);
-            match (self.treatment(verdict, upstream).await?, why) {
+            let (verdict, mut why) = self.verdict(&statement);
+            match (
+                self.treatment(verdict, &s.text, &mut why, upstream).await?,
+                why,
+            ) {
                 (Ok(t), _) if i == 0 => outcome = Ok(t),
                 (Ok(_), _) => {}
                 (Err(e), why) => {
@@ -195,8 +198,10 @@ impl Frontend<'_> {
             transaction: self.shared.transaction(),
             search_path: &self.search_path,
         };
-        let (verdict, why) = self.verdict(&statement);
-        let outcome = self.treatment(verdict, upstream).await?;
+        let (verdict, mut why) = self.verdict(&statement);
+        let outcome = self
+            .treatment(verdict, &stmt.text, &mut why, upstream)
+            .await?;
         let outcome = match outcome {
             Ok(mut treatment) => {
                 treatment.expected =
@@ -382,8 +387,8 @@ impl Frontend<'_> {
             transaction: self.shared.transaction(),
             search_path: &self.search_path,
         };
-        let (verdict, why) = self.verdict(&statement);
-        let outcome = self.treatment(verdict, upstream).await?;
+        let (verdict, mut why) = self.verdict(&statement);
+        let outcome = self.treatment(verdict, &text, &mut why, upstream).await?;
         let outcome = match outcome {
             Ok(treatment) => {
                 let seq = self.next_seq();

@@ -30,12 +30,12 @@ impl Frontend<'_> {
             transaction: self.shared.transaction(),
             search_path: &self.search_path,
         };
-        let (verdict, why) = self.verdict(&statement);
-        let outcome = self.treatment(verdict, upstream).await?;
+        let (verdict, mut why) = self.verdict(&statement);
         let text = why.text.as_deref().map_or_else(
             || format!("/* fast-path function call */ function oid {}", call.oid()),
             str::to_string,
         );
+        let outcome = self.treatment(verdict, &text, &mut why, upstream).await?;
         let outcome = match outcome {
             Ok(_) => {
                 let seq = self.next_seq();

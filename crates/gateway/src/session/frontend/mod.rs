@@ -20,6 +20,7 @@ use portcullis_wire::{Frame, FrameReader, Message, StreamError, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::context::HoldWatch;
 use super::outbox::Outbox;
 use super::prepared::{Pending, Registry};
 use super::queue::Expect;
@@ -37,6 +38,40 @@ mod row_limit;
 
 /// How long a cancel that finds the session idle waits for the statement it is for.
 const CANCEL_REACH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// While a statement is held the client's socket is read, up to this much, to notice a
+/// disconnect; what it sends meanwhile is handled after the hold.
+const HELD_READ_LIMIT: usize = 1 << 20;
+
+/// Runs the handling of one message. While a statement of it is held the client's socket
+/// is read too, so a disconnect ends the wait: the work is dropped (which withdraws the
+/// hold) and `false` returned.
+async fn watched<R: AsyncRead + Unpin>(
+    work: impl std::future::Future<Output = Result<(), FrontendError>>,
+    client: &mut FrameReader<R>,
+    watch: &HoldWatch,
+) -> Result<bool, FrontendError> {
+    tokio::pin!(work);
+    loop {
+        let held = watch.is_held() && client.buffered() < HELD_READ_LIMIT;
+        tokio::select! {
+            r = &mut work => return r.map(|()| true),
+            () = watch.changed.notified() => {}
+            more = client.fill(), if held => match more {
+                Ok(true) => {}
+                Ok(false) => {
+                    watch.client_gone();
+                    return Ok(false);
+                }
+                // A reset (the client closed with our notice unread) is a disconnect too.
+                Err(e) => {
+                    watch.client_gone();
+                    return Err(e.into());
+                }
+            },
+        }
+    }
+}
 
 /// How the client side ended.
 #[derive(Debug)]
@@ -115,7 +150,10 @@ impl<'s> Frontend<'s> {
                         if self.token_expired(msg.tag()) {
                             return self.end_expired(upstream).await;
                         }
-                        self.on_message(msg, upstream).await?;
+                        let watch = &self.shared.held;
+                        if !watched(self.on_message(msg, upstream), client, watch).await? {
+                            return Ok(FrontendEnd::ClientClosed);
+                        }
                     }
                     Frame::Stream { header, remaining } => {
                         // Only COPY data is streamed (the predicate above).

@@ -92,8 +92,10 @@ impl Frontend<'_> {
                 transaction,
                 search_path: &self.search_path,
             };
-            let (verdict, why) = self.verdict(&statement);
-            let outcome = self.treatment(verdict, upstream).await?;
+            let (verdict, mut why) = self.verdict(&statement);
+            let outcome = self
+                .treatment(verdict, own_text, &mut why, upstream)
+                .await?;
             match outcome {
                 Ok(mut t) => {
                     t.expected = Expected::of(s, prepared);

@@ -557,9 +557,14 @@ impl Attribution {
                 Action::Forward
             }
             // An error at Sync (a deferred constraint at commit): ReadyForQuery follows.
-            Some(Expect::Sync | Expect::CopyEnd | Expect::Barrier(_) | Expect::End(_)) | None => {
-                Action::Forward
-            }
+            Some(
+                Expect::Sync
+                | Expect::CopyEnd
+                | Expect::Barrier(_)
+                | Expect::End(_)
+                | Expect::Notice(_),
+            )
+            | None => Action::Forward,
         }
     }
 }

@@ -60,8 +60,11 @@ pub struct Attribution {
 
 impl Attribution {
     pub fn push(&mut self, e: Expect) {
-        self.pending.push_back(e);
-        self.settle();
+        // A notice is the backend's to send, never an entry (see `Backend::take`).
+        if !matches!(e, Expect::Notice(_)) {
+            self.pending.push_back(e);
+            self.settle();
+        }
     }
 
     #[cfg(test)]

@@ -138,6 +138,9 @@ pub enum Expect {
     /// Once every earlier entry is answered, the session ends with this FATAL error (an
     /// expired token): the client receives every answer it was owed first.
     End(ErrorResponse),
+    /// Not an entry: a message of the gateway's own for the client, sent between two of
+    /// the server's as soon as the backend sees it (a NoticeResponse: asynchronous).
+    Notice(Message),
 }
 
 /// What the backend does with a server message.
