@@ -477,7 +477,19 @@ signing_key = "file:audit.key"
 
     /// A psql command to `db` through the gateway as `user` in `groups`.
     pub fn psql_command(&self, user: &str, groups: &[&str], db: &str) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new("psql");
+        self.psql_command_of(Path::new("psql"), user, groups, db)
+    }
+
+    /// [`Harness::psql_command`] with another psql binary (PostgreSQL 18's, see
+    /// [`pg18`]).
+    pub fn psql_command_of(
+        &self,
+        psql: &Path,
+        user: &str,
+        groups: &[&str],
+        db: &str,
+    ) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(psql);
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PGHOST", "127.0.0.1")
@@ -529,6 +541,18 @@ signing_key = "file:audit.key"
 }
 
 /// stdout of a successful command; panics with stderr otherwise.
+/// PostgreSQL 18's binaries and libpq (the newest client), which `scripts/install-deps`
+/// unpacks under `target/`.
+pub fn pg18() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/postgresql-18.6.0");
+    assert!(
+        dir.join("bin/psql").exists(),
+        "{} is missing: run scripts/install-deps",
+        dir.display()
+    );
+    dir
+}
+
 /// Debian's PostgreSQL JDBC driver (libpostgresql-jdbc-java).
 pub const JDBC_DRIVER: &str = "/usr/share/java/postgresql.jar";
 

@@ -58,7 +58,10 @@ pub struct Policies {
 /// One consistent generation of the configuration.
 pub struct Runtime {
     pub config: Config,
+    /// TLS for client connections.
     pub acceptor: Option<TlsAcceptor>,
+    /// TLS for the control port.
+    pub control_acceptor: Option<TlsAcceptor>,
     pub verifier: Arc<Verifier>,
     pub targets: HashMap<String, Arc<Target>>,
     pub policies: Arc<Policies>,
@@ -69,11 +72,15 @@ impl Runtime {
     /// the identity settings did not change.
     pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Runtime, ConfigError> {
         let invalid = ConfigError::Invalid;
-        let acceptor = match &config.tls {
-            Some(t) => Some(TlsAcceptor::from(
-                tls::server_config(&t.cert, &t.key).map_err(invalid)?,
-            )),
-            None => None,
+        let (acceptor, control_acceptor) = match &config.tls {
+            Some(t) => {
+                let (postgres, http) = tls::server_configs(&t.cert, &t.key).map_err(invalid)?;
+                (
+                    Some(TlsAcceptor::from(postgres)),
+                    Some(TlsAcceptor::from(http)),
+                )
+            }
+            None => (None, None),
         };
         let verifier = match previous {
             Some(p)
@@ -144,6 +151,7 @@ impl Runtime {
         Ok(Runtime {
             config,
             acceptor,
+            control_acceptor,
             verifier,
             targets,
             policies: Arc::new(Policies { store, timezone }),

@@ -61,12 +61,19 @@ pub async fn greet(
         max_message: MAX_STARTUP_PACKET,
         stream_threshold: usize::MAX,
     };
-    let mut reader = FrameReader::new(Stream::Plain(tcp), limits);
-    let mut tls = false;
+    let (mut reader, mut tls) = match direct_tls(tcp, runtime, timeout).await? {
+        Ok(tls) => (FrameReader::new(tls, limits), true),
+        Err(tcp) => (FrameReader::new(Stream::Plain(tcp), limits), false),
+    };
     loop {
         match next_step(&mut reader, tls, runtime, cancels, peer).await {
             Ok(Step::Next) => {}
-            Ok(Step::Done) => return Ok(None),
+            Ok(Step::Done) => {
+                // Closed properly: over TLS, libpq 17's encrypted cancel waits for the
+                // close_notify and reports an error without it.
+                let _ = with_timeout(timeout, reader.get_mut().shutdown()).await;
+                return Ok(None);
+            }
             Ok(Step::UpgradeTls) => {
                 let Some(acceptor) = &runtime.acceptor else {
                     return Err(StartupError::Closed);
@@ -112,6 +119,46 @@ pub async fn greet(
             }
         }
     }
+}
+
+/// The first byte of a TLS handshake record; a startup packet starts with its length,
+/// whose first byte is 0 for any packet the gateway reads.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// PostgreSQL 17's direct TLS (`sslnegotiation=direct`): the client starts the handshake
+/// at once instead of sending SSLRequest, and must offer ALPN `postgresql`. Returns the
+/// TLS stream, or the TCP stream untouched for the usual negotiation.
+async fn direct_tls(
+    tcp: TcpStream,
+    runtime: &Runtime,
+    timeout: Duration,
+) -> Result<Result<Stream, TcpStream>, StartupError> {
+    let mut first = [0u8; 1];
+    let peeked = with_timeout(timeout, tcp.peek(&mut first)).await?;
+    if !matches!(peeked, Ok(1)) || first[0] != TLS_HANDSHAKE {
+        return Ok(Err(tcp));
+    }
+    let Some(acceptor) = &runtime.acceptor else {
+        // No certificate: a TLS handshake cannot be answered.
+        return Err(StartupError::Closed);
+    };
+    let tls = with_timeout(timeout, acceptor.accept(tcp))
+        .await?
+        .map_err(StartupError::Tls)?;
+    let alpn = tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_POSTGRESQL);
+    let mut stream = Stream::Server(Box::new(tls));
+    if !alpn {
+        let e = StartupError::Wire(portcullis_wire::WireError::Malformed {
+            message: "direct TLS",
+            reason: "a direct TLS connection must negotiate ALPN \"postgresql\"",
+        });
+        let _ = stream
+            .write_all(e.to_response().to_message().as_bytes())
+            .await;
+        let _ = stream.shutdown().await;
+        return Err(e);
+    }
+    Ok(Ok(stream))
 }
 
 async fn next_step(

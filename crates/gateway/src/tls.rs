@@ -18,8 +18,15 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The server configuration for client connections.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+/// The ALPN protocol of PostgreSQL connections (PostgreSQL 17's direct TLS requires it).
+pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+/// The server configurations for client connections (which negotiate ALPN `postgresql`)
+/// and for the control port (HTTP, no ALPN).
+pub fn server_configs(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -36,7 +43,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not work together: {e}"))?;
-    Ok(Arc::new(config))
+    let mut postgres = config.clone();
+    // A client that offers ALPN must offer `postgresql`, as PostgreSQL 17+ demands.
+    postgres.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    Ok((Arc::new(postgres), Arc::new(config)))
 }
 
 /// The client configuration for a target, or `None` for plain TCP.

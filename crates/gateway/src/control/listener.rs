@@ -32,7 +32,7 @@ impl TlsListener {
                         continue;
                     }
                 };
-                let Some(acceptor) = runtime.load().acceptor.clone() else {
+                let Some(acceptor) = runtime.load().control_acceptor.clone() else {
                     continue;
                 };
                 if tx.is_closed() {

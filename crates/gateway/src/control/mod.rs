@@ -42,7 +42,7 @@ pub async fn start(
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let addr = listener.local_addr()?;
-    let tls = runtime.load().acceptor.is_some();
+    let tls = runtime.load().control_acceptor.is_some();
     let state = Arc::new(Control {
         runtime: runtime.clone(),
         audit: services.audit.clone(),
