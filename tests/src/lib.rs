@@ -102,6 +102,9 @@ insert into reporting.daily_revenue select date '2025-06-01' + g, g, g * 100 fro
 alter table public.customers owner to gw_app;
 alter table public.orders owner to gw_app;
 alter table reporting.daily_revenue owner to gw_app;
+create table reporting.revenue_by_country (country text primary key, orders int, revenue numeric);
+insert into reporting.revenue_by_country values ('DE', 50, 12750);
+alter table reporting.revenue_by_country owner to gw_app;
 ";
 
 /// A checksum of every sample table's contents, to prove refused statements changed nothing.

@@ -642,7 +642,19 @@ async fn time_of_day_rules_follow_the_clock() {
         err.as_db_error().unwrap().message(),
         "permission denied: no policy permits select on table reporting.daily_revenue"
     );
+    // The refusal names the permit whose condition did not hold.
+    assert_eq!(
+        err.as_db_error().unwrap().hint(),
+        Some(
+            "policy \"analysts-read-reporting-in-business-hours\" permits this only when its condition holds, and it does not now"
+        )
+    );
     assert!(alice.batch_execute("execute later").await.is_err());
+    // The revenue by country is the analysts' at any hour.
+    alice
+        .batch_execute("select * from reporting.revenue_by_country")
+        .await
+        .unwrap();
     // Saturday morning.
     clock.set("2026-11-28T10:00:00Z".parse().unwrap());
     assert!(alice.batch_execute(q).await.is_err());
@@ -650,6 +662,31 @@ async fn time_of_day_rules_follow_the_clock() {
     clock.set("2026-11-30T09:00:00Z".parse().unwrap());
     alice.batch_execute(q).await.unwrap();
     alice.batch_execute("execute later").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condition_hints_can_be_turned_off() {
+    let h = Harness::with(Setup {
+        policies: example_policies(),
+        clock: Some(Arc::new(FixedClock::new(
+            "2026-11-24T18:30:00Z".parse().unwrap(),
+        ))),
+        policy_settings: "condition_hints = false".into(),
+        ..Setup::default()
+    })
+    .await;
+    h.direct("app", SAMPLE_SCHEMA);
+    let mut psql = h.psql_command("alice", &["data-science"], "app");
+    psql.args(["-c", "select * from reporting.daily_revenue"]);
+    let out = psql.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "ERROR:  permission denied: no policy permits select on table reporting.daily_revenue"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("HINT"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

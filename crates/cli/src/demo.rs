@@ -199,7 +199,8 @@ tls = "disable"
         r#"
 Portcullis demo is running: gateway on {addr}, target "analytics".
 Sample people: alice (data-science), bob (engineering), carol (managers), dave (dba).
-Policies ({policies}): alice reads the reporting tables on weekdays 09:00-18:00 ({timezone});
+Policies ({policies}): alice reads the revenue by country at any hour, and the daily
+revenue on weekdays 09:00-18:00 ({timezone});
 bob's and carol's writes need a manager's approval; only dave runs DDL; nobody drops the
 database; e-mail addresses and card numbers are masked.
 
@@ -207,7 +208,11 @@ In another terminal:
 
   source {env}
   export PGUSER=alice PGPASSWORD=$({exe} dev-token alice --dir {dir})
-  psql -c 'select * from reporting.daily_revenue order by day limit 5'
+  psql -c 'select * from reporting.revenue_by_country order by revenue desc'
+  psql -c 'select * from reporting.daily_revenue order by day limit 5'    # a time rule
+
+A refusal names the permit whose condition did not hold; `{exe} policy explain --at TIME`
+shows any instant's decision.
 
 The gateway logs in as role "analyst" for alice; nobody ever sees that role's password.
 Or log in the way people do (the device flow; the page lets you pick a sample person), and

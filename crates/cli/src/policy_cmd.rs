@@ -193,12 +193,13 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
             out.push(json!({
                 "statement": s.text.trim(),
                 "facts": facts_json(&s.facts),
-                "checks": decision.checks.iter().map(check_json).collect::<Vec<_>>(),
+                "checks": decision.checks.iter().map(|c| check_json(&store, c)).collect::<Vec<_>>(),
                 "decision": outcome_json(&decision.outcome),
                 "observed": decision.observed.as_ref().map(outcome_json),
             }));
         } else {
             print_human(
+                &store,
                 &s.text,
                 &s.facts,
                 &decision.checks,
@@ -254,8 +255,13 @@ fn facts_json(f: &Facts) -> serde_json::Value {
     })
 }
 
-fn check_json(c: &Check) -> serde_json::Value {
-    json!({"action": c.action, "resource": c.resource, "allowed": c.allowed, "policies": c.policies, "errors": c.errors})
+fn check_json(store: &PolicyStore, c: &Check) -> serde_json::Value {
+    let conditional: Vec<_> = c
+        .conditional
+        .iter()
+        .map(|p| json!({"policy": p, "conditions": store.conditions(p)}))
+        .collect();
+    json!({"action": c.action, "resource": c.resource, "allowed": c.allowed, "policies": c.policies, "errors": c.errors, "condition_not_met": conditional})
 }
 
 fn outcome_json(o: &Outcome) -> serde_json::Value {
@@ -263,7 +269,9 @@ fn outcome_json(o: &Outcome) -> serde_json::Value {
         Outcome::Allow { max_rows } => {
             json!({"outcome": o.name(), "max_rows": max_rows.as_ref().map(|l| json!({"rows": l.max, "policy": l.policy}))})
         }
-        Outcome::Deny { message } => json!({"outcome": o.name(), "message": message}),
+        Outcome::Deny { message, hint } => {
+            json!({"outcome": o.name(), "message": message, "hint": hint})
+        }
         Outcome::NeedsApproval {
             groups,
             policies,
@@ -283,6 +291,7 @@ fn outcome_json(o: &Outcome) -> serde_json::Value {
 }
 
 fn print_human(
+    store: &PolicyStore,
     text: &str,
     f: &Facts,
     checks: &[Check],
@@ -355,8 +364,18 @@ fn print_human(
         for e in &c.errors {
             println!("          error: {e}");
         }
+        for p in &c.conditional {
+            let conditions = store.conditions(p).unwrap_or_default();
+            println!(
+                "          condition not met: {p}: {}",
+                conditions.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+        }
     }
     println!("  decision:  {}", outcome.summary());
+    if let Outcome::Deny { hint: Some(h), .. } = outcome {
+        println!("  hint:      {h}");
+    }
     if let Some(o) = observed {
         println!("  observe:   would be: {}", o.summary());
     }

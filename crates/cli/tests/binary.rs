@@ -125,13 +125,14 @@ async fn the_demo_runs_and_cleans_up() {
     // Where the auditor's commands look without flags, from the working directory.
     let dir = work.path().join(".demo");
     let mut child = Command::new(BIN)
-        // Tuesday 10:00: the analysts' hours, whenever the test runs.
+        // Saturday 03:00, outside the analysts' hours: the first query of the README works
+        // at any hour, whenever the test runs.
         .args([
             "demo",
             "--port",
             "0",
             "--at",
-            "2026-11-24T10:00:00Z",
+            "2026-11-28T03:00:00Z",
             "--dir",
         ])
         .arg(&dir)
@@ -174,7 +175,7 @@ async fn the_demo_runs_and_cleans_up() {
             "-A",
             "-t",
             "-c",
-            "select current_user, count(*) > 0 from reporting.daily_revenue",
+            "select current_user, count(*) > 0 from reporting.revenue_by_country",
         ])
         .output()
         .await
@@ -222,6 +223,15 @@ async fn the_demo_runs_and_cleans_up() {
         refused("alice", "select * from customers")
             .await
             .contains("no policy permits select on table public.customers")
+    );
+    // The time rule, on purpose: the daily figures are the analysts' in business hours,
+    // and the refusal says which permit's condition did not hold.
+    let after_hours = refused("alice", "select * from reporting.daily_revenue").await;
+    assert!(
+        after_hours.contains(
+            "HINT:  policy \"analysts-read-reporting-in-business-hours\" permits this only when its condition holds, and it does not now"
+        ),
+        "{after_hours}"
     );
     assert!(
         refused("bob", "update orders set status = 'x' where id = 1")
@@ -284,12 +294,13 @@ async fn the_demo_runs_and_cleans_up() {
     assert_eq!(
         texts,
         vec![
+            "select * from reporting.daily_revenue",
             "select * from customers",
-            "select current_user, count(*) > 0 from reporting.daily_revenue"
+            "select current_user, count(*) > 0 from reporting.revenue_by_country"
         ]
     );
     assert_eq!(hits[0]["event"]["decision"], "deny");
-    let session = hits[1]["event"]["session"].as_str().unwrap().to_string();
+    let session = hits[2]["event"]["session"].as_str().unwrap().to_string();
     let out = Command::new(BIN)
         .args(["replay", &session])
         .current_dir(work.path())
@@ -460,6 +471,20 @@ async fn policy_explain_shows_facts_checks_and_decision() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // It says which permit's condition did not hold, and what the condition is.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "condition not met: analysts-read-reporting-in-business-hours: when { context.weekday != \"saturday\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "hint:      policy \"analysts-read-reporting-in-business-hours\" permits this only when its condition holds"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -281,7 +281,15 @@ impl PolicyDecider {
                 Cached::Limited(limit)
             }
             Outcome::Allow { .. } => Cached::Allow,
-            Outcome::Deny { message } | Outcome::Mask { message, .. } => {
+            Outcome::Deny { message, hint } => {
+                tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, %message, "statement refused");
+                let e = ErrorResponse::new(Severity::Error, "42501", message);
+                Cached::Refuse(match hint {
+                    Some(h) if policies.condition_hints => e.hint(h),
+                    _ => e,
+                })
+            }
+            Outcome::Mask { message, .. } => {
                 tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, %message, "statement refused");
                 Cached::Refuse(ErrorResponse::new(Severity::Error, "42501", message))
             }

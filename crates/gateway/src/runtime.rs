@@ -53,6 +53,8 @@ impl Target {
 pub struct Policies {
     pub store: PolicyStore,
     pub timezone: jiff::tz::TimeZone,
+    /// `[policy] condition_hints`.
+    pub condition_hints: bool,
 }
 
 /// One consistent generation of the configuration.
@@ -135,6 +137,7 @@ impl Runtime {
         };
         let store =
             PolicyStore::load(&section.paths, mode).map_err(|e| invalid(format!("policy: {e}")))?;
+        let condition_hints = section.condition_hints;
         let timezone = jiff::tz::TimeZone::get(&section.timezone).map_err(|e| {
             invalid(format!(
                 "policy.timezone: '{}' is not a time zone: {e}",
@@ -154,7 +157,11 @@ impl Runtime {
             control_acceptor,
             verifier,
             targets,
-            policies: Arc::new(Policies { store, timezone }),
+            policies: Arc::new(Policies {
+                store,
+                timezone,
+                condition_hints,
+            }),
         })
     }
 }

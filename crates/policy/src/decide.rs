@@ -29,11 +29,12 @@ pub struct StatementInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Run it; write statements may be capped at a number of rows by a policy.
-    Allow {
-        max_rows: Option<crate::RowLimit>,
-    },
+    Allow { max_rows: Option<crate::RowLimit> },
     Deny {
         message: String,
+        /// What would allow it: the permits whose scope matched but whose condition did
+        /// not hold.
+        hint: Option<String>,
     },
     NeedsApproval {
         groups: Vec<String>,
@@ -60,7 +61,7 @@ impl Outcome {
             Outcome::Allow {
                 max_rows: Some(crate::RowLimit { max, policy }),
             } => format!("allow, at most {max} rows (policy \"{policy}\")"),
-            Outcome::Deny { message }
+            Outcome::Deny { message, .. }
             | Outcome::NeedsApproval { message, .. }
             | Outcome::Mask { message, .. } => message.clone(),
         }
@@ -86,6 +87,8 @@ pub struct Check {
     pub policies: Vec<String>,
     /// Evaluation errors (which deny).
     pub errors: Vec<String>,
+    /// When refused: the permits whose scope matched but whose condition did not hold.
+    pub conditional: Vec<String>,
 }
 
 /// The decision on one statement.
@@ -514,18 +517,25 @@ impl PolicyStore {
                     return (
                         Outcome::Deny {
                             message: format!("permission denied: invalid policy request: {e}"),
+                            hint: None,
                         },
                         checks,
                     );
                 }
             };
             let (allowed, policies, errors) = self.read_response(&response);
+            let conditional = if allowed || !errors.is_empty() {
+                Vec::new()
+            } else {
+                self.conditional(user, ask, context, entities)
+            };
             checks.push(Check {
                 action: ask.action.to_string(),
                 resource: ask.describe.clone(),
                 allowed,
                 policies: policies.iter().map(|p| self.name(p)).collect(),
                 errors: errors.clone(),
+                conditional: conditional.clone(),
             });
             if allowed {
                 if matches!(ask.action, "update" | "delete" | "merge") {
@@ -554,6 +564,7 @@ impl PolicyStore {
                         ask.describe,
                         errors.join("; ")
                     ),
+                    hint: None,
                 });
                 continue;
             }
@@ -577,7 +588,7 @@ impl PolicyStore {
                         });
                     }
                     None => {
-                        deny.get_or_insert(self.denial(ask, &policies));
+                        deny.get_or_insert(self.denial(ask, &policies, &conditional));
                     }
                 }
                 continue;
@@ -616,7 +627,7 @@ impl PolicyStore {
                 }
                 approval_what.get_or_insert_with(|| format!("{} on {}", ask.action, ask.describe));
             } else {
-                deny.get_or_insert(self.denial(ask, &policies));
+                deny.get_or_insert(self.denial(ask, &policies, &conditional));
             }
         }
         let outcome = if let Some(d) = deny.or(deny_target) {
@@ -658,7 +669,35 @@ impl PolicyStore {
             .unwrap_or_else(|| id.to_string())
     }
 
-    fn denial(&self, ask: &Ask, forbids: &[PolicyId]) -> Outcome {
+    /// The permits whose scope matches the request but whose condition does not hold
+    /// (the request is refused).
+    fn conditional(
+        &self,
+        user: &EntityUid,
+        ask: &Ask,
+        context: &Context,
+        entities: &Entities,
+    ) -> Vec<String> {
+        let Ok(r) = Request::new(
+            user.clone(),
+            uid("Action", ask.action),
+            ask.resource.clone(),
+            context.clone(),
+            None,
+        ) else {
+            return Vec::new();
+        };
+        let response = Authorizer::new().is_authorized(&r, &self.unconditioned, entities);
+        let mut names: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|p| self.name(p))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn denial(&self, ask: &Ask, forbids: &[PolicyId], conditional: &[String]) -> Outcome {
         let what = if ask.action == "read_unmasked" {
             format!("reading {} unmasked", ask.describe)
         } else if ask.action == "invoke" {
@@ -681,7 +720,17 @@ impl PolicyStore {
             ),
             None => format!("permission denied: no policy permits {what}"),
         };
-        Outcome::Deny { message }
+        let hint = match (blocking, conditional) {
+            (Some(_), _) | (None, []) => None,
+            (None, [one]) => Some(format!(
+                "policy \"{one}\" permits this only when its condition holds, and it does not now"
+            )),
+            (None, many) => Some(format!(
+                "policies \"{}\" permit this only when their conditions hold, and none does now",
+                many.join("\", \"")
+            )),
+        };
+        Outcome::Deny { message, hint }
     }
 }
 
@@ -689,6 +738,7 @@ fn refusal(message: String) -> Decision {
     Decision {
         outcome: Outcome::Deny {
             message: format!("permission denied: {message}"),
+            hint: None,
         },
         observed: None,
         checks: Vec::new(),

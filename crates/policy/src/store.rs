@@ -77,6 +77,10 @@ pub struct PolicyStore {
     /// The enforced set without `@approval` forbids: a request this set allows, but the
     /// enforced set denies, needs approval.
     pub(crate) without_approval: PolicySet,
+    /// The enforced permits with their conditions dropped (only their scope left): a
+    /// request one of them allows, which the enforced set refuses, was refused because the
+    /// permit's condition did not hold.
+    pub(crate) unconditioned: PolicySet,
     /// Every policy, observe-only ones included; `None` when nothing is observe-only.
     pub(crate) shadow: Option<PolicySet>,
     pub(crate) meta: HashMap<PolicyId, Meta>,
@@ -332,6 +336,29 @@ impl PolicyStore {
             !observe_ids.contains(id) && meta.get(id).is_none_or(|m: &Meta| m.approval.is_none())
         });
         let shadow = (mode == Mode::Observe || !observe_ids.is_empty()).then(|| all.clone());
+        let mut unconditioned = PolicySet::new();
+        for p in enforced.policies() {
+            if p.effect() != cedar_policy::Effect::Permit {
+                continue;
+            }
+            // Only permits whose conditions read the context alone (the time, the client,
+            // the statement): one whose condition is about who or what (a group written
+            // in `when`) would permit nothing more for a better moment.
+            let scope_only = p.to_json().ok().and_then(|mut json| {
+                let mut vars = std::collections::BTreeSet::new();
+                collect_vars(json.get("conditions")?, &mut vars);
+                if vars != std::collections::BTreeSet::from(["context".to_string()]) {
+                    return None;
+                }
+                json.as_object_mut()?
+                    .insert("conditions".into(), serde_json::json!([]));
+                cedar_policy::Policy::from_json(Some(p.id().clone()), json).ok()
+            });
+            if let Some(s) = scope_only {
+                // Ids are unique in `enforced`, so adding cannot fail.
+                let _ = unconditioned.add(s);
+            }
+        }
         // A textual scan errs towards "sensitive": a policy that mentions `hour` in a
         // string makes decisions time-dependent, which only costs cache hits.
         let mut sensitivity = Sensitivity::default();
@@ -364,6 +391,7 @@ impl PolicyStore {
         Ok(PolicyStore {
             enforced,
             without_approval,
+            unconditioned,
             shadow,
             count: meta.len(),
             meta,
@@ -434,6 +462,73 @@ impl PolicyStore {
 
     pub(crate) fn meta(&self, id: &PolicyId) -> Option<&Meta> {
         self.meta.get(id)
+    }
+
+    /// The conditions (`when { … }`, `unless { … }`) of the enforced policy with this
+    /// name, as written, for `policy explain`.
+    pub fn conditions(&self, name: &str) -> Option<String> {
+        let policy = self
+            .enforced
+            .policies()
+            .find(|p| self.meta(p.id()).is_some_and(|m| m.id == name))?;
+        let text = policy.to_string();
+        let rest = text.get(scope_end(&text)?..)?.trim();
+        let rest = rest.strip_suffix(';').unwrap_or(rest).trim();
+        (!rest.is_empty()).then(|| rest.to_string())
+    }
+}
+
+/// Where a policy's scope ends in its text: after the parenthesis that closes the one
+/// following `permit` or `forbid` (annotations before it have parentheses too, and
+/// strings may hold any).
+fn scope_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut in_string, mut escaped, mut in_scope) = (0usize, false, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'(' => {
+                if depth == 0 {
+                    let before = text[..i].trim_end();
+                    in_scope = before.ends_with("permit") || before.ends_with("forbid");
+                }
+                depth += 1;
+            }
+            b')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 && in_scope {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Collects the variables (`principal`, `action`, `resource`, `context`) an expression
+/// in a policy's JSON form reads.
+fn collect_vars(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            if let Some(var) = o.get("Var").and_then(|v| v.as_str()) {
+                out.insert(var.to_string());
+            }
+            for child in o.values() {
+                collect_vars(child, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|c| collect_vars(c, out)),
+        _ => {}
     }
 }
 

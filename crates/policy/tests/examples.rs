@@ -132,13 +132,13 @@ fn decide(store: &PolicyStore, who: &str, groups: &[&str], sql: &str) -> Outcome
 
 fn denied(o: &Outcome) -> &str {
     match o {
-        Outcome::Deny { message } => message,
+        Outcome::Deny { message, .. } => message,
         other => panic!("expected a denial, got {other:?}"),
     }
 }
 
 #[test]
-fn analysts_read_reporting_in_business_hours_only() {
+fn analysts_read_daily_figures_in_business_hours_and_country_revenue_at_any_hour() {
     let s = store();
     let alice = ("alice", &["data-science"][..]);
     let q = "select day, revenue from reporting.daily_revenue";
@@ -150,6 +150,46 @@ fn analysts_read_reporting_in_business_hours_only() {
         denied(&evening),
         "permission denied: no policy permits select on table reporting.daily_revenue"
     );
+    // The refusal names the permit whose condition did not hold, and explain its condition.
+    let Outcome::Deny { hint, .. } = &evening else {
+        unreachable!()
+    };
+    assert_eq!(
+        hint.as_deref(),
+        Some(
+            "policy \"analysts-read-reporting-in-business-hours\" permits this only when its condition holds, and it does not now"
+        )
+    );
+    let conditions = s
+        .conditions("analysts-read-reporting-in-business-hours")
+        .unwrap();
+    assert!(conditions.starts_with("when {"), "{conditions}");
+    assert!(conditions.contains("context.hour >= 9"), "{conditions}");
+    // No hint where nothing would permit it whatever the time.
+    let Outcome::Deny { hint, .. } = decide_at(
+        &s,
+        alice.0,
+        alice.1,
+        "2026-11-24T18:30:00",
+        "select * from customers",
+    ) else {
+        panic!("customers are not the analysts'")
+    };
+    assert_eq!(hint, None);
+    // The revenue by country is theirs at any hour.
+    for at in ["2026-11-24T18:30:00", "2026-11-28T03:00:00"] {
+        assert!(
+            decide_at(
+                &s,
+                alice.0,
+                alice.1,
+                at,
+                "select * from reporting.revenue_by_country"
+            )
+            .is_allow(),
+            "{at}"
+        );
+    }
     let saturday = decide_at(&s, alice.0, alice.1, "2026-11-28T10:00:00", q);
     assert!(!saturday.is_allow());
     assert_eq!(

@@ -87,6 +87,15 @@ pub struct PolicySection {
     /// `enforce`, or `observe` to report would-be refusals without refusing anything.
     #[serde(default)]
     pub mode: PolicyMode,
+    /// Whether a refusal names the permit that would have allowed the statement had its
+    /// condition held (`HINT: policy "…" permits this only when its condition holds`).
+    /// Turn off where the names and existence of policies are sensitive.
+    #[serde(default = "default_true")]
+    pub condition_hints: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_timezone() -> String {
