@@ -62,16 +62,21 @@ impl StoreArgs {
             })
             .context("give --config (or run the demo in this directory) or --store")?;
         let config = portcullis_gateway::Config::load(&path)?;
-        let audit = config
-            .audit
-            .clone()
-            .with_context(|| format!("{} has no [audit] section", path.display()))?;
-        let password = audit.password.as_deref().map(resolve).transpose()?;
+        let audit = config.audit.clone();
+        let password = audit
+            .password
+            .as_ref()
+            .map(|p| {
+                p.resolve()
+                    .map(|s| s.expose().to_string())
+                    .map_err(anyhow::Error::msg)
+            })
+            .transpose()?;
         let store = Store::open_with(&audit.store, password.as_deref(), audit.ca_file.as_deref())
             .await
             .with_context(|| format!("cannot open the audit store {}", audit.store))?;
-        let key = match resolve(&audit.signing_key) {
-            Ok(pem) => Some(CheckpointKey::from_pem(&pem)?.public()),
+        let key = match audit.signing_key.resolve() {
+            Ok(pem) => Some(CheckpointKey::from_pem(pem.expose())?.public()),
             Err(_) => None,
         };
         Ok(Opened {

@@ -100,10 +100,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 
 /// The configuration's witness file, if it names one.
 fn configured_witness(config: Option<&portcullis_gateway::Config>) -> anyhow::Result<Vec<PathBuf>> {
-    let Some(w) = config
-        .and_then(|c| c.audit.as_ref())
-        .and_then(|a| a.witness.as_deref())
-    else {
+    let Some(w) = config.and_then(|c| c.audit.witness.as_deref()) else {
         return Ok(Vec::new());
     };
     match WitnessRef::parse(w)? {

@@ -127,11 +127,7 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
                     ),
                 }
             }
-            let section = runtime
-                .config
-                .policy
-                .clone()
-                .context("no [policy] section")?;
+            let section = runtime.config.policy.clone();
             let tz = args.timezone.clone().unwrap_or(section.timezone);
             let store = PolicyStore::load(&section.paths, Mode::Enforce)?;
             (store, tz, target, role)

@@ -71,13 +71,7 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
     let tz_name = args
         .timezone
         .clone()
-        .or_else(|| {
-            opened
-                .config
-                .as_ref()
-                .and_then(|c| c.policy.as_ref())
-                .map(|p| p.timezone.clone())
-        })
+        .or_else(|| opened.config.as_ref().map(|c| c.policy.timezone.clone()))
         .unwrap_or_else(|| "UTC".into());
     let tz = jiff::tz::TimeZone::get(&tz_name)
         .with_context(|| format!("'{tz_name}' is not a time zone"))?;

@@ -43,17 +43,16 @@ pub struct RecordLimits {
 
 /// Opens the configured store and starts its writer.
 pub fn open_log(runtime: &crate::Runtime) -> Result<AuditLog, String> {
-    use crate::config::SecretRef;
-    let a = runtime.config.audit.as_ref().ok_or("no [audit] section")?;
-    let pem = SecretRef::parse(&a.signing_key)
-        .and_then(|s| s.resolve())
+    let a = &runtime.config.audit;
+    let pem = a
+        .signing_key
+        .resolve()
         .map_err(|e| format!("signing_key: {e}"))?;
     let key = portcullis_audit::CheckpointKey::from_pem(pem.expose())
         .map_err(|e| format!("signing_key: {e}"))?;
     let password = match &a.password {
         Some(p) => Some(
-            SecretRef::parse(p)
-                .and_then(|s| s.resolve())
+            p.resolve()
                 .map_err(|e| format!("password: {e}"))?
                 .expose()
                 .to_string(),

@@ -12,7 +12,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use portcullis_policy::{Mode, PolicyStore};
 
-use crate::config::{Config, ConfigError, PolicyMode, Secret, SecretRef, UpstreamTls};
+use crate::config::{Config, ConfigError, PolicyMode, Secret, UpstreamTls};
 use crate::tls;
 
 /// A database role the gateway may log in as.
@@ -103,8 +103,9 @@ impl Runtime {
                 .map_err(|e| invalid(format!("target '{}': {e}", t.name)))?;
             let mut roles = Vec::new();
             for r in &t.roles {
-                let secret = SecretRef::parse(&r.secret)
-                    .and_then(|s| s.resolve())
+                let secret = r
+                    .secret
+                    .resolve()
                     .map_err(|e| invalid(format!("target '{}': role '{}': {e}", t.name, r.name)))?;
                 roles.push(Role {
                     name: r.name.clone(),
@@ -127,10 +128,7 @@ impl Runtime {
                 }),
             );
         }
-        let section = config
-            .policy
-            .as_ref()
-            .ok_or_else(|| invalid("no [policy] section".into()))?;
+        let section = &config.policy;
         let mode = match section.mode {
             PolicyMode::Enforce => Mode::Enforce,
             PolicyMode::Observe => Mode::Observe,

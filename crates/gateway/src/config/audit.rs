@@ -17,14 +17,14 @@ pub struct AuditSection {
     pub store: String,
     /// The PostgreSQL store's password: `env:NAME` or `file:PATH`.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<SecretRef>,
     /// CA certificates the PostgreSQL store's TLS certificate is checked against, beside
     /// the system's (TLS as the URL's `sslmode` says).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// `file:PATH` (or `env:NAME`) of the Ed25519 private key, PKCS#8 PEM, that signs
     /// checkpoints (`openssl genpkey -algorithm ed25519`, or `portcullis audit keygen`).
-    pub signing_key: String,
+    pub signing_key: SecretRef,
     /// How often the chain's head is signed while events arrive.
     #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
     pub checkpoint_interval: Duration,
@@ -67,9 +67,11 @@ fn default_statement_text_bytes() -> usize {
 impl AuditSection {
     /// Problems a loaded section can have that its types cannot rule out.
     pub(super) fn validate(&self) -> Result<(), String> {
-        SecretRef::parse(&self.signing_key).map_err(|m| format!("audit.signing_key: {m}"))?;
-        if let Some(p) = &self.password {
-            SecretRef::parse(p).map_err(|m| format!("audit.password: {m}"))?;
+        if let Some(why) = self.signing_key.invalid() {
+            return Err(format!("audit.signing_key: {why}"));
+        }
+        if let Some(why) = self.password.as_ref().and_then(SecretRef::invalid) {
+            return Err(format!("audit.password: {why}"));
         }
         let userinfo = self
             .store
@@ -105,9 +107,9 @@ impl AuditSection {
         {
             *ca = dir.join(&*ca);
         }
-        fix_ref(&mut self.signing_key);
+        self.signing_key.relative_to(dir);
         if let Some(p) = &mut self.password {
-            fix_ref(p);
+            p.relative_to(dir);
         }
         if let Some(w) = &mut self.witness {
             fix_ref(w);

@@ -43,10 +43,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub reload: ReloadConfig,
-    #[serde(default)]
-    pub policy: Option<PolicySection>,
-    #[serde(default)]
-    pub audit: Option<AuditSection>,
+    /// Required: no policy, no access (checked with a clear message in `Config::parse`).
+    pub policy: PolicySection,
+    /// Required: no audit, no access.
+    pub audit: AuditSection,
     #[serde(default)]
     pub admin: Option<AdminSection>,
     /// IdP clients that log in with client-credentials tokens.
@@ -201,7 +201,7 @@ pub struct TargetConfig {
 pub struct RoleConfig {
     pub name: String,
     /// `env:NAME` or `file:PATH`; never the secret itself.
-    pub secret: String,
+    pub secret: SecretRef,
     /// Groups whose members may use this role.
     pub groups: Vec<String>,
 }
@@ -261,9 +261,29 @@ impl Config {
 
     /// Parses and checks configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
             path: origin.to_string(),
             message: e.to_string().trim_end().to_string(),
+        };
+        let config: Config = toml::from_str(text).map_err(|e| {
+            // The sections nobody may leave out, each with what it is for.
+            for (section, why) in [
+                (
+                    "policy",
+                    "no [policy] section: every statement is decided by Cedar policies (see policies/ for examples; \
+                     a file holding `permit(principal, action, resource);` allows everything)",
+                ),
+                (
+                    "audit",
+                    "no [audit] section: every session and statement is audited before it runs \
+                     (set audit.store and audit.signing_key)",
+                ),
+            ] {
+                if e.message().contains(&format!("missing field `{section}`")) {
+                    return ConfigError::Invalid(format!("{origin}: {why}"));
+                }
+            }
+            parse_error(e)
         })?;
         config.validate(origin)?;
         Ok(config)
@@ -282,28 +302,16 @@ impl Config {
         if let Some(ca) = &mut self.identity.ca_file {
             fix(ca);
         }
-        if let Some(p) = &mut self.policy {
-            for path in &mut p.paths {
-                fix(path);
-            }
+        for path in &mut self.policy.paths {
+            fix(path);
         }
-        let fix_ref = |r: &mut String| {
-            if let Some(rest) = r.strip_prefix("file:") {
-                let p = Path::new(rest);
-                if p.is_relative() {
-                    *r = format!("file:{}", dir.join(p).display());
-                }
-            }
-        };
-        if let Some(a) = &mut self.audit {
-            a.resolve_paths(dir);
-        }
+        self.audit.resolve_paths(dir);
         for t in &mut self.targets {
             if let Some(ca) = &mut t.ca_file {
                 fix(ca);
             }
             for r in &mut t.roles {
-                fix_ref(&mut r.secret);
+                r.secret.relative_to(dir);
             }
         }
     }
@@ -322,29 +330,10 @@ impl Config {
         if self.targets.is_empty() {
             return Err(invalid("no [[target]] is configured".into()));
         }
-        match &self.policy {
-            None => {
-                return Err(invalid(
-                    "no [policy] section: every statement is decided by Cedar policies (see policies/ for examples; \
-                     a file holding `permit(principal, action, resource);` allows everything)"
-                        .into(),
-                ));
-            }
-            Some(p) if p.paths.is_empty() => {
-                return Err(invalid("policy.paths names no policy files".into()));
-            }
-            Some(_) => {}
+        if self.policy.paths.is_empty() {
+            return Err(invalid("policy.paths names no policy files".into()));
         }
-        match &self.audit {
-            None => {
-                return Err(invalid(
-                    "no [audit] section: every session and statement is audited before it runs \
-                     (set audit.store and audit.signing_key)"
-                        .into(),
-                ));
-            }
-            Some(a) => a.validate().map_err(invalid)?,
-        }
+        self.audit.validate().map_err(invalid)?;
         if let Some(a) = &self.admin
             && a.groups.is_empty()
         {
@@ -370,8 +359,12 @@ impl Config {
                 )));
             }
             for r in &t.roles {
-                SecretRef::parse(&r.secret)
-                    .map_err(|m| invalid(format!("target '{}': role '{}': {m}", t.name, r.name)))?;
+                if let Some(why) = r.secret.invalid() {
+                    return Err(invalid(format!(
+                        "target '{}': role '{}': {why}",
+                        t.name, r.name
+                    )));
+                }
                 if r.groups.is_empty() {
                     return Err(invalid(format!(
                         "target '{}': role '{}' lists no groups, so nobody could use it",
@@ -414,15 +407,13 @@ impl Config {
     /// Files whose change should trigger a reload (besides the configuration file).
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        if let Some(p) = &self.policy {
-            for path in &p.paths {
-                // A directory's own stamp changes when files are added or removed.
-                out.push(path.clone());
-                if path.is_dir()
-                    && let Ok(files) = portcullis_policy::policy_files(std::slice::from_ref(path))
-                {
-                    out.extend(files);
-                }
+        for path in &self.policy.paths {
+            // A directory's own stamp changes when files are added or removed.
+            out.push(path.clone());
+            if path.is_dir()
+                && let Ok(files) = portcullis_policy::policy_files(std::slice::from_ref(path))
+            {
+                out.extend(files);
             }
         }
         if let Some(tls) = &self.tls {
@@ -433,8 +424,8 @@ impl Config {
         for t in &self.targets {
             out.extend(t.ca_file.clone());
             for r in &t.roles {
-                if let Ok(SecretRef::File(p)) = SecretRef::parse(&r.secret) {
-                    out.push(p);
+                if let SecretRef::File(p) = &r.secret {
+                    out.push(p.clone());
                 }
             }
         }
@@ -495,6 +486,28 @@ signing_key = "file:audit.key"
         let e = Config::parse(&inline, "test.toml").unwrap_err().to_string();
         assert!(e.contains("role 'reader'") && e.contains("env:NAME"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
+        // The required sections, left out, say what they are for.
+        let no_policy = MINIMAL.replace("[policy]\npaths = [\"policies\"]\n", "");
+        let e = Config::parse(&no_policy, "t").unwrap_err().to_string();
+        assert!(e.contains("no [policy] section: every statement"), "{e}");
+        let no_audit = MINIMAL.replace("[audit]\n", "[junk]\n");
+        let e = Config::parse(&no_audit, "t").unwrap_err().to_string();
+        assert!(
+            !e.contains("no [audit] section"),
+            "an unknown section is reported: {e}"
+        );
+        let no_audit = MINIMAL.split("[audit]").next().unwrap().to_string();
+        let e = Config::parse(&no_audit, "t").unwrap_err().to_string();
+        assert!(e.contains("no [audit] section: every session"), "{e}");
+        let inline_key = MINIMAL.replacen("signing_key = \"", "signing_key = \"hunter3", 1);
+        let e = Config::parse(&inline_key, "test.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("audit.signing_key") && e.contains("file:PATH"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter3"), "{e}");
 
         let tls = MINIMAL.replace("require_tls = false", "require_tls = true");
         assert!(
@@ -522,7 +535,7 @@ signing_key = "file:audit.key"
     #[test]
     fn audit_caps_witness_and_subject_matching() {
         let c = Config::parse(MINIMAL, "t").unwrap();
-        let a = c.audit.clone().unwrap();
+        let a = c.audit.clone();
         assert_eq!(a.statement_text_bytes, 64 * 1024);
         assert_eq!(a.witness, None);
         assert_eq!(
@@ -537,7 +550,7 @@ signing_key = "file:audit.key"
             .replace("issuer = ", "deny_subjects_match = \"exact\"\nissuer = ");
         let mut c = Config::parse(&text, "t").unwrap();
         c.resolve_paths(Path::new("/etc/portcullis"));
-        let a = c.audit.clone().unwrap();
+        let a = c.audit.clone();
         assert_eq!(a.statement_text_bytes, 1024);
         assert_eq!(
             a.witness.as_deref(),
@@ -564,7 +577,7 @@ signing_key = "file:audit.key"
         c.resolve_paths(Path::new("/etc/portcullis"));
         assert_eq!(
             c.targets[0].roles[0].secret,
-            "file:/etc/portcullis/secrets/reader"
+            SecretRef::File("/etc/portcullis/secrets/reader".into())
         );
         assert_eq!(
             c.watched_files(),
@@ -573,11 +586,14 @@ signing_key = "file:audit.key"
                 PathBuf::from("/etc/portcullis/secrets/reader")
             ]
         );
-        let a = c.audit.clone().unwrap();
+        let a = c.audit.clone();
         assert_eq!(a.store, "sqlite:/etc/portcullis/audit.db");
-        assert_eq!(a.signing_key, "file:/etc/portcullis/audit.key");
         assert_eq!(
-            c.policy.unwrap().paths,
+            a.signing_key,
+            SecretRef::File("/etc/portcullis/audit.key".into())
+        );
+        assert_eq!(
+            c.policy.paths,
             vec![PathBuf::from("/etc/portcullis/policies")]
         );
     }

@@ -2,14 +2,36 @@
 
 use std::path::PathBuf;
 
-/// Where a secret lives. Configuration files name secrets; they never contain them.
+/// Where a secret lives. Configuration files name secrets; they never contain them. Read
+/// from the configuration as `env:NAME` or `file:PATH`, once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretRef {
     Env(String),
     File(PathBuf),
+    /// Not a reference (perhaps the secret itself): why, and nothing of what was written,
+    /// so no error message or log can repeat it. `Config::parse` refuses it, naming the
+    /// setting.
+    Invalid(String),
+}
+
+impl<'de> serde::Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Never a deserialization error: the parser's message would quote the line.
+        let s = String::deserialize(d)?;
+        Ok(SecretRef::parse(&s).unwrap_or_else(SecretRef::Invalid))
+    }
 }
 
 impl SecretRef {
+    /// A relative `file:` path made relative to `dir` (the configuration's directory).
+    pub fn relative_to(&mut self, dir: &std::path::Path) {
+        if let SecretRef::File(p) = self
+            && p.is_relative()
+        {
+            *p = dir.join(&*p);
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(name) = s.strip_prefix("env:") {
             if name.is_empty() {
@@ -26,10 +48,19 @@ impl SecretRef {
         }
     }
 
+    /// Why this is not a reference, if it is not.
+    pub fn invalid(&self) -> Option<&str> {
+        match self {
+            SecretRef::Invalid(why) => Some(why),
+            _ => None,
+        }
+    }
+
     /// Reads the secret. A file's trailing newline is dropped, as editors and
     /// `echo` add one.
     pub fn resolve(&self) -> Result<Secret, String> {
         match self {
+            SecretRef::Invalid(why) => Err(why.clone()),
             SecretRef::Env(name) => std::env::var(name)
                 .map(Secret)
                 .map_err(|_| format!("environment variable {name} is not set")),

@@ -223,15 +223,12 @@ fn session_audit(
     services: &Services,
     target: &str,
 ) -> crate::audit::SessionAudit {
-    // The configuration always has an [audit] section (it does not load without one).
-    let (record_default, statement_bytes, session_bytes) = match &runtime.config.audit {
-        Some(a) => (
-            a.record_results,
-            a.record_statement_bytes,
-            a.record_session_bytes,
-        ),
-        None => (false, 0, 0),
-    };
+    let a = &runtime.config.audit;
+    let (record_default, statement_bytes, session_bytes) = (
+        a.record_results,
+        a.record_statement_bytes,
+        a.record_session_bytes,
+    );
     let record_all = runtime
         .config
         .targets
