@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
-use portcullis_sql::analysis::Kind;
+use portcullis_sql::analysis::{Kind, Tag};
 use portcullis_tests::oracle::{self, Tally, generate, script};
 use portcullis_tests::{Harness, SAMPLE_SCHEMA};
 use tokio_postgres::Client;
@@ -306,9 +306,9 @@ async fn check_text(client: &Client, sql: &str, tally: &mut Tally, ddl: bool) {
         let runnable = ddl
             && oracle::may_run_ddl(&s.facts)
             && !matches!(s.facts.kind, Kind::Do | Kind::Call | Kind::Unknown)
-            && !["load", "alter_system", "drop_database"]
+            && ![Tag::Load, Tag::AlterSystem, Tag::DropDatabase]
                 .iter()
-                .any(|t| s.facts.tags.contains(*t));
+                .any(|t| s.facts.tags.contains(t));
         if runnable {
             oracle::check_ddl_undone(client, s, tally).await;
         }

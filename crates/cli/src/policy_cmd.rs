@@ -247,7 +247,7 @@ fn facts_json(f: &Facts) -> serde_json::Value {
         "has_where": f.has_where,
         "copy": f.copy.as_ref().map(|c| json!({"from": c.from, "program": c.program, "file": c.file})),
         "session": f.session.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>(),
-        "tags": f.tags,
+        "tags": f.tag_names(),
     })
 }
 
@@ -333,10 +333,7 @@ fn print_human(
         println!("  session:   {s:?}");
     }
     if !f.tags.is_empty() {
-        println!(
-            "  tags:      {}",
-            f.tags.iter().cloned().collect::<Vec<_>>().join(", ")
-        );
+        println!("  tags:      {}", f.tag_names().join(", "));
     }
     println!("  checks:");
     for c in checks {

@@ -135,7 +135,11 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
             continue;
         };
         if s.origin == "function_call"
-            || statements.iter().any(|p| p.facts.tags.contains("execute"))
+            || statements.iter().any(|p| {
+                p.facts
+                    .tags
+                    .contains(&portcullis_sql::analysis::Tag::Execute)
+            })
         {
             // What ran is not in the text: a prepared statement or a function by OID.
             skipped += 1;

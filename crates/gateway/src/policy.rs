@@ -146,7 +146,12 @@ impl Decider for PolicyDecider {
                 own_text = Some(Arc::from(sql));
                 (&owned, own_text.as_deref().unwrap_or(""))
             }
-            (_, Ok(parsed)) if parsed.facts.tags.contains("execute") => {
+            (_, Ok(parsed))
+                if parsed
+                    .facts
+                    .tags
+                    .contains(&portcullis_sql::analysis::Tag::Execute) =>
+            {
                 let Some(prepared) = statement.prepared else {
                     let name = parsed.facts.prepared_name.clone().unwrap_or_default();
                     return refuse(
@@ -168,7 +173,10 @@ impl Decider for PolicyDecider {
             // FETCH reads what the cursor's query reads (a cursor the gateway did not see
             // declared, opened by a function, is decided on the FETCH alone).
             (_, Ok(parsed))
-                if parsed.facts.tags.contains("fetch")
+                if parsed
+                    .facts
+                    .tags
+                    .contains(&portcullis_sql::analysis::Tag::Fetch)
                     && let Some(cursor) = statement.prepared =>
             {
                 let mut f = parsed.facts.clone();

@@ -8,7 +8,7 @@ use cedar_policy::{
     EntityUid, PolicyId, PolicySet, Request, Response,
 };
 use portcullis_sql::analysis::{
-    Access, Columns, Facts, FunctionClass, FunctionRef, Kind, RelationName, SessionChange,
+    Access, Columns, Facts, FunctionClass, FunctionRef, Kind, RelationName, SessionChange, Tag,
     harmless_volatile, regclass_relation,
 };
 use serde_json::json;
@@ -306,7 +306,7 @@ impl PolicyStore {
                 }
             }
         }
-        if facts.tags.contains("catalog_values") {
+        if facts.tags.contains(&Tag::CatalogValues) {
             // Planner statistics hold samples of every column of every table: reading
             // them reads those columns.
             let Some(relations) = catalog.relations() else {
@@ -433,7 +433,7 @@ impl PolicyStore {
                 "copy_program": facts.copy.as_ref().is_some_and(|c| c.program.is_some()),
                 "copy_file": facts.copy.as_ref().is_some_and(|c| c.file.is_some()),
                 "session": session,
-                "tags": facts.tags,
+                "tags": facts.tag_names(),
             },
         });
 

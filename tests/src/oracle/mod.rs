@@ -1012,7 +1012,9 @@ pub fn may_run_ddl(facts: &Facts) -> bool {
             | Kind::SetSession
             | Kind::CopyIn
             | Kind::CopyOut
-    ) || facts.tags.contains("select_into")
+    ) || facts
+        .tags
+        .contains(&portcullis_sql::analysis::Tag::SelectInto)
 }
 
 /// Parses `sql` into statements as the gateway does.

@@ -9,6 +9,7 @@
 //! Names match in any schema (`pg_stat_statements` lives wherever its extension was
 //! installed; a table of the same name elsewhere is tagged too: the safe direction).
 
+use super::Tag;
 use super::facts::{Columns, Facts, Kind};
 
 /// What reading a catalog exposes, as the tag it adds.
@@ -25,12 +26,12 @@ pub enum Exposure {
 }
 
 impl Exposure {
-    pub fn tag(self) -> &'static str {
+    pub fn tag(self) -> Tag {
         match self {
-            Exposure::CatalogValues => "catalog_values",
-            Exposure::StatementTexts => "statement_texts",
-            Exposure::Credentials => "credentials",
-            Exposure::LargeObjectData => "large_object_data",
+            Exposure::CatalogValues => Tag::CatalogValues,
+            Exposure::StatementTexts => Tag::StatementTexts,
+            Exposure::Credentials => Tag::Credentials,
+            Exposure::LargeObjectData => Tag::LargeObjectData,
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use super::Tag;
+
 /// The statement kinds policies name as actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -268,14 +270,9 @@ pub struct Facts {
     pub has_where: Option<bool>,
     pub copy: Option<CopyFacts>,
     pub session: Vec<SessionChange>,
-    /// Notable properties: `alter_system`, `drop_database`, `load`, `notify`,
-    /// `anonymous_code` (DO), `returning`, `select_into`, `rule`, `cursor`,
-    /// `prepare`, `execute`, `explain_analyze`, `temporary`, `two_phase` (PREPARE
-    /// TRANSACTION, COMMIT/ROLLBACK PREPARED), `fetch`, `row_locks` (a locking clause: each table read is
-    /// also updated); and what a catalog it reads
-    /// exposes (`exposures`): `catalog_values`, `statement_texts`, `credentials`,
-    /// `large_object_data`.
-    pub tags: BTreeSet<String>,
+    /// Notable properties (see [`Tag`]), among them what a catalog it reads exposes
+    /// (`exposures`).
+    pub tags: BTreeSet<Tag>,
     /// For `PREPARE` / `EXECUTE`: the prepared statement's name; for `FETCH` / `MOVE`, the
     /// cursor's.
     pub prepared_name: Option<String>,
@@ -332,8 +329,13 @@ impl Facts {
         }
     }
 
-    pub fn tag(&mut self, tag: &str) {
-        self.tags.insert(tag.to_string());
+    pub fn tag(&mut self, tag: Tag) {
+        self.tags.insert(tag);
+    }
+
+    /// The tags' names, for policies and the trail.
+    pub fn tag_names(&self) -> Vec<&'static str> {
+        self.tags.iter().map(|t| t.as_str()).collect()
     }
 
     /// Relations read.
@@ -379,7 +381,7 @@ impl Facts {
             self.copy.clone_from(&inner.copy);
         }
         self.session.extend(inner.session.iter().cloned());
-        self.tags.extend(inner.tags.iter().cloned());
+        self.tags.extend(inner.tags.iter().copied());
         self.literal_sensitive |= inner.literal_sensitive;
     }
 }

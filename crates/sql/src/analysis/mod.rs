@@ -5,6 +5,7 @@ mod facts;
 mod functions;
 mod regclass;
 mod scope;
+mod tag;
 mod values;
 mod walk;
 
@@ -17,6 +18,7 @@ pub use functions::{
     classify as classify_function, harmless_volatile, large_object_function_by_oid,
 };
 pub use regclass::relation as regclass_relation;
+pub use tag::Tag;
 
 use pg_query::protobuf::Node;
 

@@ -398,24 +398,32 @@ fn functions_and_tags() {
     assert!(
         facts("drop database analytics")
             .tags
-            .contains("drop_database")
+            .contains(&Tag::DropDatabase)
     );
     assert!(
         facts("alter system set work_mem = '1GB'")
             .tags
-            .contains("alter_system")
+            .contains(&Tag::AlterSystem)
     );
-    assert!(facts("load 'evil'").tags.contains("load"));
-    assert!(facts("notify events, 'x'").tags.contains("notify"));
-    assert!(facts("do $$ begin end $$").tags.contains("anonymous_code"));
-    assert!(facts("select * into t from s").tags.contains("select_into"));
+    assert!(facts("load 'evil'").tags.contains(&Tag::Load));
+    assert!(facts("notify events, 'x'").tags.contains(&Tag::Notify));
+    assert!(
+        facts("do $$ begin end $$")
+            .tags
+            .contains(&Tag::AnonymousCode)
+    );
+    assert!(
+        facts("select * into t from s")
+            .tags
+            .contains(&Tag::SelectInto)
+    );
     assert!(
         facts("explain analyze select 1")
             .tags
-            .contains("explain_analyze")
+            .contains(&Tag::ExplainAnalyze)
     );
     let p = facts("prepare p as select 1");
-    assert!(p.tags.contains("prepare"));
+    assert!(p.tags.contains(&Tag::Prepare));
     assert_eq!(p.prepared_name.as_deref(), Some("p"));
     let e = facts("execute p(1)");
     assert_eq!(
@@ -640,7 +648,7 @@ fn row_locks_are_updates_of_what_they_lock() {
         "select * from orders o join customers c on c.id = o.customer_id where o.id = 1 for update of o",
     );
     assert_eq!(f.kind, Kind::Select, "a locking read stays a read");
-    assert!(f.tags.contains("row_locks"));
+    assert!(f.tags.contains(&Tag::RowLocks));
     for t in ["orders", "customers"] {
         assert!(
             f.accesses
@@ -664,5 +672,5 @@ fn row_locks_are_updates_of_what_they_lock() {
             "{sql}"
         );
     }
-    assert!(!facts("select * from orders").tags.contains("row_locks"));
+    assert!(!facts("select * from orders").tags.contains(&Tag::RowLocks));
 }

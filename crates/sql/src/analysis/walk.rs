@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value};
 
+use super::Tag;
 use super::facts::{Columns, CopyFacts, Facts, FunctionRef, Kind, RelationName, SessionChange};
 use super::functions;
 use super::scope::{self, ScopeItem, Scopes};
@@ -338,7 +339,7 @@ impl Walker {
             "CopyStmt" => self.copy(body),
             "ExplainStmt" => self.explain(body),
             "PrepareStmt" => {
-                self.facts.tag("prepare");
+                self.facts.tag(Tag::Prepare);
                 self.facts.prepared_name =
                     body.get("name").and_then(Value::as_str).map(str::to_string);
                 if let Some(q) = body
@@ -352,13 +353,13 @@ impl Walker {
                 self.visit_except(body, &["query"], ctx);
             }
             "ExecuteStmt" => {
-                self.facts.tag("execute");
+                self.facts.tag(Tag::Execute);
                 self.facts.prepared_name =
                     body.get("name").and_then(Value::as_str).map(str::to_string);
                 self.visit_except(body, &[], ctx);
             }
             "DeclareCursorStmt" => {
-                self.facts.tag("cursor");
+                self.facts.tag(Tag::Cursor);
                 if let Some(q) = body
                     .get("query")
                     .and_then(Value::as_object)
@@ -392,7 +393,7 @@ impl Walker {
                 self.visit_except(body, &["view", "query"], Ctx { read: Kind::Ddl });
             }
             "RuleStmt" => {
-                self.facts.tag("rule");
+                self.facts.tag(Tag::Rule);
                 if let Some(rel) = body.get("relation").and_then(Value::as_object) {
                     self.record(relation_name(rel), Kind::Ddl, Columns::All);
                 }
@@ -410,24 +411,24 @@ impl Walker {
                 },
             ),
             "DoStmt" => {
-                self.facts.tag("anonymous_code");
+                self.facts.tag(Tag::AnonymousCode);
                 self.visit_except(body, &[], ctx);
             }
             "AlterSystemStmt" => {
-                self.facts.tag("alter_system");
+                self.facts.tag(Tag::AlterSystem);
                 self.facts.literal_sensitive = true;
                 self.visit_except(body, &[], Ctx { read: Kind::Ddl });
             }
             "DropdbStmt" => {
-                self.facts.tag("drop_database");
+                self.facts.tag(Tag::DropDatabase);
                 self.visit_except(body, &[], Ctx { read: Kind::Ddl });
             }
             "LoadStmt" => {
-                self.facts.tag("load");
+                self.facts.tag(Tag::Load);
                 self.facts.literal_sensitive = true;
             }
             "NotifyStmt" => {
-                self.facts.tag("notify");
+                self.facts.tag(Tag::Notify);
                 self.visit_except(body, &[], ctx);
             }
             "TransactionStmt" => {
@@ -443,13 +444,13 @@ impl Walker {
                 .iter()
                 .any(|k| *k as i32 == kind)
                 {
-                    self.facts.tag("two_phase");
+                    self.facts.tag(Tag::TwoPhase);
                 }
             }
             "FetchStmt" => {
                 // FETCH and MOVE read what the cursor's query reads: the gateway decides them
                 // on the DECLARE it saw (`prepared_name` names the cursor).
-                self.facts.tag("fetch");
+                self.facts.tag(Tag::Fetch);
                 self.facts.prepared_name = body
                     .get("portalname")
                     .and_then(Value::as_str)
@@ -661,11 +662,11 @@ impl Walker {
             .and_then(Value::as_array)
             .is_some_and(|l| !l.is_empty())
         {
-            self.facts.tag("row_locks");
+            self.facts.tag(Tag::RowLocks);
             self.locks = true;
         }
         if let Some(into) = body.get("into_clause").and_then(Value::as_object) {
-            self.facts.tag("select_into");
+            self.facts.tag(Tag::SelectInto);
             if let Some(rel) = into.get("rel").and_then(Value::as_object) {
                 self.record(relation_name(rel), Kind::Ddl, Columns::All);
             }
@@ -779,7 +780,7 @@ impl Walker {
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty());
         if has_returning && let Some(idx) = target {
-            self.facts.tag("returning");
+            self.facts.tag(Tag::Returning);
             let rel = self.facts.accesses[idx].relation.clone();
             self.record(rel, ctx.read, Columns::All);
         }
@@ -953,7 +954,7 @@ impl Walker {
             .unwrap_or(false);
         let was = self.explain_only;
         if analyze {
-            self.facts.tag("explain_analyze");
+            self.facts.tag(Tag::ExplainAnalyze);
         } else {
             self.explain_only = true;
         }
@@ -992,7 +993,7 @@ impl Walker {
             }
         }
         if remove_type == O::ObjectDatabase as i32 {
-            self.facts.tag("drop_database");
+            self.facts.tag(Tag::DropDatabase);
         }
         self.visit_except(body, &["objects"], Ctx { read: Kind::Ddl });
     }

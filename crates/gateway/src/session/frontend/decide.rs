@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use portcullis_sql::analysis::Tag;
 use portcullis_sql::{ClientEncoding, LexerOptions, ParsedQuery};
 use portcullis_wire::backend::{ErrorResponse, Severity};
 use tokio::io::AsyncWrite;
@@ -18,7 +19,7 @@ use crate::session::prepared::Prepared;
 /// The prepared statement an `EXECUTE` runs, wherever it sits (`EXPLAIN EXECUTE`,
 /// `CREATE TABLE … AS EXECUTE`).
 pub(super) fn executes(s: &portcullis_sql::ParsedStatement) -> Option<&str> {
-    if s.facts.tags.contains("execute") {
+    if s.facts.tags.contains(&Tag::Execute) {
         s.facts.prepared_name.as_deref()
     } else {
         None
@@ -27,7 +28,7 @@ pub(super) fn executes(s: &portcullis_sql::ParsedStatement) -> Option<&str> {
 
 /// The cursor a `FETCH` or `MOVE` reads from.
 pub(super) fn fetches(s: &portcullis_sql::ParsedStatement) -> Option<&str> {
-    if s.facts.tags.contains("fetch") {
+    if s.facts.tags.contains(&Tag::Fetch) {
         s.facts.prepared_name.as_deref()
     } else {
         None
