@@ -11,11 +11,11 @@ use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
 use super::decide::{RESERVED_PREFIX, fetches, reserved};
+use super::plan::describe_first;
 use super::refusal::{REFUSED, REFUSED_SQL};
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Statement};
-use crate::rewrite::ResultRewriter;
 use crate::session::portals::Effect;
 use crate::session::prepared::{Prepared, Treatment};
 use crate::session::queue::{Expect, LimitReport, OnError};
@@ -293,10 +293,15 @@ impl Frontend<'_> {
             .audit
             .map(|(seq, record)| Tracker::new(seq, record.then_some(limits)));
         let recorded = audit.as_ref().is_some_and(|t| t.recorder.is_some());
-        if (treatment.rewrite.is_some() || recorded)
-            && !self.registry.describe_portal(execute.portal())
-        {
-            self.describe_portal(execute.portal(), treatment.rewrite.clone());
+        let wanted = treatment.rewrite.is_some() || recorded;
+        let described = wanted && self.registry.describe_portal(execute.portal());
+        if let Some((expect, msg)) = describe_first(
+            execute.portal(),
+            treatment.rewrite.clone(),
+            recorded,
+            described,
+        ) {
+            self.send(expect, &msg);
         }
         // A row limit: nothing before the next Sync is committed, so the client's further
         // messages wait until the row count is known, and the statement is undone if it
@@ -410,8 +415,10 @@ impl Frontend<'_> {
             Ok((tracker, rewrite)) => {
                 // The cursor's description is asked for every time: SQL can replace the
                 // cursor behind any name between two Executes.
-                if rewrite.is_some() || tracker.recorder.is_some() {
-                    self.describe_portal(&name, rewrite.clone());
+                let recorded = tracker.recorder.is_some();
+                if let Some((expect, msg)) = describe_first(&name, rewrite.clone(), recorded, false)
+                {
+                    self.send(expect, &msg);
                 }
                 self.send(
                     Expect::Execute {
@@ -462,19 +469,6 @@ impl Frontend<'_> {
             d.message(),
         );
         Ok(())
-    }
-
-    /// The gateway's own Describe of a portal, before an Execute whose rows must be
-    /// rewritten or recorded: the backend keeps the description the answer gives.
-    fn describe_portal(&mut self, portal: &str, rewrite: Option<Arc<dyn ResultRewriter>>) {
-        self.send(
-            Expect::Describe {
-                of: (true, Arc::from(portal)),
-                rewrite,
-                swallow: true,
-            },
-            Describe::new(Target::Portal, portal).message(),
-        );
     }
 
     pub(super) fn on_close(&mut self, c: Close) -> Result<(), FrontendError> {

@@ -4,9 +4,10 @@
 //!
 //! - `query.rs`: simple Query; `extended.rs`: Parse, Bind, Describe, Execute, Close;
 //!   `function_call.rs`: fast-path FunctionCall; `hold.rs`: waiting out held statements;
-//! - `decide.rs`: one statement decided and its audit records; `lexer.rs`: the settings the
-//!   server reads text with; `refusal.rs`: refusal by substitution and probes;
-//!   `row_limit.rs`: statements run under a row limit.
+//! - `decide.rs`: one statement decided and its audit records; `plan.rs`: decided
+//!   statements → what the server is sent and what the queue expects (pure, tested in
+//!   `tests.rs`); `lexer.rs`: the settings the server reads text with; `refusal.rs`:
+//!   refusal by substitution and probes; `row_limit.rs`: statements run under a row limit.
 //!
 //! A refused statement is never forwarded. In its place the gateway sends text that fails
 //! to parse, so the server itself raises an error at exactly that point in the pipeline:
@@ -32,9 +33,12 @@ mod extended;
 mod function_call;
 mod hold;
 mod lexer;
+mod plan;
 mod query;
 mod refusal;
 mod row_limit;
+#[cfg(test)]
+mod tests;
 
 /// How long a cancel that finds the session idle waits for the statement it is for.
 const CANCEL_REACH: std::time::Duration = std::time::Duration::from_millis(100);

@@ -7,20 +7,17 @@ use std::sync::Arc;
 use portcullis_sql::analysis::{Kind, SessionChange};
 use portcullis_sql::{ParsedQuery, PreparedOp};
 use portcullis_wire::backend::TransactionStatus;
-use portcullis_wire::backend::{ErrorResponse, Severity};
 use portcullis_wire::frontend::Query;
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
 use super::decide::{executes, fetches};
-use super::refusal::REFUSED_SQL;
-use super::row_limit::PerStatement;
+use super::plan::{QueryPlan, plan_query, refused_query};
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, Tracker};
 use crate::decision::{Origin, Statement};
-use crate::session::portals::{Bound, Effect};
+use crate::session::portals::Bound;
 use crate::session::prepared::{Prepared, Treatment};
-use crate::session::queue::{Expect, OnError};
 use crate::session::tripwire::Expected;
 
 impl Frontend<'_> {
@@ -109,23 +106,19 @@ impl Frontend<'_> {
                 }
             }
         }
-        if refusal.is_none()
-            && count > 1
-            && treatments.iter().any(|t| t.cap.is_some())
-            && statements.iter().any(|s| s.facts.kind == Kind::Transaction)
+        let decided = match refusal {
+            Some(e) => Err(e),
+            None => Ok(treatments.as_slice()),
+        };
+        let mut plan = plan_query(statements, decided, reads);
+        if let (QueryPlan::Refused(e), Some(first)) = (&plan, reasons.first())
+            && treatments.len() == count
         {
-            let e = ErrorResponse::new(
-                Severity::Error,
-                "0A000",
-                "a statement with a row limit cannot share a query string with transaction control; send it on its own",
-            );
+            // Every statement was allowed, the query as a whole is not.
             let whole = text.as_deref().unwrap_or_default().to_string();
-            if let Some(first) = reasons.first().cloned() {
-                self.record_refusal("query", &whole, None, &first, &e);
-            }
-            refusal = Some(e);
+            self.record_refusal("query", &whole, None, &first.clone(), &e.clone());
         }
-        if refusal.is_none() {
+        if !matches!(plan, QueryPlan::Refused(_)) {
             // Durable before anything runs.
             let first = self.seq + 1;
             let events: Vec<_> = statements
@@ -148,24 +141,18 @@ impl Frontend<'_> {
                 .collect();
             self.seq += count as u64;
             if let Err(e) = self.audit_durable(events, upstream).await? {
-                refusal = Some(e);
+                plan = QueryPlan::Refused(e);
             }
         }
-        if let Some(refusal) = refusal {
-            self.send(
-                Expect::Query {
-                    effects: Vec::new(),
-                    statements: Vec::new(),
-                    expected: Vec::new(),
-                    on_error: OnError::Replace(refusal),
-                    limits: None,
-                    completed: None,
-                    audit: Vec::new(),
-                },
-                Query::new(REFUSED_SQL).message(),
-            );
-            return Ok(());
-        }
+        let per = match plan {
+            QueryPlan::Refused(e) => {
+                let (expect, msg) = refused_query(e);
+                self.send(expect, &msg);
+                return Ok(());
+            }
+            QueryPlan::Forward(per) => Ok(per),
+            QueryPlan::Limited(per, caps) => Err((per, caps)),
+        };
         let first = self.seq + 1 - count as u64;
         let trackers: Vec<Option<Tracker>> = reasons
             .iter()
@@ -198,26 +185,12 @@ impl Frontend<'_> {
         } else {
             (None, None)
         };
-        let rewrites: Vec<_> = treatments.iter().map(|t| t.rewrite.clone()).collect();
-        let expected: Vec<_> = treatments.iter().map(|t| t.expected).collect();
-        let mut effects: Vec<Effect> = statements.iter().map(Effect::of).collect();
-        for (index, b) in reads {
-            effects[index] = Effect::Reads(b);
-        }
-        if effects.iter().all(|e| *e == Effect::None) {
-            effects = Vec::new();
-        }
-        let per = PerStatement {
-            rewrites,
-            expected,
-            effects,
-        };
-        if treatments.iter().any(|t| t.cap.is_some()) {
-            let caps = treatments.iter().map(|t| t.cap.clone()).collect();
-            self.limited_query(query, per, caps, completed_tx, trackers, upstream)
-                .await?;
-        } else {
-            self.send(per.forwarded(None, completed_tx, trackers), query.message());
+        match per {
+            Ok(per) => self.send(per.forwarded(None, completed_tx, trackers), query.message()),
+            Err((per, caps)) => {
+                self.limited_query(query, per, caps, completed_tx, trackers, upstream)
+                    .await?
+            }
         }
         if let Some(rx) = completed_rx {
             self.flush(upstream).await?;

@@ -1,46 +1,15 @@
 //! Row limits: a limited statement runs inside a transaction the gateway can undo, and
 //! is undone when its CommandComplete count is over the limit, before anyone can commit it.
 
-use std::sync::Arc;
-
 use portcullis_wire::backend::TransactionStatus;
 use portcullis_wire::frontend::Query;
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
-use super::refusal::REFUSED_SQL;
+use super::plan::{PerStatement, after_limited};
 use super::{Frontend, FrontendError};
 use crate::audit::Tracker;
-use crate::session::portals::Effect;
-use crate::session::queue::{Expect, LimitReport, OnError, QueryLimits, RowLimit};
-use crate::session::tripwire::Expected;
-
-/// What the queue needs of each statement of a Query.
-pub(super) struct PerStatement {
-    pub rewrites: Vec<Option<Arc<dyn crate::rewrite::ResultRewriter>>>,
-    pub expected: Vec<Expected>,
-    pub effects: Vec<Effect>,
-}
-
-impl PerStatement {
-    /// What the server owes for the Query these statements are, forwarded as sent.
-    pub(super) fn forwarded(
-        self,
-        limits: Option<QueryLimits>,
-        completed: Option<oneshot::Sender<usize>>,
-        audit: Vec<Option<Tracker>>,
-    ) -> Expect {
-        Expect::Query {
-            effects: self.effects,
-            statements: self.rewrites,
-            expected: self.expected,
-            on_error: OnError::Forward,
-            limits,
-            completed,
-            audit,
-        }
-    }
-}
+use crate::session::queue::{Expect, QueryLimits, RowLimit};
 
 impl Frontend<'_> {
     /// Runs a query holding row-limited statements inside a transaction the gateway can
@@ -78,13 +47,7 @@ impl Frontend<'_> {
         );
         self.flush(upstream).await?;
         let report = rx.await.map_err(|_| FrontendError::Ended)?;
-        let follow_up: Option<(&[u8], bool)> = match (began, report) {
-            (true, LimitReport::Within) => Some((b"COMMIT", true)),
-            (true, _) => Some((b"ROLLBACK", false)),
-            (false, LimitReport::Exceeded) => Some((REFUSED_SQL, false)),
-            (false, _) => None,
-        };
-        if let Some((sql, forward_errors)) = follow_up {
+        if let Some((sql, forward_errors)) = after_limited(began, report) {
             self.send(
                 Expect::Internal {
                     forward_errors,
