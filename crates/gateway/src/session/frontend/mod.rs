@@ -2,7 +2,8 @@
 //! owes in return is queued before the message is forwarded. This file holds the loop and
 //! the dispatch by message; each family of messages has its own file:
 //!
-//! - `query.rs`: simple Query; `extended.rs`: Parse, Bind, Describe, Execute, Close;
+//! - `query.rs`: simple Query; `extended.rs`: Parse, Bind, Describe, Close; `execute.rs`:
+//!   Execute;
 //!   `function_call.rs`: fast-path FunctionCall; `hold.rs`: waiting out held statements;
 //! - `decide.rs`: one statement decided and its audit records; `plan.rs`: decided
 //!   statements → what the server is sent and what the queue expects (pure, tested in
@@ -29,6 +30,7 @@ use super::settled::Sent;
 use super::{Context, Shared};
 
 mod decide;
+mod execute;
 mod extended;
 mod function_call;
 mod hold;

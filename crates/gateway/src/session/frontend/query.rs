@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use portcullis_sql::analysis::{Kind, SessionChange};
-use portcullis_sql::{ParsedQuery, PreparedOp};
-use portcullis_wire::backend::TransactionStatus;
+use portcullis_sql::{ParsedQuery, ParsedStatement, PreparedOp};
+use portcullis_wire::backend::{ErrorResponse, TransactionStatus};
 use portcullis_wire::frontend::Query;
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
@@ -15,12 +15,33 @@ use super::decide::{executes, fetches};
 use super::plan::{QueryPlan, plan_query, refused_query};
 use super::{Frontend, FrontendError};
 use crate::audit::{Described, Tracker};
-use crate::decision::{Origin, Statement};
+use crate::decision::{Origin, Reasons, Statement};
 use crate::session::portals::Bound;
 use crate::session::prepared::{Prepared, Treatment};
 use crate::session::tripwire::Expected;
 
+/// A Query's statements as decided, in order, up to the first refused.
+struct Decided {
+    treatments: Vec<Treatment>,
+    reasons: Vec<Reasons>,
+    refusal: Option<ErrorResponse>,
+    /// FETCHes of protocol portals (by index), which must still be the ones bound when
+    /// they run.
+    reads: Vec<(usize, Bound)>,
+}
+
+/// The text a statement is decided and recorded as: its own, or the whole query's when
+/// the analysis was shared (it is then of a single statement).
+fn own_text<'t>(text: Option<&'t str>, shared: bool, s: &'t ParsedStatement) -> &'t str {
+    match (text, shared) {
+        (Some(t), true) => t,
+        _ => s.text.as_str(),
+    }
+}
+
 impl Frontend<'_> {
+    /// A simple Query: decided statement by statement, planned (`plan.rs`), recorded
+    /// durably, forwarded, and the session's mirrors updated from what completed.
     pub(super) async fn on_query<W: AsyncWrite + Unpin>(
         &mut self,
         query: Query,
@@ -38,18 +59,68 @@ impl Frontend<'_> {
                 return Ok(());
             }
         };
+        let text = text.as_deref();
+        let count = statements.len();
+        let d = self
+            .decide_query(statements, text, shared, upstream)
+            .await?;
+        let decided = match d.refusal {
+            Some(e) => Err(e),
+            None => Ok(d.treatments.as_slice()),
+        };
+        let mut plan = plan_query(statements, decided, d.reads);
+        if let (QueryPlan::Refused(e), Some(first)) = (&plan, d.reasons.first())
+            && d.treatments.len() == count
+        {
+            // Every statement was allowed, the query as a whole is not.
+            let whole = text.unwrap_or_default().to_string();
+            self.record_refusal("query", &whole, None, &first.clone(), &e.clone());
+        }
+        if !matches!(plan, QueryPlan::Refused(_)) {
+            // Durable before anything runs.
+            let first = self.seq + 1;
+            let events: Vec<_> = statements
+                .iter()
+                .zip(&d.reasons)
+                .zip(&d.treatments)
+                .enumerate()
+                .map(|(i, ((s, why), t))| {
+                    self.event(
+                        Described::new(first + i as u64, "query", own_text(text, shared, s), why)
+                            .facts(Some(&s.facts))
+                            .max_rows(t.cap.as_ref().map(|c| c.max)),
+                    )
+                })
+                .collect();
+            self.seq += count as u64;
+            if let Err(e) = self.audit_durable(events, upstream).await? {
+                plan = QueryPlan::Refused(e);
+            }
+        }
+        self.forward_query(query, &parsed, plan, &d.treatments, &d.reasons, upstream)
+            .await
+    }
+
+    /// Decides each statement of a Query, up to the first refused. A statement prepared
+    /// (or a cursor declared) earlier in the same query is what a later EXECUTE (or
+    /// FETCH) in it runs, as on the server.
+    async fn decide_query<W: AsyncWrite + Unpin>(
+        &mut self,
+        statements: &[ParsedStatement],
+        text: Option<&str>,
+        shared: bool,
+        upstream: &mut W,
+    ) -> Result<Decided, FrontendError> {
         let transaction = self.shared.transaction();
         let count = statements.len();
-        let mut treatments = Vec::with_capacity(count);
-        let mut reasons = Vec::with_capacity(count);
-        let mut refusal = None;
-        // Statements prepared earlier in this same query are visible to later EXECUTEs in
-        // it, as they will be on the server.
+        let mut d = Decided {
+            treatments: Vec::with_capacity(count),
+            reasons: Vec::with_capacity(count),
+            refusal: None,
+            reads: Vec::new(),
+        };
         let mut local: Vec<(String, usize)> = Vec::new();
-        // So are cursors declared earlier to later FETCHes.
         let mut cursors: Vec<(String, usize)> = Vec::new();
-        // FETCHes of protocol portals, which must still be the ones bound when they run.
-        let mut reads: Vec<(usize, Bound)> = Vec::new();
         for (index, s) in statements.iter().enumerate() {
             let mut earlier = None;
             let mut registered: Option<Arc<Prepared>> = None;
@@ -65,7 +136,7 @@ impl Frontend<'_> {
                     None => {
                         registered = self.registry.cursor(name);
                         if let Some(b) = self.registry.bound_portal(name) {
-                            reads.push((index, b));
+                            d.reads.push((index, b));
                         }
                     }
                 }
@@ -76,11 +147,7 @@ impl Frontend<'_> {
                 _ => {}
             }
             let prepared = earlier.or_else(|| registered.as_ref().and_then(|p| p.statement()));
-            // A shared analysis is of a single statement: this query's whole text.
-            let own_text = match (&text, shared) {
-                (Some(t), true) => t.as_ref(),
-                _ => s.text.as_str(),
-            };
+            let own_text = own_text(text, shared, s);
             let statement = Statement {
                 origin: Origin::Query { index, count },
                 text: Some(own_text),
@@ -90,60 +157,36 @@ impl Frontend<'_> {
                 search_path: &self.search_path,
             };
             let (verdict, mut why) = self.verdict(&statement);
-            let outcome = self
+            match self
                 .treatment(verdict, own_text, &mut why, upstream)
-                .await?;
-            match outcome {
+                .await?
+            {
                 Ok(mut t) => {
                     t.expected = Expected::of(s, prepared);
-                    treatments.push(t);
-                    reasons.push(why);
+                    d.treatments.push(t);
+                    d.reasons.push(why);
                 }
                 Err(e) => {
                     self.record_refusal("query", own_text, Some(&s.facts), &why, &e);
-                    refusal = Some(e);
+                    d.refusal = Some(e);
                     break;
                 }
             }
         }
-        let decided = match refusal {
-            Some(e) => Err(e),
-            None => Ok(treatments.as_slice()),
-        };
-        let mut plan = plan_query(statements, decided, reads);
-        if let (QueryPlan::Refused(e), Some(first)) = (&plan, reasons.first())
-            && treatments.len() == count
-        {
-            // Every statement was allowed, the query as a whole is not.
-            let whole = text.as_deref().unwrap_or_default().to_string();
-            self.record_refusal("query", &whole, None, &first.clone(), &e.clone());
-        }
-        if !matches!(plan, QueryPlan::Refused(_)) {
-            // Durable before anything runs.
-            let first = self.seq + 1;
-            let events: Vec<_> = statements
-                .iter()
-                .zip(&reasons)
-                .zip(&treatments)
-                .enumerate()
-                .map(|(i, ((s, why), t))| {
-                    // A shared analysis is of a single statement: this query's whole text.
-                    let own_text = match (&text, shared) {
-                        (Some(t), true) => t.as_ref(),
-                        _ => s.text.as_str(),
-                    };
-                    self.event(
-                        Described::new(first + i as u64, "query", own_text, why)
-                            .facts(Some(&s.facts))
-                            .max_rows(t.cap.as_ref().map(|c| c.max)),
-                    )
-                })
-                .collect();
-            self.seq += count as u64;
-            if let Err(e) = self.audit_durable(events, upstream).await? {
-                plan = QueryPlan::Refused(e);
-            }
-        }
+        Ok(d)
+    }
+
+    /// Sends a planned Query and, when it prepares, deallocates, declares or closes
+    /// something, mirrors what the server completed.
+    async fn forward_query<W: AsyncWrite + Unpin>(
+        &mut self,
+        query: Query,
+        parsed: &Arc<ParsedQuery>,
+        plan: QueryPlan,
+        treatments: &[Treatment],
+        reasons: &[Reasons],
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
         let per = match plan {
             QueryPlan::Refused(e) => {
                 let (expect, msg) = refused_query(e);
@@ -153,7 +196,10 @@ impl Frontend<'_> {
             QueryPlan::Forward(per) => Ok(per),
             QueryPlan::Limited(per, caps) => Err((per, caps)),
         };
-        let first = self.seq + 1 - count as u64;
+        let Ok(statements) = &parsed.result else {
+            return Ok(());
+        };
+        let first = self.seq + 1 - statements.len() as u64;
         let trackers: Vec<Option<Tracker>> = reasons
             .iter()
             .enumerate()
@@ -162,7 +208,7 @@ impl Frontend<'_> {
                 Some(Tracker::new(first + i as u64, recording))
             })
             .collect();
-        self.track(&parsed);
+        self.track(parsed);
         // Prepared statements change only when the server says so: a PREPARE can fail (a
         // duplicate name, an error earlier in the query) and a DEALLOCATE can be skipped.
         // Wait for the outcome so the registry never ties a name to text the server does
@@ -198,7 +244,7 @@ impl Frontend<'_> {
             // Parses and Closes sent before this query were answered before it: settle
             // them first, or settling later would undo what the query did.
             self.settle_now().await;
-            self.apply_prepared(&parsed, &treatments, completed);
+            self.apply_prepared(parsed, treatments, completed);
         }
         Ok(())
     }

@@ -2,12 +2,12 @@
 //! swallowed, with the entry's state (limits, trackers, the ledger, the tripwire) updated.
 
 use portcullis_wire::Message;
-use portcullis_wire::backend::{self, CommandComplete, CopyOutResponse, ErrorResponse, Severity};
+use portcullis_wire::backend::{self, ErrorResponse, Severity};
 
 use super::attribution::Stop;
-use super::{Action, Attribution, Expect, LimitError, LimitReport, OnError};
+use super::{Action, Attribution, Expect, LimitReport, OnError};
 
-use crate::session::portals::{Bound, Effect};
+use crate::session::portals::Bound;
 
 fn is_async(tag: u8) -> bool {
     matches!(
@@ -23,174 +23,29 @@ impl Attribution {
         if is_async(tag) {
             return Action::Forward;
         }
-        let mut started = self.start_execute();
+        let started = self.start_execute();
         if tag == backend::ERROR_RESPONSE {
             return self.on_error(msg);
         }
         if tag == backend::READY_FOR_QUERY {
             return self.on_ready(msg);
         }
-        while let Some(bound) = started.take().or_else(|| self.portal_read()) {
-            if self.ledger.holds(&bound) {
-                continue;
-            }
-            let name = &bound.0;
-            // The name now holds something else: a cursor declared after the bound portal
-            // was dropped. Nothing of its answer goes out.
-            let seq = self.current_tracker().map(|t| t.seq);
-            self.tripped = Some((
-                Stop::Tripped(format!(
-                    "the server's portal \"{name}\" is no longer the one the gateway bound and decided"
-                )),
-                seq,
-            ));
-            return Action::Swallow;
-        }
-        match self.pending.front_mut() {
-            Some(Expect::Internal { .. }) => return Action::Swallow,
-            Some(Expect::Query { .. }) if self.swallow_rest => return Action::Swallow,
-            Some(Expect::Quiet) => {
-                if matches!(
-                    tag,
-                    backend::PARSE_COMPLETE | backend::BIND_COMPLETE | backend::CLOSE_COMPLETE
-                ) {
-                    self.pop();
-                }
-                return Action::Swallow;
-            }
-            Some(Expect::Settings { row, reply }) => {
-                match tag {
-                    backend::DATA_ROW => *row = settings_row(msg),
-                    backend::COMMAND_COMPLETE => {
-                        if let (Some(r), Some(tx)) = (row.take(), reply.take()) {
-                            let _ = tx.send(r);
-                        }
-                        self.pop();
-                    }
-                    _ => {}
-                }
-                return Action::Swallow;
-            }
-            _ => {}
+        if let Some(a) = self
+            .check_portals(started)
+            .or_else(|| self.gateways_own(msg))
+        {
+            return a;
         }
         match tag {
-            backend::PARSE_COMPLETE => {
-                let replace = match self.pending.front_mut() {
-                    Some(Expect::Parse {
-                        on_success, report, ..
-                    }) => {
-                        if let Some(tx) = report.take() {
-                            let _ = tx.send(true);
-                        }
-                        on_success.take()
-                    }
-                    _ => None,
-                };
-                self.pop();
-                match replace {
-                    // The refusal is an error: like the server after one, the client now
-                    // expects everything up to Sync to be skipped; the gateway's next
-                    // message (a failing Parse) makes the server do so.
-                    Some(e) => Action::Replace(e.to_message()),
-                    None => Action::Forward,
-                }
-            }
-            backend::CLOSE_COMPLETE => {
-                let swallow = match self.pending.front_mut() {
-                    Some(Expect::Close {
-                        portal,
-                        swallow,
-                        report,
-                    }) => {
-                        if let Some(tx) = report.take() {
-                            let _ = tx.send(true);
-                        }
-                        if let Some(p) = portal {
-                            self.ledger.closed(p);
-                            self.results.closed(Some(p));
-                        }
-                        *swallow
-                    }
-                    _ => false,
-                };
-                self.pop();
-                if swallow {
-                    Action::Swallow
-                } else {
-                    Action::Forward
-                }
-            }
-            backend::BIND_COMPLETE => {
-                if let Some(Expect::Bind {
-                    portal: Some(p), ..
-                }) = self.pending.front()
-                {
-                    self.ledger.bound(p);
-                    self.results.bound(&p.0);
-                    // A name bound again starts a new run.
-                    let name = p.0.clone();
-                    self.runs.retain(|b, _| b.0 != name);
-                }
-                self.pop();
-                Action::Forward
-            }
-            backend::NO_DATA => {
-                let swallow = matches!(
-                    self.pending.front(),
-                    Some(Expect::Describe { swallow: true, .. })
-                );
-                self.pop();
-                if swallow {
-                    Action::Swallow
-                } else {
-                    Action::Forward
-                }
-            }
+            backend::PARSE_COMPLETE => self.on_parse_complete(),
+            backend::CLOSE_COMPLETE => self.on_close_complete(),
+            backend::BIND_COMPLETE => self.on_bind_complete(),
+            backend::NO_DATA => self.on_no_data(),
             backend::ROW_DESCRIPTION => self.on_description(msg),
-            backend::DATA_ROW => {
-                if let Some(t) = self.current_tracker()
-                    && t.wants_rows()
-                    && let Some(rec) = t.recorder.as_mut()
-                    && let Ok(row) = backend::DataRow::decode(msg.clone())
-                {
-                    rec.row(&row);
-                }
-                match self.current_rewrite().cloned() {
-                    None => Action::Forward,
-                    Some(r) => match backend::DataRow::decode(msg.clone())
-                        .map_err(|e| malformed(&e))
-                        .and_then(|row| self.results.row(&r, row))
-                    {
-                        Ok(m) => Action::Replace(m),
-                        Err(e) => self.unrewritable(e),
-                    },
-                }
+            backend::DATA_ROW => self.on_data_row(msg),
+            backend::COPY_OUT_RESPONSE | backend::COPY_DATA | backend::COPY_DONE => {
+                self.on_copy_out(msg)
             }
-            backend::COPY_OUT_RESPONSE => match self.current_rewrite().cloned() {
-                None => Action::Forward,
-                Some(r) => match CopyOutResponse::decode(msg)
-                    .map_err(|e| malformed(&e))
-                    .and_then(|c| self.results.begin_copy(&r, &c))
-                {
-                    Ok(()) => Action::Forward,
-                    Err(e) => self.unrewritable(e),
-                },
-            },
-            backend::COPY_DATA => match self.current_rewrite().cloned() {
-                None => Action::Forward,
-                Some(r) => match self.results.copy_data(&r, msg.body()) {
-                    Ok(m) => Action::Replace(m),
-                    Err(e) => self.unrewritable(e),
-                },
-            },
-            backend::COPY_DONE => match self.current_rewrite().cloned() {
-                None => Action::Forward,
-                Some(r) => match self.results.copy_done(&r) {
-                    Ok(Some(m)) => Action::Prepend(m),
-                    Ok(None) => Action::Forward,
-                    Err(e) => self.unrewritable(e),
-                },
-            },
             backend::FUNCTION_CALL_RESPONSE => {
                 self.finish_current(Some("function call"), None, None);
                 Action::Forward
@@ -206,189 +61,134 @@ impl Attribution {
         }
     }
 
-    /// A RowDescription: the answer to a Describe, or a simple Query's statement describing
-    /// its result.
-    fn on_description(&mut self, msg: &Message) -> Action {
-        let decoded = backend::RowDescription::decode(msg.clone()).map_err(|e| malformed(&e));
-        if let Some(Expect::Describe {
-            of,
-            rewrite,
-            swallow,
+    /// The portals the answer arriving now reads from must still be the ones bound (see
+    /// `portals`); otherwise nothing of it goes out and the session trips.
+    fn check_portals(&mut self, mut started: Option<Bound>) -> Option<Action> {
+        while let Some(bound) = started.take().or_else(|| self.portal_read()) {
+            if self.ledger.holds(&bound) {
+                continue;
+            }
+            let name = &bound.0;
+            // The name now holds something else: a cursor declared after the bound portal
+            // was dropped.
+            let seq = self.current_tracker().map(|t| t.seq);
+            self.tripped = Some((
+                Stop::Tripped(format!(
+                    "the server's portal \"{name}\" is no longer the one the gateway bound and decided"
+                )),
+                seq,
+            ));
+            return Some(Action::Swallow);
+        }
+        None
+    }
+
+    /// Answers to the gateway's own messages, and what the rest of a failed row-limited
+    /// Query says: swallowed.
+    fn gateways_own(&mut self, msg: &Message) -> Option<Action> {
+        let tag = msg.tag();
+        match self.pending.front_mut()? {
+            Expect::Internal { .. } => Some(Action::Swallow),
+            Expect::Query { .. } if self.swallow_rest => Some(Action::Swallow),
+            Expect::Quiet => {
+                if matches!(
+                    tag,
+                    backend::PARSE_COMPLETE | backend::BIND_COMPLETE | backend::CLOSE_COMPLETE
+                ) {
+                    self.pop();
+                }
+                Some(Action::Swallow)
+            }
+            Expect::Settings { row, reply } => {
+                match tag {
+                    backend::DATA_ROW => *row = settings_row(msg),
+                    backend::COMMAND_COMPLETE => {
+                        if let (Some(r), Some(tx)) = (row.take(), reply.take()) {
+                            let _ = tx.send(r);
+                        }
+                        self.pop();
+                    }
+                    _ => {}
+                }
+                Some(Action::Swallow)
+            }
+            _ => None,
+        }
+    }
+
+    fn on_parse_complete(&mut self) -> Action {
+        let replace = match self.pending.front_mut() {
+            Some(Expect::Parse {
+                on_success, report, ..
+            }) => {
+                if let Some(tx) = report.take() {
+                    let _ = tx.send(true);
+                }
+                on_success.take()
+            }
+            _ => None,
+        };
+        self.pop();
+        match replace {
+            // The refusal is an error: like the server after one, the client now expects
+            // everything up to Sync to be skipped; the gateway's next message (a failing
+            // Parse) makes the server do so.
+            Some(e) => Action::Replace(e.to_message()),
+            None => Action::Forward,
+        }
+    }
+
+    fn on_close_complete(&mut self) -> Action {
+        let swallow = match self.pending.front_mut() {
+            Some(Expect::Close {
+                portal,
+                swallow,
+                report,
+            }) => {
+                if let Some(tx) = report.take() {
+                    let _ = tx.send(true);
+                }
+                if let Some(p) = portal {
+                    self.ledger.closed(p);
+                    self.results.closed(Some(p));
+                }
+                *swallow
+            }
+            _ => false,
+        };
+        self.pop();
+        if swallow {
+            Action::Swallow
+        } else {
+            Action::Forward
+        }
+    }
+
+    fn on_bind_complete(&mut self) -> Action {
+        if let Some(Expect::Bind {
+            portal: Some(p), ..
         }) = self.pending.front()
         {
-            let (portal, name) = of.clone();
-            let (rewrite, swallow) = (rewrite.clone(), *swallow);
-            self.pop();
-            if !portal {
-                return Action::Forward;
-            }
-            let shown = decoded.and_then(|d| self.results.described(&name, d, rewrite.as_ref()));
-            return match shown {
-                _ if swallow && rewrite.is_none() => Action::Swallow,
-                Ok(_) if swallow => Action::Swallow,
-                Ok(m) if rewrite.is_some() => Action::Replace(m),
-                Ok(_) => Action::Forward,
-                Err(e) if rewrite.is_some() => self.unrewritable(e),
-                Err(_) => Action::Forward,
-            };
+            self.ledger.bound(p);
+            self.results.bound(&p.0);
+            // A name bound again starts a new run.
+            let name = p.0.clone();
+            self.runs.retain(|b, _| b.0 != name);
         }
-        if let Some(rec) = self.current_tracker().and_then(|t| t.recorder.as_mut())
-            && let Ok(d) = &decoded
-        {
-            rec.columns(d);
-        }
-        match self.current_rewrite().cloned() {
-            None => Action::Forward,
-            Some(r) => match decoded.and_then(|d| self.results.begin(&r, d)) {
-                Ok(m) => Action::Replace(m),
-                Err(e) => self.unrewritable(e),
-            },
-        }
+        self.pop();
+        Action::Forward
     }
 
-    pub(super) fn on_complete(&mut self, msg: &Message) -> Action {
-        let tag = msg.tag();
-        let complete = (tag == backend::COMMAND_COMPLETE)
-            .then(|| CommandComplete::decode(msg.clone()).ok())
-            .flatten();
-        let mut action = match tag {
-            // The portal's result goes on at its next Execute.
-            backend::PORTAL_SUSPENDED => Action::Forward,
-            _ => match self.results.end(complete.as_ref()) {
-                Some(m) => Action::Replace(m),
-                None => Action::Forward,
-            },
-        };
-        let rows = complete.as_ref().and_then(CommandComplete::rows);
-        let statement = self.statement;
-        if let Some(c) = &complete
-            && let Some(why) = self.contradiction(c)
-        {
-            let seq = self.current_tracker().map(|t| t.seq).or(self.last_seq);
-            self.tripped = Some((Stop::Tripped(why), seq));
-            return Action::Swallow;
-        }
-        match self.pending.front_mut() {
-            Some(Expect::Query {
-                limits, effects, ..
-            }) => {
-                if complete.is_some()
-                    && let Some(e) = effects.get(statement)
-                {
-                    self.ledger.completed(e);
-                }
-                let mut over = None;
-                if let Some(l) = limits
-                    && let Some(Some(cap)) = l.caps.get(statement)
-                    && rows.unwrap_or(0) > cap.max
-                {
-                    l.exceeded = true;
-                    let e = cap.error(rows);
-                    action = Action::Replace(e.to_message());
-                    over = Some(e);
-                    self.swallow_rest = true;
-                }
-                self.finish_current(
-                    complete.as_ref().map(CommandComplete::tag),
-                    rows,
-                    over.as_ref(),
-                );
-                self.statement += 1;
-                if self.copy_in {
-                    self.end_copy_in(true);
-                }
-            }
-            Some(Expect::Execute {
-                limit,
-                effect,
-                completed,
-                portal,
-                ..
-            }) => {
-                if tag == backend::PORTAL_SUSPENDED {
-                    self.results.suspend(&portal.0);
-                }
-                if complete.is_some() {
-                    self.ledger.completed(effect);
-                    if let Some(tx) = completed.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                let mut error = None;
-                if let Some((cap, report)) = limit.take() {
-                    let over = tag == backend::PORTAL_SUSPENDED || rows.unwrap_or(0) > cap.max;
-                    if over {
-                        let shown = (tag != backend::PORTAL_SUSPENDED).then_some(rows.unwrap_or(0));
-                        let e = cap.error(shown);
-                        action = Action::Replace(e.to_message());
-                        error = Some(e);
-                    }
-                    let _ = report.send(if over {
-                        LimitReport::Exceeded
-                    } else {
-                        LimitReport::Within
-                    });
-                }
-                let command = match (&complete, tag) {
-                    (Some(c), _) => Some(c.tag()),
-                    (None, backend::PORTAL_SUSPENDED) => Some("suspended"),
-                    _ => None,
-                };
-                if tag == backend::PORTAL_SUSPENDED && error.is_none() && self.current_run.is_some()
-                {
-                    self.suspend_run();
-                } else {
-                    self.finish_current(command, rows, error.as_ref());
-                    self.end_run();
-                }
-                self.pop();
-                if self.copy_in {
-                    self.end_copy_in(false);
-                }
-            }
-            _ => {}
-        }
-        action
-    }
-
-    /// The portal bound through the gateway that the answer arriving now reads from, taken
-    /// so it is checked once: an Execute's, or a SQL FETCH's (see `portals`).
-    pub(super) fn portal_read(&mut self) -> Option<Bound> {
-        let statement = self.statement;
-        match self.pending.front_mut()? {
-            Expect::Execute { effect, .. } => match std::mem::take(effect) {
-                Effect::Reads(b) => Some(b),
-                other => {
-                    *effect = other;
-                    None
-                }
-            },
-            Expect::Query { effects, .. } => match effects.get_mut(statement)? {
-                e @ Effect::Reads(_) => match std::mem::take(e) {
-                    Effect::Reads(b) => Some(b),
-                    _ => None,
-                },
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// Whether a CommandComplete contradicts what the gateway decided: a write's tag for
-    /// a statement that was not analysed as one, or a result beyond the statements of a
-    /// Query.
-    pub(super) fn contradiction(&self, complete: &CommandComplete) -> Option<String> {
-        match self.pending.front()? {
-            Expect::Query { expected, .. } => match expected.get(self.statement) {
-                Some(e) => e.contradiction(complete.tag()),
-                None => Some(format!(
-                    "the server reported a result (\"{}\") beyond the {} statements the gateway analysed",
-                    complete.tag(),
-                    expected.len()
-                )),
-            },
-            Expect::Execute { expected, .. } => expected.contradiction(complete.tag()),
-            _ => None,
+    fn on_no_data(&mut self) -> Action {
+        let swallow = matches!(
+            self.pending.front(),
+            Some(Expect::Describe { swallow: true, .. })
+        );
+        self.pop();
+        if swallow {
+            Action::Swallow
+        } else {
+            Action::Forward
         }
     }
 
@@ -481,6 +281,12 @@ impl Attribution {
             });
             self.finish_current(None, None, Some(&error));
         }
+        self.error_answers()
+    }
+
+    /// What the error does to the entry it answers (and, in the extended protocol, to
+    /// everything up to Sync, which the server now skips), and what the client sees.
+    fn error_answers(&mut self) -> Action {
         let disposition =
             |on_error: &mut OnError| match std::mem::replace(on_error, OnError::Forward) {
                 OnError::Forward => Action::Forward,
@@ -570,7 +376,7 @@ impl Attribution {
 }
 
 /// A server message the gateway must rewrite but cannot read.
-fn malformed(e: &portcullis_wire::WireError) -> ErrorResponse {
+pub(super) fn malformed(e: &portcullis_wire::WireError) -> ErrorResponse {
     ErrorResponse::new(
         Severity::Error,
         "XX000",

@@ -13,6 +13,7 @@ mod answers;
 mod attribution;
 mod limits;
 mod result;
+mod rows;
 
 use std::sync::Arc;
 
