@@ -66,6 +66,9 @@ impl<'s> Backend<'s> {
         }
     }
 
+    /// The pump. Long on purpose: one loop with its one `select!`, whose branches (the
+    /// server's bytes, the frontend's entries, a revocation) share the batching and the
+    /// end checks; split, the order of those checks would hide across functions.
     pub async fn run<R, W>(
         &mut self,
         server: &mut FrameReader<R>,

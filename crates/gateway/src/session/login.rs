@@ -50,7 +50,10 @@ pub(super) struct Caller {
     pub(super) subject: Option<String>,
 }
 
-/// Verifies the caller, logs in upstream and welcomes the client.
+/// Verifies the caller, logs in upstream and welcomes the client. Long on purpose: it is
+/// the table of contents of a login, one named step per line (admit, verify, choose the
+/// role, read the startup settings, connect, record the start, welcome), and the order of
+/// those steps is the point.
 pub(super) async fn login(
     greeted: &mut startup::Greeted,
     runtime: &Runtime,

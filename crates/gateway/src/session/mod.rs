@@ -131,6 +131,9 @@ async fn discard_input(stream: &mut crate::stream::Stream, timeout: std::time::D
     .await;
 }
 
+/// Runs both pumps to the end and says how the session ended. Long on purpose: the
+/// streams are split, the pumps built and raced, and each way they can end is answered
+/// (a Terminate upstream, a FATAL to the client) in one place, in order.
 async fn relay(greeted: startup::Greeted, session: LoggedIn) -> Ended {
     let LoggedIn {
         upstream,

@@ -90,34 +90,50 @@ impl Frontend<'_> {
             },
             execute.message(),
         );
-        if let Some(rx) = limited {
-            self.push(&frontend::flush());
-            self.flush(upstream).await?;
-            if rx.await.map_err(|_| FrontendError::Ended)? == LimitReport::Exceeded {
-                self.send(
-                    Expect::Parse {
-                        on_error: OnError::Swallow,
-                        on_success: None,
-                        report: None,
-                    },
-                    Parse::new(REFUSED, REFUSED_SQL, &[]).message(),
-                );
+        match (limited, done, &treatment.bound) {
+            (Some(rx), _, _) => self.after_limited_execute(rx, upstream).await,
+            (None, Some(rx), Some(bound)) => {
+                self.push(&frontend::flush());
+                self.flush(upstream).await?;
+                if rx.await.is_ok() {
+                    self.settle_now().await;
+                    let (parsed, index) = (bound.parsed.clone(), bound.index);
+                    self.apply_op(&parsed, index, Treatment::default());
+                }
+                Ok(())
             }
-        } else if let (Some(rx), Some(bound)) = (done, &treatment.bound) {
-            self.push(&frontend::flush());
-            self.flush(upstream).await?;
-            if rx.await.is_ok() {
-                self.settle_now().await;
-                let (parsed, index) = (bound.parsed.clone(), bound.index);
-                self.apply_op(&parsed, index, Treatment::default());
-            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A row-limited Execute: the client's further messages wait for its row count, and
+    /// over the limit a failing Parse makes the server skip to Sync, so nothing of the
+    /// transaction commits.
+    async fn after_limited_execute<W: AsyncWrite + Unpin>(
+        &mut self,
+        rx: oneshot::Receiver<LimitReport>,
+        upstream: &mut W,
+    ) -> Result<(), FrontendError> {
+        self.push(&frontend::flush());
+        self.flush(upstream).await?;
+        if rx.await.map_err(|_| FrontendError::Ended)? == LimitReport::Exceeded {
+            self.send(
+                Expect::Parse {
+                    on_error: OnError::Swallow,
+                    on_success: None,
+                    report: None,
+                },
+                Parse::new(REFUSED, REFUSED_SQL, &[]).message(),
+            );
         }
         Ok(())
     }
 
     /// An Execute of a portal no Bind through the gateway created: a SQL cursor (declared,
     /// or opened by a function). It is decided like `FETCH ALL FROM` it, on the DECLARE
-    /// the gateway saw, and audited; refused, a failing Bind stands in for it.
+    /// the gateway saw, and audited; refused, a failing Bind stands in for it. (Decide,
+    /// record, send: the three steps of every statement, here for a statement with no
+    /// text of its own.)
     pub(super) async fn execute_cursor<W: AsyncWrite + Unpin>(
         &mut self,
         execute: Execute,

@@ -87,28 +87,44 @@ impl Frontend<'_> {
                 }
             }
         }
+        self.send_parse(&parse, &name, parsed.clone(), outcome);
+        Ok(())
+    }
+
+    /// Sends a decided Parse: the statement tied to its name at once (settled after the
+    /// next Sync), or, refused, a stand-in that fails on the server.
+    fn send_parse(
+        &mut self,
+        parse: &Parse,
+        name: &str,
+        parsed: Arc<portcullis_sql::ParsedQuery>,
+        outcome: Result<Treatment, ErrorResponse>,
+    ) {
         match outcome {
             Ok(treatment) => {
-                if statements
-                    .first()
+                if parsed
+                    .result
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.first())
                     .is_some_and(|s| s.facts.kind == Kind::Ddl)
                 {
                     (self.ctx.catalog_changed)();
                 }
                 let prepared = Prepared {
-                    parsed: parsed.clone(),
+                    parsed,
                     index: 0,
                     treatment,
                 };
                 // Tied to the new text at once, settled after the next Sync: a named
                 // statement exists only if the server creates it (not when the name is
                 // taken), and a failed Parse of the unnamed one drops it.
-                let before = self.registry.take(&name);
-                self.registry.prepare(&name, prepared);
-                let creates = self.registry.statement(&name).cloned();
+                let before = self.registry.take(name);
+                self.registry.prepare(name, prepared);
+                let creates = self.registry.statement(name).cloned();
                 let (tx, rx) = oneshot::channel();
                 let failure = name.is_empty().then_some(None);
-                self.pending.sent(&name, before, rx, creates, failure);
+                self.pending.sent(name, before, rx, creates, failure);
                 self.send(
                     Expect::Parse {
                         on_error: OnError::Forward,
@@ -122,9 +138,9 @@ impl Frontend<'_> {
                 let mut report = None;
                 if name.is_empty() {
                     // The stand-in fails, dropping the old statement, unless it is skipped.
-                    let before = self.registry.take(&name);
+                    let before = self.registry.take(name);
                     let (tx, rx) = oneshot::channel();
-                    self.pending.sent(&name, before, rx, None, Some(None));
+                    self.pending.sent(name, before, rx, None, Some(None));
                     report = Some(tx);
                 }
                 self.send(
@@ -133,11 +149,10 @@ impl Frontend<'_> {
                         on_success: None,
                         report,
                     },
-                    Parse::new(&name, REFUSED_SQL, &[]).message(),
+                    Parse::new(name, REFUSED_SQL, &[]).message(),
                 );
             }
         }
-        Ok(())
     }
 
     /// A Bind runs a prepared statement: it is decided again, so that policy changes and

@@ -285,7 +285,8 @@ impl Attribution {
     }
 
     /// What the error does to the entry it answers (and, in the extended protocol, to
-    /// everything up to Sync, which the server now skips), and what the client sees.
+    /// everything up to Sync, which the server now skips), and what the client sees. One
+    /// match over the kinds of entry, so each kind's rule is read beside the others.
     fn error_answers(&mut self) -> Action {
         let disposition =
             |on_error: &mut OnError| match std::mem::replace(on_error, OnError::Forward) {
