@@ -3,9 +3,11 @@
 mod exposures;
 mod facts;
 mod functions;
+mod kind;
 mod regclass;
 mod scope;
 mod tag;
+mod tree;
 mod values;
 mod walk;
 
@@ -33,10 +35,10 @@ pub(crate) fn analyse_with_values(node: &Node) -> (Facts, Vec<i32>) {
     let Ok(value) = serde_json::to_value(node) else {
         return (Facts::new(Kind::Unknown, "unserialisable"), Vec::new());
     };
-    let Some((name, body)) = walk::root(&value) else {
+    let Some((name, body)) = tree::root(&value) else {
         return (Facts::new(Kind::Unknown, "empty"), Vec::new());
     };
-    let mut walker = walk::Walker::new(Facts::new(walk::kind_of(name, body), name));
+    let mut walker = walk::Walker::new(Facts::new(kind::kind_of(name, body), name));
     walker.run(name, body);
     let mut facts = walker.finish();
     exposures::tag(&mut facts);

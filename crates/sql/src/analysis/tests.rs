@@ -639,7 +639,7 @@ fn what_the_oracle_found() {
 #[test]
 fn unknown_root_types() {
     let body = serde_json::Map::new();
-    assert_eq!(walk::kind_of("SomethingNew", &body), Kind::Unknown);
+    assert_eq!(kind::kind_of("SomethingNew", &body), Kind::Unknown);
 }
 
 #[test]

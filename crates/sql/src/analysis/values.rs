@@ -14,7 +14,7 @@
 use serde_json::{Map, Value};
 
 use super::functions;
-use super::walk::tagged;
+use super::tree::tagged;
 
 /// Root node types whose statements may share an analysis. Utility statements never do:
 /// their constants are options, names and settings.

@@ -6,247 +6,19 @@
 //! whose meaning depends on where they sit (write targets, CTE names, aliases) get their
 //! own handlers; everything else is searched generically.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::Tag;
 use super::facts::{Columns, CopyFacts, Facts, FunctionRef, Kind, RelationName, SessionChange};
 use super::functions;
 use super::scope::{self, ScopeItem, Scopes};
 
-type Obj = Map<String, Value>;
-
-/// The statement-level kind for a root node type.
-pub(super) fn kind_of(node: &str, body: &Obj) -> Kind {
-    match node {
-        "SelectStmt" => {
-            if has(body, "into_clause") {
-                Kind::Ddl
-            } else {
-                Kind::Select
-            }
-        }
-        "InsertStmt" => Kind::Insert,
-        "UpdateStmt" => Kind::Update,
-        "DeleteStmt" => Kind::Delete,
-        "MergeStmt" => Kind::Merge,
-        "CopyStmt" => {
-            if body
-                .get("is_from")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-            {
-                Kind::CopyIn
-            } else {
-                Kind::CopyOut
-            }
-        }
-        "ExplainStmt" => Kind::Explain,
-        "VariableSetStmt" => {
-            let name = body.get("name").and_then(Value::as_str).unwrap_or("");
-            if name.eq_ignore_ascii_case("transaction")
-                || name.eq_ignore_ascii_case("session characteristics")
-            {
-                Kind::Transaction
-            } else {
-                Kind::SetSession
-            }
-        }
-        "DiscardStmt" => Kind::SetSession,
-        "TransactionStmt" | "ConstraintsSetStmt" => Kind::Transaction,
-        "TruncateStmt" => Kind::Truncate,
-        "DoStmt" => Kind::Do,
-        "CallStmt" => Kind::Call,
-        "GrantStmt"
-        | "GrantRoleStmt"
-        | "CreateRoleStmt"
-        | "AlterRoleStmt"
-        | "AlterRoleSetStmt"
-        | "DropRoleStmt"
-        | "AlterDefaultPrivilegesStmt"
-        | "ReassignOwnedStmt"
-        | "DropOwnedStmt" => Kind::Dcl,
-        "VariableShowStmt" | "LockStmt" | "VacuumStmt" | "ClusterStmt" | "ReindexStmt"
-        | "CheckPointStmt" | "LoadStmt" | "ListenStmt" | "UnlistenStmt" | "NotifyStmt"
-        | "DeallocateStmt" | "ClosePortalStmt" => Kind::Utility,
-        "FetchStmt" => Kind::Select,
-        "IndexStmt"
-        | "ViewStmt"
-        | "RuleStmt"
-        | "CommentStmt"
-        | "RenameStmt"
-        | "DefineStmt"
-        | "CompositeTypeStmt"
-        | "RefreshMatViewStmt"
-        | "SecLabelStmt"
-        | "ImportForeignSchemaStmt"
-        | "CreateTableAsStmt"
-        | "AlterSystemStmt"
-        | "CreatedbStmt"
-        | "DropdbStmt" => Kind::Ddl,
-        n if n.starts_with("Create") || n.starts_with("Alter") || n.starts_with("Drop") => {
-            Kind::Ddl
-        }
-        _ => Kind::Unknown,
-    }
-}
-
-fn has(body: &Obj, field: &str) -> bool {
-    body.get(field).is_some_and(|v| !v.is_null())
-}
-
-/// `{"node": {"Type": body}}` or `{"Type": body}` → (Type, body).
-pub(super) fn tagged(map: &Obj) -> Option<(&str, &Obj)> {
-    if map.len() != 1 {
-        return None;
-    }
-    let (k, v) = map.iter().next()?;
-    if k == "node" {
-        return tagged(v.as_object()?);
-    }
-    if k.starts_with(|c: char| c.is_ascii_uppercase()) {
-        return Some((k.as_str(), v.as_object()?));
-    }
-    None
-}
-
-/// A RangeVar is recognised by its shape, because fields typed as RangeVar are serialised
-/// without the node tag.
-fn is_range_var(map: &Obj) -> bool {
-    map.contains_key("relname") && map.contains_key("schemaname") && map.contains_key("inh")
-}
-
-/// A SelectStmt held in a field typed as one (a set operation's `larg` and `rarg`), which is
-/// serialised without the node tag.
-fn is_select_stmt(map: &Obj) -> bool {
-    ["target_list", "from_clause", "larg", "rarg", "op"]
-        .iter()
-        .all(|k| map.contains_key(*k))
-}
-
-fn is_func_call(map: &Obj) -> bool {
-    map.contains_key("funcname") && map.contains_key("args") && map.contains_key("agg_star")
-}
-
-fn relation_name(rv: &Obj) -> RelationName {
-    let schema = rv.get("schemaname").and_then(Value::as_str).unwrap_or("");
-    // CREATE TEMP TABLE puts an unqualified name in the session's temporary schema.
-    let temporary = rv.get("relpersistence").and_then(Value::as_str) == Some("t");
-    RelationName {
-        schema: if !schema.is_empty() {
-            Some(schema.to_string())
-        } else if temporary {
-            Some("pg_temp".to_string())
-        } else {
-            None
-        },
-        name: rv
-            .get("relname")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-    }
-}
-
-fn alias_name(rv: &Obj) -> Option<String> {
-    alias_name_in(rv.get("alias"))
-}
-
-fn alias_name_in(alias: Option<&Value>) -> Option<String> {
-    alias?
-        .as_object()?
-        .get("aliasname")?
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-}
-
-/// The strings of a list of `String` nodes (qualified names).
-fn string_list(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| {
-                    let (t, b) = tagged(i.as_object()?)?;
-                    (t == "String").then(|| b.get("sval")?.as_str().map(str::to_string))?
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A string constant: `{"AConst": {"val": {"Sval": {"sval": "…"}}}}`.
-fn string_const(v: &Value) -> Option<String> {
-    let (t, body) = tagged(v.as_object()?)?;
-    match t {
-        "AConst" => body
-            .get("val")?
-            .get("Sval")?
-            .get("sval")?
-            .as_str()
-            .map(str::to_string),
-        "TypeCast" => string_const(body.get("arg")?),
-        _ => None,
-    }
-}
-
-/// The relation a qualified name list names (`[db,] [schema,] name`).
-fn qualified_name(names: &[String]) -> Option<RelationName> {
-    match names {
-        [name] => Some(RelationName {
-            schema: None,
-            name: name.clone(),
-        }),
-        [.., schema, name] => Some(RelationName {
-            schema: Some(schema.clone()),
-            name: name.clone(),
-        }),
-        [] => None,
-    }
-}
-
-/// A string constant with no cast of its own: `'x'`, whose type the context decides.
-fn plain_string(v: &Value) -> Option<String> {
-    let (t, body) = tagged(v.as_object()?)?;
-    (t == "AConst")
-        .then(|| {
-            body.get("val")?
-                .get("Sval")?
-                .get("sval")?
-                .as_str()
-                .map(str::to_string)
-        })
-        .flatten()
-}
-
-/// Constant text of a SET argument (identifiers and strings).
-fn set_arg(v: &Value) -> Option<String> {
-    let (t, body) = tagged(v.as_object()?)?;
-    match t {
-        "AConst" => {
-            let val = body.get("val")?;
-            if let Some(s) = val.get("Sval") {
-                return s.get("sval")?.as_str().map(str::to_string);
-            }
-            val.as_object()?
-                .values()
-                .next()?
-                .as_object()?
-                .values()
-                .next()
-                .map(|x| x.to_string())
-        }
-        _ => None,
-    }
-}
-
-/// Whether an alias renames columns (`AS c(i, n, e, k)`).
-fn renames_columns(alias: Option<&Value>) -> bool {
-    alias
-        .and_then(|a| a.get("colnames"))
-        .and_then(Value::as_array)
-        .is_some_and(|c| !c.is_empty())
-}
+use super::kind::kind_of;
+use super::tree::{
+    Obj, alias_name, alias_name_in, has, is_func_call, is_range_var, is_select_stmt, plain_string,
+    qualified_name, relation_name, renames_columns, set_arg, set_arg_value, string_const,
+    string_list, tagged,
+};
 
 #[derive(Clone, Copy)]
 struct Ctx {
@@ -649,33 +421,41 @@ impl Walker {
         true
     }
 
-    fn select(&mut self, body: &Obj, ctx: Ctx) {
+    /// Runs `f` in the statement's own scopes: its WITH clause's names, then a scope for
+    /// the names its FROM (or target, USING, source) brings in.
+    fn with_scope(&mut self, body: &Obj, ctx: Ctx, f: impl FnOnce(&mut Self)) {
         let pushed = self.with_clause(body, ctx);
         self.scopes.push();
-        if let Some(from) = body.get("from_clause").and_then(Value::as_array) {
-            for item in from {
-                self.range_item(item, ctx);
-            }
-        }
-        if body
-            .get("locking_clause")
-            .and_then(Value::as_array)
-            .is_some_and(|l| !l.is_empty())
-        {
-            self.facts.tag(Tag::RowLocks);
-            self.locks = true;
-        }
-        if let Some(into) = body.get("into_clause").and_then(Value::as_object) {
-            self.facts.tag(Tag::SelectInto);
-            if let Some(rel) = into.get("rel").and_then(Value::as_object) {
-                self.record(relation_name(rel), Kind::Ddl, Columns::All);
-            }
-        }
-        self.visit_except(body, &["with_clause", "from_clause", "into_clause"], ctx);
+        f(self);
         self.scopes.pop();
         if pushed {
             self.ctes.pop();
         }
+    }
+
+    fn select(&mut self, body: &Obj, ctx: Ctx) {
+        self.with_scope(body, ctx, |w| {
+            if let Some(from) = body.get("from_clause").and_then(Value::as_array) {
+                for item in from {
+                    w.range_item(item, ctx);
+                }
+            }
+            if body
+                .get("locking_clause")
+                .and_then(Value::as_array)
+                .is_some_and(|l| !l.is_empty())
+            {
+                w.facts.tag(Tag::RowLocks);
+                w.locks = true;
+            }
+            if let Some(into) = body.get("into_clause").and_then(Value::as_object) {
+                w.facts.tag(Tag::SelectInto);
+                if let Some(rel) = into.get("rel").and_then(Value::as_object) {
+                    w.record(relation_name(rel), Kind::Ddl, Columns::All);
+                }
+            }
+            w.visit_except(body, &["with_clause", "from_clause", "into_clause"], ctx);
+        });
     }
 
     /// A FROM item: records what it reads and the names it makes visible.
@@ -802,92 +582,76 @@ impl Walker {
     }
 
     fn insert(&mut self, body: &Obj, ctx: Ctx) {
-        let pushed = self.with_clause(body, ctx);
-        self.scopes.push();
-        let target = self.target(body, Kind::Insert);
-        match body.get("cols").and_then(Value::as_array) {
-            Some(cols) if !cols.is_empty() => self.assigned_columns(body.get("cols"), target),
-            _ => {
-                if let Some(idx) = target {
-                    self.facts.accesses[idx].columns = Columns::All;
+        self.with_scope(body, ctx, |w| {
+            let target = w.target(body, Kind::Insert);
+            match body.get("cols").and_then(Value::as_array) {
+                Some(cols) if !cols.is_empty() => w.assigned_columns(body.get("cols"), target),
+                _ => {
+                    if let Some(idx) = target {
+                        w.facts.accesses[idx].columns = Columns::All;
+                    }
                 }
             }
-        }
-        if let Some(oc) = body.get("on_conflict_clause").and_then(Value::as_object)
-            && !oc
-                .get("target_list")
-                .and_then(Value::as_array)
-                .is_none_or(|a| a.is_empty())
-            && let Some(idx) = target
-        {
-            let rel = self.facts.accesses[idx].relation.clone();
-            let upd = self.record(rel, Kind::Update, Columns::None);
-            self.assigned_columns(oc.get("target_list"), Some(upd));
-        }
-        self.returning(body, target, ctx);
-        self.visit_except(body, &["with_clause", "relation", "cols"], ctx);
-        self.scopes.pop();
-        if pushed {
-            self.ctes.pop();
-        }
+            if let Some(oc) = body.get("on_conflict_clause").and_then(Value::as_object)
+                && !oc
+                    .get("target_list")
+                    .and_then(Value::as_array)
+                    .is_none_or(|a| a.is_empty())
+                && let Some(idx) = target
+            {
+                let rel = w.facts.accesses[idx].relation.clone();
+                let upd = w.record(rel, Kind::Update, Columns::None);
+                w.assigned_columns(oc.get("target_list"), Some(upd));
+            }
+            w.returning(body, target, ctx);
+            w.visit_except(body, &["with_clause", "relation", "cols"], ctx);
+        });
     }
 
     fn update(&mut self, body: &Obj, ctx: Ctx) {
-        let pushed = self.with_clause(body, ctx);
-        self.scopes.push();
-        let target = self.target(body, Kind::Update);
-        if let Some(from) = body.get("from_clause").and_then(Value::as_array) {
-            for item in from {
-                self.range_item(item, ctx);
+        self.with_scope(body, ctx, |w| {
+            let target = w.target(body, Kind::Update);
+            if let Some(from) = body.get("from_clause").and_then(Value::as_array) {
+                for item in from {
+                    w.range_item(item, ctx);
+                }
             }
-        }
-        self.assigned_columns(body.get("target_list"), target);
-        self.count_where(body);
-        self.returning(body, target, ctx);
-        self.visit_except(body, &["with_clause", "relation", "from_clause"], ctx);
-        self.scopes.pop();
-        if pushed {
-            self.ctes.pop();
-        }
+            w.assigned_columns(body.get("target_list"), target);
+            w.count_where(body);
+            w.returning(body, target, ctx);
+            w.visit_except(body, &["with_clause", "relation", "from_clause"], ctx);
+        });
     }
 
     fn delete(&mut self, body: &Obj, ctx: Ctx) {
-        let pushed = self.with_clause(body, ctx);
-        self.scopes.push();
-        let target = self.target(body, Kind::Delete);
-        if let Some(idx) = target {
-            self.facts.accesses[idx].columns = Columns::All;
-        }
-        if let Some(using) = body.get("using_clause").and_then(Value::as_array) {
-            for item in using {
-                self.range_item(item, ctx);
+        self.with_scope(body, ctx, |w| {
+            let target = w.target(body, Kind::Delete);
+            if let Some(idx) = target {
+                w.facts.accesses[idx].columns = Columns::All;
             }
-        }
-        self.count_where(body);
-        self.returning(body, target, ctx);
-        self.visit_except(body, &["with_clause", "relation", "using_clause"], ctx);
-        self.scopes.pop();
-        if pushed {
-            self.ctes.pop();
-        }
+            if let Some(using) = body.get("using_clause").and_then(Value::as_array) {
+                for item in using {
+                    w.range_item(item, ctx);
+                }
+            }
+            w.count_where(body);
+            w.returning(body, target, ctx);
+            w.visit_except(body, &["with_clause", "relation", "using_clause"], ctx);
+        });
     }
 
     fn merge(&mut self, body: &Obj, ctx: Ctx) {
-        let pushed = self.with_clause(body, ctx);
-        self.scopes.push();
-        let target = self.target(body, Kind::Merge);
-        if let Some(idx) = target {
-            self.facts.accesses[idx].columns = Columns::All;
-        }
-        if let Some(src) = body.get("source_relation") {
-            self.range_item(src, ctx);
-        }
-        self.returning(body, target, ctx);
-        self.visit_except(body, &["with_clause", "relation", "source_relation"], ctx);
-        self.scopes.pop();
-        if pushed {
-            self.ctes.pop();
-        }
+        self.with_scope(body, ctx, |w| {
+            let target = w.target(body, Kind::Merge);
+            if let Some(idx) = target {
+                w.facts.accesses[idx].columns = Columns::All;
+            }
+            if let Some(src) = body.get("source_relation") {
+                w.range_item(src, ctx);
+            }
+            w.returning(body, target, ctx);
+            w.visit_except(body, &["with_clause", "relation", "source_relation"], ctx);
+        });
     }
 
     fn count_where(&mut self, body: &Obj) {
@@ -1162,27 +926,9 @@ impl Walker {
     }
 }
 
-fn set_arg_value(v: &Value) -> Option<String> {
-    let (t, body) = tagged(v.as_object()?)?;
-    match t {
-        "String" => body.get("sval")?.as_str().map(str::to_string),
-        "Boolean" => Some(if body.get("boolval")?.as_bool()? {
-            "true".into()
-        } else {
-            "false".into()
-        }),
-        "Integer" => Some(body.get("ival")?.to_string()),
-        _ => set_arg(v),
-    }
-}
-
 impl Walker {
     /// Walks the statement rooted at `node`.
     pub(super) fn run(&mut self, node: &str, body: &Obj) {
         self.statement(node, body, Ctx { read: Kind::Select });
     }
-}
-
-pub(super) fn root(v: &Value) -> Option<(&str, &Obj)> {
-    tagged(v.as_object()?)
 }
