@@ -353,6 +353,29 @@ signing_key = "file:audit.key"
             .expect("HTTP client")
     }
 
+    /// An operator's request to end `subject`'s sessions (`body` adds `block_for` and
+    /// the like) on the control port, with `token`; the answer's status and JSON body.
+    pub async fn kill_sessions(
+        &self,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let answer = self
+            .admin_client()
+            .post(format!("{}/v1/sessions/kill", self.admin_url()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("the control port answers");
+        let status = answer.status().as_u16();
+        (status, answer.json().await.unwrap_or_default())
+    }
+
+    /// The `[admin]` section that lets group `security` use the control port.
+    pub const ADMIN_FOR_SECURITY: &'static str =
+        "[admin]\naddress = \"127.0.0.1:0\"\ngroups = [\"security\"]\n";
+
     /// Every audited event of one kind (`session_start`, `admin`, …), newest first.
     pub async fn audit_events(&self, kind: &str) -> Vec<portcullis_audit::Event> {
         self.audit()

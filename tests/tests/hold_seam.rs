@@ -406,7 +406,7 @@ async fn revocation_and_token_expiry_end_the_wait() {
     let clock = Arc::new(portcullis_gateway::FixedClock::new(t0));
     let (h, desk) = harness_with(Setup {
         session_clock: Some(clock.clone()),
-        extra_toml: "[admin]\naddress = \"127.0.0.1:0\"\ngroups = [\"security\"]\n".into(),
+        extra_toml: Harness::ADMIN_FOR_SECURITY.into(),
         ..Setup::default()
     })
     .await;
@@ -421,17 +421,9 @@ async fn revocation_and_token_expiry_end_the_wait() {
     };
     let task = tokio::spawn(async move { c.query_one("select 1 /*hold*/", &[]).await });
     desk.request(1).await;
-    let killed: serde_json::Value = h
-        .admin_client()
-        .post(format!("{}/v1/sessions/kill", h.admin_url()))
-        .bearer_auth(h.token("sam", &["security"]))
-        .json(&json!({"subject": "erin"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, killed) = h
+        .kill_sessions(&h.token("sam", &["security"]), json!({"subject": "erin"}))
+        .await;
     assert_eq!(killed["ended"], 1);
     let (code, message) = fatal(task.await.unwrap().unwrap_err(), conn).await;
     assert_eq!(code, "57P01");

@@ -166,15 +166,13 @@ async fn denied_and_blocked_subjects_match_as_the_identity_provider_compares_nam
     client.simple_query("select 1").await.unwrap();
 
     // An operator's block compares names the same way.
-    let blocked = h
-        .admin_client()
-        .post(format!("{}/v1/sessions/kill", h.admin_url()))
-        .bearer_auth(h.token("sam", &["security"]))
-        .json(&json!({"subject": "Erin", "block_for": "1h"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(blocked.status(), 200);
+    let (status, _) = h
+        .kill_sessions(
+            &h.token("sam", &["security"]),
+            json!({"subject": "Erin", "block_for": "1h"}),
+        )
+        .await;
+    assert_eq!(status, 200);
     let (code, message) = connect_refused(&h, "erin", &h.token("erin", &["engineering"])).await;
     assert_eq!(code, "28000");
     assert!(message.contains("refused for another"), "{message}");
@@ -191,7 +189,7 @@ async fn denied_and_blocked_subjects_match_as_the_identity_provider_compares_nam
     assert_eq!(code, "28000");
 }
 
-const ADMIN: &str = "[admin]\naddress = \"127.0.0.1:0\"\ngroups = [\"security\"]\n";
+const ADMIN: &str = Harness::ADMIN_FOR_SECURITY;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_ends_a_subjects_sessions_and_refuses_new_ones() {
@@ -240,16 +238,12 @@ async fn an_operator_ends_a_subjects_sessions_and_refuses_new_ones() {
         .collect();
     assert_eq!(subjects, vec!["alice", "bob"]);
 
-    let killed: serde_json::Value = http
-        .post(format!("{admin}/v1/sessions/kill"))
-        .bearer_auth(h.token("sam", &["security"]))
-        .json(&json!({"subject": "alice", "block_for": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, killed) = h
+        .kill_sessions(
+            &h.token("sam", &["security"]),
+            json!({"subject": "alice", "block_for": "1h"}),
+        )
+        .await;
     assert_eq!(killed["ended"], 1);
     // alice's idle session receives FATAL 57P01 at once; bob's carries on.
     let ended = alice_conn.await.unwrap().unwrap_err();
