@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use portcullis_policy::{Environment, Mode, NoCatalog, PolicyStore, Principal, StatementInput};
+use portcullis_policy::{Environment, Mode, NoCatalog, PolicyStore, Requester, StatementInput};
 use portcullis_sql::{LexerOptions, ParseCache, parse};
 
 const STATEMENTS: &[(&str, &str)] = &[
@@ -93,7 +93,7 @@ fn main() {
         let statement = &parsed.result.as_ref().expect("parses")[0];
         let decide = per_call(iterations, || {
             black_box(store.decide(
-                Principal {
+                Requester {
                     subject: "bob",
                     groups: &groups,
                 },

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use portcullis_policy::{
-    Catalog, Check, Environment, Mode, NoCatalog, Outcome, PolicyStore, Principal, StatementInput,
+    Catalog, Check, Environment, Mode, NoCatalog, Outcome, PolicyStore, Requester, StatementInput,
 };
 use portcullis_sql::analysis::{Columns, Facts};
 use portcullis_sql::{LexerOptions, parse};
@@ -172,7 +172,7 @@ pub async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let mut refused = false;
     for s in &statements {
         let decision = store.decide(
-            Principal {
+            Requester {
                 subject: &args.user,
                 groups: &args.groups,
             },

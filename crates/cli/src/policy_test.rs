@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use portcullis_audit::{Event, Filter};
 use portcullis_policy::{
-    Catalog, Environment, Mode, NoCatalog, PolicyStore, Principal, StatementInput,
+    Catalog, Environment, Mode, NoCatalog, PolicyStore, Requester, StatementInput,
 };
 use portcullis_sql::{LexerOptions, parse};
 
@@ -180,7 +180,7 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
         let mut worst: Option<portcullis_policy::Decision> = None;
         for p in &statements {
             let d = store_policies.decide(
-                Principal {
+                Requester {
                     subject: &s.subject,
                     groups: &s.groups,
                 },

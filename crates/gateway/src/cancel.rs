@@ -102,12 +102,12 @@ pub struct CancelRegistry {
 }
 
 /// Removes its key from the registry when the session ends.
-pub struct Registration {
+pub struct CancelKeyGuard {
     registry: Arc<CancelRegistry>,
     key: (i32, [u8; 4]),
 }
 
-impl Drop for Registration {
+impl Drop for CancelKeyGuard {
     fn drop(&mut self) {
         if let Ok(mut map) = self.registry.map.lock() {
             map.remove(&self.key);
@@ -118,7 +118,7 @@ impl Drop for Registration {
 impl CancelRegistry {
     /// Registers `entry` under the upstream PID and a fresh random secret; returns the key
     /// to give the client.
-    pub fn register(self: &Arc<Self>, entry: CancelEntry) -> (CancelKey, Registration) {
+    pub fn register(self: &Arc<Self>, entry: CancelEntry) -> (CancelKey, CancelKeyGuard) {
         let pid = entry.upstream.pid;
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let secret = loop {
@@ -133,7 +133,7 @@ impl CancelRegistry {
                 pid,
                 secret: Bytes::copy_from_slice(&secret),
             },
-            Registration {
+            CancelKeyGuard {
                 registry: self.clone(),
                 key: (pid, secret),
             },

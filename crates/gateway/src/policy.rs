@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use portcullis_policy::{Catalog, Clock, Environment, Outcome, Principal, StatementInput};
+use portcullis_policy::{Catalog, Clock, Environment, Outcome, Requester, StatementInput};
 use portcullis_sql::analysis::{Facts, Kind};
 use portcullis_wire::backend::{ErrorResponse, Severity};
 
@@ -262,7 +262,7 @@ impl PolicyDecider {
             timezone: &policies.timezone,
         };
         let decision = policies.store.decide(
-            Principal {
+            Requester {
                 subject: &session.subject,
                 groups: &session.groups,
             },

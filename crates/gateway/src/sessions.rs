@@ -46,14 +46,14 @@ pub struct Sessions {
 }
 
 /// Removes a session from the registry when dropped.
-pub struct Registration {
+pub struct LiveGuard {
     sessions: Arc<Sessions>,
     id: SessionId,
     /// Notified when an operator ends the session.
     pub end: Arc<Notify>,
 }
 
-impl Drop for Registration {
+impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.sessions.lock().live.remove(&self.id);
     }
@@ -81,7 +81,7 @@ impl Sessions {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register(self: &Arc<Self>, who: Who<'_>) -> Registration {
+    pub fn register(self: &Arc<Self>, who: Who<'_>) -> LiveGuard {
         let end = Arc::new(Notify::new());
         self.lock().live.insert(
             who.id,
@@ -99,7 +99,7 @@ impl Sessions {
                 end: end.clone(),
             },
         );
-        Registration {
+        LiveGuard {
             sessions: self.clone(),
             id: who.id,
             end,

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-/// The caller.
+/// Who asks: a verified caller's subject and groups, as the policies see them.
 #[derive(Debug, Clone, Copy)]
-pub struct Principal<'a> {
+pub struct Requester<'a> {
     pub subject: &'a str,
     pub groups: &'a [String],
 }

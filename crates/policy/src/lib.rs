@@ -22,7 +22,7 @@ mod store;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use decide::{Check, Decision, Outcome, StatementInput};
-pub use environment::{Catalog, Environment, NoCatalog, Principal};
+pub use environment::{Catalog, Environment, NoCatalog, Requester};
 pub use kind::{DecisionKind, RowLimit};
 pub use store::{
     LoadError, MASK_STRATEGIES, Mode, PolicyStore, Sensitivity, SourceError, policy_files,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use portcullis_policy::{
-    Catalog, Environment, Mode, Outcome, PolicyStore, Principal, StatementInput,
+    Catalog, Environment, Mode, Outcome, PolicyStore, Requester, StatementInput,
 };
 use portcullis_sql::{LexerOptions, parse};
 
@@ -111,7 +111,7 @@ fn decide_with(
     let s = &statements[0];
     store
         .decide(
-            Principal {
+            Requester {
                 subject: who,
                 groups: &groups,
             },
@@ -366,7 +366,7 @@ fn unknown_statements_are_denied() {
     };
     let groups = vec!["dba".to_string()];
     let d = s.decide(
-        Principal {
+        Requester {
             subject: "dave",
             groups: &groups,
         },
@@ -448,7 +448,7 @@ forbid(principal, action == Action::"read_unmasked", resource == Column::"public
     };
     let o = s
         .decide(
-            Principal {
+            Requester {
                 subject: "erin",
                 groups: &groups,
             },

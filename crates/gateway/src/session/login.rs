@@ -37,8 +37,8 @@ pub(super) struct LoggedIn {
     pub(super) shared: Shared,
     pub(super) limits: Limits,
     pub(super) _slot: Slot,
-    pub(super) _registration: crate::cancel::Registration,
-    pub(super) _live: crate::sessions::Registration,
+    pub(super) _registration: crate::cancel::CancelKeyGuard,
+    pub(super) _live: crate::sessions::LiveGuard,
 }
 
 /// Who is connecting, as far as is known.

@@ -11,7 +11,7 @@ pub use outcome::{Check, Decision, Outcome};
 
 use portcullis_sql::analysis::Facts;
 
-use crate::environment::{Catalog, Environment, Principal};
+use crate::environment::{Catalog, Environment, Requester};
 use crate::store::{Mode, PolicyStore};
 use request::Requests;
 
@@ -28,7 +28,7 @@ impl PolicyStore {
     /// Decides `statement` for `principal` in `env`.
     pub fn decide(
         &self,
-        principal: Principal<'_>,
+        principal: Requester<'_>,
         env: &Environment<'_>,
         statement: StatementInput<'_>,
         catalog: &dyn Catalog,

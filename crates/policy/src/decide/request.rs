@@ -12,7 +12,7 @@ use portcullis_sql::analysis::{
 use serde_json::json;
 
 use super::StatementInput;
-use crate::environment::{Catalog, Environment, Principal};
+use crate::environment::{Catalog, Environment, Requester};
 use crate::store::PolicyStore;
 
 pub(super) fn uid(ty: &str, id: &str) -> EntityUid {
@@ -86,7 +86,7 @@ impl Requests {
     /// (which refuses the statement).
     pub(super) fn build(
         store: &PolicyStore,
-        principal: Principal<'_>,
+        principal: Requester<'_>,
         env: &Environment<'_>,
         statement: StatementInput<'_>,
         catalog: &dyn Catalog,
