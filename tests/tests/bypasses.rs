@@ -323,6 +323,37 @@ async fn catalogs_that_show_values_are_governed() {
             assert_eq!(db_error(&e).0, "42501", "{who}, extended: {sql}");
         }
     }
+    // Large objects' contents, through the functions that read them (a role granted
+    // SELECT on one reads it whatever pg_largeobject's privileges say), also fast-path.
+    let oid = h.direct(
+        "app",
+        "select lo_from_bytea(0, 'LO-SECRET 4000000000007919')::int",
+    );
+    h.direct(
+        "app",
+        &format!("grant select on large object {oid} to gw_app"),
+    );
+    for sql in [
+        format!("SELECT convert_from(lo_get({oid}), 'UTF8')"),
+        format!("SELECT lo_get({oid}, 0, 9)"),
+        format!("SELECT loread(lo_open({oid}, 262144), 100)"),
+    ] {
+        for (who, client) in [("alice", &alice), ("bob", &bob)] {
+            let e = client.simple_query(&sql).await.expect_err(&sql);
+            assert_eq!(db_error(&e).0, "42501", "{who}: {sql}: {e}");
+        }
+    }
+    let mut raw = raw_as(&h, BOB).await;
+    let lo_get = 3458; // lo_get(oid)
+    raw.send(&[function_call(lo_get, &[oid.as_bytes()])]).await;
+    let answer = raw.until_ready().await;
+    assert_eq!(errors(&answer)[0].code(), "42501", "fast-path lo_get");
+    assert!(
+        !answer
+            .iter()
+            .any(|m| String::from_utf8_lossy(m.body()).contains("LO-SECRET")),
+        "{answer:?}"
+    );
     // What every tool reads still works.
     alice
         .simple_query("SELECT pid, state FROM pg_stat_activity")
@@ -341,6 +372,21 @@ async fn catalogs_that_show_values_are_governed() {
     assert!(!rows.is_empty());
 }
 
+/// A fast-path FunctionCall of the function `oid`, every argument in text format.
+fn function_call(oid: u32, args: &[&[u8]]) -> Message {
+    Message::build(portcullis_wire::frontend::FUNCTION_CALL, |b| {
+        use bytes::BufMut;
+        b.put_u32(oid);
+        b.put_i16(0);
+        b.put_i16(args.len() as i16);
+        for a in args {
+            b.put_i32(a.len() as i32);
+            b.put_slice(a);
+        }
+        b.put_i16(0);
+    })
+}
+
 /// Item 6: a fast-path FunctionCall of set_config (OID 2078) switched roles although the
 /// same call in SQL is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,20 +394,7 @@ async fn a_fast_path_call_has_the_facts_of_the_sql_call() {
     let h = harness().await;
     // A role the gateway's login role may become, as far as the database is concerned.
     h.direct("app", "create role auditor; grant auditor to gw_app;");
-    let call = |args: &[&[u8]]| {
-        // Text format for every argument.
-        Message::build(portcullis_wire::frontend::FUNCTION_CALL, |b| {
-            use bytes::BufMut;
-            b.put_u32(2078);
-            b.put_i16(0);
-            b.put_i16(args.len() as i16);
-            for a in args {
-                b.put_i32(a.len() as i32);
-                b.put_slice(a);
-            }
-            b.put_i16(0);
-        })
-    };
+    let call = |args: &[&[u8]]| function_call(2078, args);
     let mut raw = raw_as(&h, BOB).await;
     raw.send(&[call(&[b"role", b"auditor", b"false"])]).await;
     let answers = raw.until_ready().await;

@@ -75,6 +75,10 @@ const FUNCTIONS: &[(&str, Exposure)] = &[
     ("pg_prepared_statement", Exposure::StatementTexts),
     ("pg_cursor", Exposure::StatementTexts),
     ("pg_mcv_list_items", Exposure::CatalogValues),
+    // The server lets a role read large objects it was granted SELECT on, whatever
+    // pg_largeobject's own privileges: these are the way to their contents.
+    ("lo_get", Exposure::LargeObjectData),
+    ("loread", Exposure::LargeObjectData),
 ];
 
 /// Tags what the statement's reads of exposing catalogs and calls of exposing functions

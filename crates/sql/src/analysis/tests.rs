@@ -406,6 +406,15 @@ fn functions_and_tags() {
             .contains(&Tag::AlterSystem)
     );
     assert!(facts("load 'evil'").tags.contains(&Tag::Load));
+    for sql in [
+        "select lo_get(16422)",
+        "select loread(lo_open(1, 262144), 10)",
+    ] {
+        assert!(
+            facts(sql).tags.contains(&Tag::LargeObjectData),
+            "{sql} reads a large object's contents"
+        );
+    }
     assert!(facts("notify events, 'x'").tags.contains(&Tag::Notify));
     assert!(
         facts("do $$ begin end $$")
