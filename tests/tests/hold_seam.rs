@@ -205,38 +205,54 @@ async fn a_held_statement_is_announced_waits_and_runs_once_approved() {
         rows(&c.until_ready().await),
         vec![vec![Some("approved".into())]]
     );
+    // Inside the client's transaction (simple protocol): the transaction stays open
+    // while the statement waits, and the approved statement runs in it.
+    c.send(&[Query::new(b"begin; create temp table held (v int)").into_message()])
+        .await;
+    c.until_ready().await;
+    c.send(&[Query::new(b"insert into held values (1) /*hold*/").into_message()])
+        .await;
+    assert_eq!(c.recv().await.unwrap().tag(), backend::NOTICE_RESPONSE);
+    let in_tx = desk.request(2).await;
+    desk.decide(&in_tx, approve("mia"));
+    let answer = c.until_ready().await;
+    assert_eq!(
+        answer.last().map(|m| m.body().to_vec()),
+        Some(b"T".to_vec()),
+        "still in the transaction"
+    );
+    c.send(&[Query::new(b"select count(*) from held; commit").into_message()])
+        .await;
+    assert_eq!(rows(&c.until_ready().await), vec![vec![Some("1".into())]]);
 
     // psql shows the notice and then the result.
     let mut psql = h.psql_command("erin", &["engineering"], "app");
     psql.args(["-A", "-t", "-c", "select 'from psql' /*hold*/"]);
     let task = tokio::spawn(async move { psql.output().await.unwrap() });
-    let id = desk.request(2).await;
+    let id = desk.request(3).await;
     desk.decide(&id, approve("mia"));
     let out = task.await.unwrap();
     assert_eq!(stdout_ok(&out).trim(), "from psql");
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("NOTICE:  statement held for approval: request r2"),
+            .contains("NOTICE:  statement held for approval: request r3"),
         "{out:?}"
     );
 
-    assert_eq!(
-        holds(&h).await,
-        vec![
-            (
-                "r1".into(),
-                "held".into(),
-                "`portcullis approvals approve r1`".into()
-            ),
-            ("r1".into(), "approved".into(), "approved by mia".into()),
-            (
-                "r2".into(),
-                "held".into(),
-                "`portcullis approvals approve r2`".into()
-            ),
-            ("r2".into(), "approved".into(), "approved by mia".into()),
-        ]
-    );
+    let expected: Vec<(String, String, String)> = ["r1", "r2", "r3"]
+        .iter()
+        .flat_map(|r| {
+            [
+                (
+                    r.to_string(),
+                    "held".into(),
+                    format!("`portcullis approvals approve {r}`"),
+                ),
+                (r.to_string(), "approved".into(), "approved by mia".into()),
+            ]
+        })
+        .collect();
+    assert_eq!(holds(&h).await, expected);
     let approvals: Vec<_> = h
         .audit_events("statement")
         .await
@@ -250,10 +266,11 @@ async fn a_held_statement_is_announced_waits_and_runs_once_approved() {
         .collect();
     assert_eq!(
         approvals,
-        vec![
-            ("r1".into(), Some("mia".into()), "approved".into()),
-            ("r2".into(), Some("mia".into()), "approved".into()),
-        ]
+        ["r1", "r2", "r3"].map(|r| (
+            r.to_string(),
+            Some("mia".to_string()),
+            "approved".to_string()
+        ))
     );
 }
 
@@ -352,9 +369,13 @@ async fn the_wait_ends_at_the_deadline_on_cancel_and_on_disconnect() {
         )
     );
     desk.withdrawn("r2").await;
-    // The session goes on.
+    // The session goes on, and the cancel, spent on the held statement, never reaches
+    // the server to cancel the next one (which takes long enough to be hit).
     assert_eq!(
-        c.query_one("select 3", &[]).await.unwrap().get::<_, i32>(0),
+        c.query_one("select 3 from pg_sleep(0.3)", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
         3
     );
 

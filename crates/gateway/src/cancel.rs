@@ -161,6 +161,13 @@ impl CancelRegistry {
 pub async fn cancel(entry: &CancelEntry) -> std::io::Result<()> {
     let target = entry.cancels.sent.load(std::sync::atomic::Ordering::SeqCst);
     entry.cancels.cancel();
+    if !entry.cancels.unanswered_since(target) {
+        // The server has answered everything sent: the cancel is for what the gateway
+        // still holds (a statement waiting for its audit event or for approval, bytes on
+        // their way), which the frontend refuses with 57014 itself. Sent on, it could
+        // reach the statement the client sends next.
+        return Ok(());
+    }
     send_cancel(entry).await?;
     // Sent again while what the client had sent is unanswered: a cancel that reaches the
     // server before it starts on the statement is ignored, and the statement would run to
