@@ -156,6 +156,11 @@ signing_key = "file:audit.key"
 witness = "file:witness.json"
 record_results = true
 
+# Writes wait on their session for a manager's approval (carol), decided on the control port.
+[approval]
+store = "approvals.db"
+deadline = "15m"
+
 [[target]]
 name = "analytics"
 host = "127.0.0.1"
@@ -201,8 +206,8 @@ Portcullis demo is running: gateway on {addr}, target "analytics".
 Sample people: alice (data-science), bob (engineering), carol (managers), dave (dba).
 Policies ({policies}): alice reads the revenue by country at any hour, and the daily
 revenue on weekdays 09:00-18:00 ({timezone});
-bob's and carol's writes need a manager's approval; only dave runs DDL; nobody drops the
-database; e-mail addresses and card numbers are masked.
+bob's and carol's writes wait for a manager's approval; only dave runs DDL; nobody drops
+the database; e-mail addresses and card numbers are masked.
 
 In another terminal:
 
@@ -213,6 +218,16 @@ In another terminal:
 
 A refusal names the permit whose condition did not hold; `{exe} policy explain --at TIME`
 shows any instant's decision.
+
+A write waits for a manager: as bob, the statement is held (psql shows the request),
+
+  PGUSER=bob PGPASSWORD=$({exe} dev-token bob --dir {dir}) \
+    psql -c "update orders set status = 'refunded' where id = 7"
+
+and carol approves it from a third terminal (or denies it with --reason):
+
+  {exe} approvals list --token $({exe} dev-token carol --dir {dir})
+  {exe} approvals approve ID --token $({exe} dev-token carol --dir {dir})
 
 The gateway logs in as role "analyst" for alice; nobody ever sees that role's password.
 Or log in the way people do (the device flow; the page lets you pick a sample person), and

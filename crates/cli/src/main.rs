@@ -1,6 +1,7 @@
 //! `portcullis`: serve the gateway, run the demo, mint development tokens, and read the
 //! audit trail.
 
+mod approvals_cmd;
 mod audit_cmd;
 mod audit_verify;
 mod connect;
@@ -103,6 +104,11 @@ enum Command {
     /// A local listener for tools that cannot send a token: they connect to it without a
     /// password, and it logs in to the gateway with yours.
     Connect(Box<connect::ConnectArgs>),
+    /// Decide statements held for approval, through the gateway's control port.
+    Approvals {
+        #[command(subcommand)]
+        command: approvals_cmd::ApprovalsCommand,
+    },
     /// List or end live sessions through the gateway's control port.
     Sessions {
         #[command(subcommand)]
@@ -215,6 +221,7 @@ fn main() -> anyhow::Result<()> {
             } => login::token(issuer.as_deref(), min_valid, print_env).await,
             Command::Connect(args) => connect::run(*args).await,
             Command::Sessions { command } => sessions_cmd::run(command).await,
+            Command::Approvals { command } => approvals_cmd::run(command).await,
             Command::DevToken {
                 user,
                 groups,

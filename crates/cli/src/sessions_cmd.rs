@@ -23,7 +23,7 @@ pub enum SessionsCommand {
 pub struct AdminArgs {
     /// The gateway's control port, e.g. http://127.0.0.1:6433.
     #[arg(long, env = "PORTCULLIS_ADMIN")]
-    admin: String,
+    pub(crate) admin: String,
     /// An access token of a member of the gateway's admin groups (default: your login's).
     #[arg(long, env = "PORTCULLIS_TOKEN")]
     token: Option<String>,
@@ -33,7 +33,7 @@ pub struct AdminArgs {
 }
 
 impl AdminArgs {
-    fn http(&self) -> anyhow::Result<reqwest::Client> {
+    pub(crate) fn http(&self) -> anyhow::Result<reqwest::Client> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = reqwest::Client::builder().timeout(std::time::Duration::from_secs(15));
         if let Some(path) = &self.ca_file {
@@ -44,7 +44,7 @@ impl AdminArgs {
         Ok(b.build()?)
     }
 
-    async fn token(&self) -> anyhow::Result<String> {
+    pub(crate) async fn token(&self) -> anyhow::Result<String> {
         match &self.token {
             Some(t) => Ok(t.clone()),
             None => crate::login::fresh_token(None, std::time::Duration::from_secs(30)).await,
@@ -52,7 +52,7 @@ impl AdminArgs {
     }
 }
 
-async fn answer(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn answer(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
     let status = resp.status();
     let body: serde_json::Value = resp
         .json()

@@ -7,6 +7,7 @@
 //! a frontend pump (decisions, expected responses) and a backend pump (attribution,
 //! rewriting). `runtime` is the resolved configuration, swapped atomically on reload.
 
+pub mod approvals;
 pub mod audit;
 pub mod cancel;
 pub mod catalog;
@@ -61,6 +62,8 @@ pub enum StartError {
     },
     #[error("audit: {0}")]
     Audit(String),
+    #[error("approval store: {0}")]
+    Approvals(String),
 }
 
 /// What the embedding program chooses.
@@ -129,11 +132,25 @@ impl Gateway {
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
         let catalogs = Arc::new(catalog::Catalogs::default());
         let clock = options.session_clock.clone();
+        let approvals = match &runtime.load().config.approval {
+            Some(a) => Some(Arc::new(
+                approvals::Approvals::open(
+                    &a.store,
+                    approvals::Settings {
+                        deadline: a.deadline,
+                    },
+                    clock.clone(),
+                )
+                .map_err(StartError::Approvals)?,
+            )),
+            None => None,
+        };
         let decider = options.decider.unwrap_or_else(|| {
             Arc::new(policy::PolicyDecider::new(
                 runtime.clone(),
                 catalogs.clone(),
                 options.clock,
+                approvals.clone(),
             ))
         });
         let inner = Arc::new(Inner {
@@ -148,6 +165,7 @@ impl Gateway {
                 catalogs,
                 sessions: Arc::new(sessions::Sessions::default()),
                 clock,
+                approvals,
             }),
             generation: tokio::sync::watch::channel(0).0,
             reload_lock: std::sync::Mutex::new(()),
@@ -176,6 +194,14 @@ impl Gateway {
             ),
             None => None,
         };
+        if let (Some(addr), Some(a)) = (admin_addr, &inner.services.approvals) {
+            let scheme = if inner.runtime.load().control_acceptor.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            a.set_admin_url(format!("{scheme}://{addr}"));
+        }
         let oauth_addr = match inner
             .runtime
             .load()

@@ -23,6 +23,8 @@ use crate::runtime::Runtime;
 /// so no statement can be crafted to collide with another's.
 pub struct PolicyDecider {
     runtime: Arc<ArcSwap<Runtime>>,
+    /// Where statements that need approval are held; without it they are refused.
+    approvals: Option<Arc<crate::approvals::Approvals>>,
     catalogs: Arc<Catalogs>,
     clock: Arc<dyn Clock>,
     cache: quick_cache::sync::Cache<(u64, u64), Decided>,
@@ -48,10 +50,25 @@ enum Cached {
     Allow,
     Limited(portcullis_policy::RowLimit),
     Refuse(ErrorResponse),
+    /// Held until a member of one of `groups` approves; `refusal` where approvals are
+    /// not configured.
+    Approval {
+        groups: Vec<String>,
+        policies: Vec<String>,
+        refusal: ErrorResponse,
+    },
 }
 
 impl Cached {
-    fn verdict(self) -> Verdict {
+    /// `prepares`: the statement only prepares what runs later (a Parse, SQL `PREPARE`),
+    /// which is held where it runs (the Bind, `EXECUTE`), not here.
+    fn verdict(
+        self,
+        approvals: Option<&Arc<crate::approvals::Approvals>>,
+        session: &SessionInfo,
+        text: &str,
+        prepares: bool,
+    ) -> Verdict {
         match self {
             Cached::Allow => Verdict::allow(),
             Cached::Limited(limit) => Verdict::ForwardLimited {
@@ -59,6 +76,15 @@ impl Cached {
                 limit,
             },
             Cached::Refuse(e) => Verdict::Refuse(e),
+            Cached::Approval {
+                groups,
+                policies,
+                refusal,
+            } => match approvals {
+                Some(_) if prepares => Verdict::allow(),
+                Some(a) => a.hold(session, text, groups, policies),
+                None => Verdict::Refuse(refusal),
+            },
         }
     }
 }
@@ -80,9 +106,11 @@ impl PolicyDecider {
         runtime: Arc<ArcSwap<Runtime>>,
         catalogs: Arc<Catalogs>,
         clock: Arc<dyn Clock>,
+        approvals: Option<Arc<crate::approvals::Approvals>>,
     ) -> Self {
         PolicyDecider {
             runtime,
+            approvals,
             catalogs,
             clock,
             cache: quick_cache::sync::Cache::new(16_384),
@@ -237,7 +265,16 @@ impl Decider for PolicyDecider {
             sensitive: why.sensitive,
             approval: None,
         };
-        (verdict.verdict(), reasons)
+        // Judged on the statement's own root, never on facts absorbed from what an
+        // EXECUTE runs (which carry the PREPARE's tag).
+        let prepares = matches!(statement.origin, Origin::Parse { .. })
+            || statement
+                .parsed
+                .is_ok_and(|p| p.facts.node == "PrepareStmt");
+        (
+            verdict.verdict(self.approvals.as_ref(), session, text, prepares),
+            reasons,
+        )
     }
 }
 
@@ -302,15 +339,25 @@ impl PolicyDecider {
                 Cached::Refuse(ErrorResponse::new(Severity::Error, "42501", message))
             }
             Outcome::NeedsApproval {
-                message, groups, ..
+                message,
+                groups,
+                policies,
             } => {
                 tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, %message, "statement needs approval");
-                Cached::Refuse(
-                    ErrorResponse::new(Severity::Error, "42501", message).hint(format!(
-                        "a member of {} must approve it",
-                        groups.join(" or ")
-                    )),
+                let refusal = ErrorResponse::new(
+                    Severity::Error,
+                    "42501",
+                    format!("{message}, and this gateway has no [approval] section"),
                 )
+                .hint(format!(
+                    "a member of {} must approve it; configure [approval] to hold such statements",
+                    groups.join(" or ")
+                ));
+                Cached::Approval {
+                    groups,
+                    policies,
+                    refusal,
+                }
             }
         };
         (verdict, why)

@@ -21,4 +21,6 @@ pub struct Services {
     pub sessions: Arc<crate::sessions::Sessions>,
     /// The clock live sessions check their token's expiry against.
     pub clock: Arc<dyn portcullis_policy::Clock>,
+    /// Statements held for approval, when `[approval]` is configured.
+    pub approvals: Option<Arc<crate::approvals::Approvals>>,
 }

@@ -47,11 +47,29 @@ pub struct Config {
     pub policy: PolicySection,
     /// Required: no audit, no access.
     pub audit: AuditSection,
+    /// Statements held for approval; without it they are refused.
+    #[serde(default)]
+    pub approval: Option<ApprovalSection>,
     #[serde(default)]
     pub admin: Option<AdminSection>,
     /// IdP clients that log in with client-credentials tokens.
     #[serde(default, rename = "service_account")]
     pub service_accounts: Vec<ServiceAccountConfig>,
+}
+
+/// `[approval]`: where approval requests are kept and how long a statement waits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSection {
+    /// The SQLite file of requests (relative to the configuration file).
+    pub store: PathBuf,
+    /// How long a held statement waits for a decision.
+    #[serde(default = "default_approval_deadline", with = "humantime_serde")]
+    pub deadline: std::time::Duration,
+}
+
+fn default_approval_deadline() -> std::time::Duration {
+    std::time::Duration::from_secs(15 * 60)
 }
 
 /// `[admin]`: the control port operators use (listing and ending sessions).
@@ -305,6 +323,9 @@ impl Config {
         for path in &mut self.policy.paths {
             fix(path);
         }
+        if let Some(a) = &mut self.approval {
+            fix(&mut a.store);
+        }
         self.audit.resolve_paths(dir);
         for t in &mut self.targets {
             if let Some(ca) = &mut t.ca_file {
@@ -329,6 +350,11 @@ impl Config {
         self.identity.validate().map_err(invalid)?;
         if self.targets.is_empty() {
             return Err(invalid("no [[target]] is configured".into()));
+        }
+        if self.approval.is_some() && self.admin.is_none() {
+            return Err(invalid(
+                "[approval] needs an [admin] section: approvers decide on the control port".into(),
+            ));
         }
         if self.policy.paths.is_empty() {
             return Err(invalid("policy.paths names no policy files".into()));

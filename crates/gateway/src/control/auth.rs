@@ -11,6 +11,45 @@ use axum::response::Response;
 
 use super::{Control, problem};
 
+/// Any verified caller (approvers: whether they may decide is the request's question).
+pub struct Caller(pub portcullis_identity::Principal);
+
+impl FromRequestParts<Arc<Control>> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        control: &Arc<Control>,
+    ) -> Result<Self, Self::Rejection> {
+        verified(parts, control).await.map(Caller)
+    }
+}
+
+/// The caller's verified identity, from the bearer token.
+async fn verified(
+    parts: &Parts,
+    control: &Arc<Control>,
+) -> Result<portcullis_identity::Principal, Response> {
+    let token = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "send an access token: Authorization: Bearer <token>",
+            )
+        })?;
+    control
+        .runtime
+        .load_full()
+        .verifier
+        .verify(token)
+        .await
+        .map_err(|e| problem(StatusCode::UNAUTHORIZED, e.to_string()))
+}
+
 /// An operator: a verified caller in one of `admin.groups`.
 pub struct Operator {
     /// The token's subject, named in the audit trail as the actor.
@@ -24,23 +63,8 @@ impl FromRequestParts<Arc<Control>> for Operator {
         parts: &mut Parts,
         control: &Arc<Control>,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                problem(
-                    StatusCode::UNAUTHORIZED,
-                    "send an access token: Authorization: Bearer <token>",
-                )
-            })?;
+        let principal = verified(parts, control).await?;
         let runtime = control.runtime.load_full();
-        let principal = runtime
-            .verifier
-            .verify(token)
-            .await
-            .map_err(|e| problem(StatusCode::UNAUTHORIZED, e.to_string()))?;
         let allowed = runtime
             .config
             .admin

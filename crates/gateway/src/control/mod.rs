@@ -5,7 +5,7 @@
 //! configured, since bearer tokens travel in it.
 //!
 //! `auth.rs` holds who may call it (extractors), `sessions.rs` the session endpoints,
-//! `listener.rs` the TLS listener.
+//! `approvals.rs` the approval requests, `listener.rs` the TLS listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::runtime::Runtime;
 use crate::services::Services;
 
+mod approvals;
 mod auth;
 mod listener;
 mod sessions;
@@ -31,6 +32,7 @@ pub struct Control {
     runtime: Arc<ArcSwap<Runtime>>,
     audit: portcullis_audit::AuditLog,
     sessions: Arc<crate::sessions::Sessions>,
+    approvals: Option<Arc<crate::approvals::Approvals>>,
 }
 
 /// Starts the control port; returns the address it listens on.
@@ -47,11 +49,16 @@ pub async fn start(
         runtime: runtime.clone(),
         audit: services.audit.clone(),
         sessions: services.sessions.clone(),
+        approvals: services.approvals.clone(),
     });
     let app = Router::new()
         .route("/healthz", get(health))
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/kill", post(sessions::kill))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::show))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(approvals::deny))
         .with_state(state);
     tokio::spawn(async move {
         let shutdown = async move {

@@ -39,7 +39,7 @@ impl Tally {
                 .collect();
             return Outcome::NeedsApproval {
                 message: format!(
-                    "{} needs approval from group {} (policy \"{}\"), and approvals are not available yet",
+                    "{} needs approval from group {} (policy \"{}\")",
                     self.approval_what.unwrap_or_default(),
                     quoted.join(" or "),
                     self.approval_policies.join("\", \""),
