@@ -202,6 +202,13 @@ async fn denied_or_withdrawn_requests_run_nothing() {
     });
     let request = pending(&h, CAROL).await;
     let id = request["id"].as_str().unwrap();
+    // The approver sees what will run: the text and its parameters.
+    assert_eq!(
+        request["text"],
+        "update orders set status = $1 where id = $2"
+    );
+    // tokio-postgres sends every parameter in binary: shown as hex, never guessed.
+    assert_eq!(request["parameters"], json!(["\\x6c6f7374", "\\x00000008"]));
     // A denial needs a reason, which the requester is told.
     let (status, _) = call(&h, CAROL, "POST", &format!("/v1/approvals/{id}/deny"), None).await;
     assert_eq!(status, 400);

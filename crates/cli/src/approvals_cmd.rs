@@ -67,6 +67,20 @@ fn describe(r: &Value) -> String {
         list("policies"),
         s("deadline"),
     );
+    if let Some(p) = r["parameters"].as_array().filter(|p| !p.is_empty()) {
+        let shown: Vec<String> = p
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "${} = {}",
+                    i + 1,
+                    v.as_str().map_or("NULL".into(), |s| format!("'{s}'"))
+                )
+            })
+            .collect();
+        out.push_str(&format!("\n  with {}", shown.join(", ")));
+    }
     if let Some(by) = r["decided_by"].as_str() {
         out.push_str(&format!("\n  decided by {by}"));
     }

@@ -106,9 +106,15 @@ pub fn redacted(text: &str, facts: Option<&Facts>) -> String {
 /// Bound parameters as the trail shows them: text as sent, binary as `\x…` hex, and
 /// `***` for every non-NULL value when a policy marks them sensitive.
 pub fn parameters(bind: &portcullis_wire::frontend::Bind, sensitive: bool) -> Vec<Option<String>> {
-    bind.parameters()
-        .into_iter()
-        .map(|(binary, v)| {
+    shown_parameters(&bind.parameters(), sensitive)
+}
+
+/// Parameter values as people read them: text as sent, binary as `\x` hex, `***` for
+/// all when a policy marks them sensitive.
+pub fn shown_parameters(values: &[(bool, Option<&[u8]>)], sensitive: bool) -> Vec<Option<String>> {
+    values
+        .iter()
+        .map(|&(binary, v)| {
             v.map(|b| match (binary, std::str::from_utf8(b)) {
                 _ if sensitive => "***".to_string(),
                 (false, Ok(s)) => s.to_string(),

@@ -78,6 +78,9 @@ pub struct Statement<'a> {
     pub transaction: TransactionStatus,
     /// The session's search path as far as the gateway has seen it set.
     pub search_path: &'a [String],
+    /// For a Bind: its parameter values, each with whether it is in binary format
+    /// (`None` is NULL); empty otherwise.
+    pub parameters: &'a [(bool, Option<&'a [u8]>)],
 }
 
 /// What to do with a statement.

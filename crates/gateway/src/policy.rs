@@ -66,7 +66,7 @@ impl Cached {
         self,
         approvals: Option<&Arc<crate::approvals::Approvals>>,
         session: &SessionInfo,
-        text: &str,
+        statement: (&str, Vec<Option<String>>),
         prepares: bool,
     ) -> Verdict {
         match self {
@@ -82,7 +82,7 @@ impl Cached {
                 refusal,
             } => match approvals {
                 Some(_) if prepares => Verdict::allow(),
-                Some(a) => a.hold(session, text, groups, policies),
+                Some(a) => a.hold(session, statement.0, statement.1, groups, policies),
                 None => Verdict::Refuse(refusal),
             },
         }
@@ -271,8 +271,10 @@ impl Decider for PolicyDecider {
             || statement
                 .parsed
                 .is_ok_and(|p| p.facts.node == "PrepareStmt");
+        // What the approver is shown is what will run: the text and its parameters.
+        let shown = crate::audit::shown_parameters(statement.parameters, reasons.sensitive);
         (
-            verdict.verdict(self.approvals.as_ref(), session, text, prepares),
+            verdict.verdict(self.approvals.as_ref(), session, (text, shown), prepares),
             reasons,
         )
     }

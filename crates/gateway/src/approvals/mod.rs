@@ -104,6 +104,7 @@ impl Approvals {
         self: &Arc<Self>,
         session: &SessionInfo,
         text: &str,
+        parameters: Vec<Option<String>>,
         approvers: Vec<String>,
         policies: Vec<String>,
     ) -> Verdict {
@@ -119,6 +120,7 @@ impl Approvals {
             target: session.target.clone(),
             upstream_role: session.upstream_role.clone(),
             text: text.to_string(),
+            parameters,
             approvers: approvers.clone(),
             policies,
             created: now.to_string(),

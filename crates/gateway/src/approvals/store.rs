@@ -19,6 +19,8 @@ pub struct Request {
     pub upstream_role: String,
     /// The statement held, as it will run.
     pub text: String,
+    /// Its bound parameters as they will run (`***` where a policy marks them sensitive).
+    pub parameters: Vec<Option<String>>,
     /// The groups one of whose members may decide.
     pub approvers: Vec<String>,
     /// The policies that asked for approval.
@@ -44,7 +46,8 @@ pub struct Store {
 }
 
 const COLUMNS: &str = "id, session, subject, groups, client, target, upstream_role, text, \
-                       approvers, policies, created, deadline, state, decided_by, reason";
+                       approvers, policies, created, deadline, state, decided_by, reason, \
+                       parameters";
 
 fn list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
@@ -71,6 +74,7 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Request> {
         state: row.get(12)?,
         decided_by: row.get(13)?,
         reason: row.get(14)?,
+        parameters: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or_default(),
     })
 }
 
@@ -88,7 +92,8 @@ impl Store {
                  groups TEXT NOT NULL, client TEXT NOT NULL, target TEXT NOT NULL,
                  upstream_role TEXT NOT NULL, text TEXT NOT NULL, approvers TEXT NOT NULL,
                  policies TEXT NOT NULL, created TEXT NOT NULL, deadline TEXT NOT NULL,
-                 state TEXT NOT NULL, decided_by TEXT, reason TEXT);
+                 state TEXT NOT NULL, decided_by TEXT, reason TEXT,
+                 parameters TEXT NOT NULL DEFAULT '[]');
              CREATE INDEX IF NOT EXISTS approval_requests_state ON approval_requests (state);",
         )?;
         db.execute(
@@ -103,7 +108,7 @@ impl Store {
         self.db.execute(
             &format!(
                 "INSERT INTO approval_requests ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ),
             params![
                 r.id,
@@ -120,7 +125,8 @@ impl Store {
                 r.deadline,
                 r.state,
                 r.decided_by,
-                r.reason
+                r.reason,
+                serde_json::to_string(&r.parameters).unwrap_or_else(|_| "[]".into())
             ],
         )?;
         Ok(())

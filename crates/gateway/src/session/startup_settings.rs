@@ -145,6 +145,7 @@ pub(super) fn check_startup_identity(
             prepared: None,
             transaction: TransactionStatus::Idle,
             search_path,
+            parameters: &[],
         },
     );
     match verdict {

@@ -161,6 +161,7 @@ impl Frontend<'_> {
             prepared: cursor.as_ref().and_then(|c| c.statement()),
             transaction: self.shared.transaction(),
             search_path: &self.search_path,
+            parameters: &[],
         };
         let (verdict, mut why) = self.verdict(&statement);
         let outcome = self.treatment(verdict, &text, &mut why, upstream).await?;

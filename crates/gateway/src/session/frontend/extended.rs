@@ -72,6 +72,7 @@ impl Frontend<'_> {
                 prepared: registered.as_ref().and_then(|p| p.statement()),
                 transaction,
                 search_path: &self.search_path,
+                parameters: &[],
             };
             let (verdict, mut why) = self.verdict(&statement);
             match (
@@ -240,6 +241,7 @@ impl Frontend<'_> {
         upstream: &mut W,
     ) -> Result<Result<(Treatment, u64), ErrorResponse>, FrontendError> {
         let registered = self.referenced(stmt);
+        let parameters = bind.parameters();
         let statement = Statement {
             origin: Origin::Bind {
                 statement: bind.statement(),
@@ -249,6 +251,7 @@ impl Frontend<'_> {
             prepared: registered.as_ref().and_then(|p| p.statement()),
             transaction: self.shared.transaction(),
             search_path: &self.search_path,
+            parameters: &parameters,
         };
         let (verdict, mut why) = self.verdict(&statement);
         let outcome = self

@@ -29,6 +29,7 @@ impl Frontend<'_> {
             prepared: None,
             transaction: self.shared.transaction(),
             search_path: &self.search_path,
+            parameters: &[],
         };
         let (verdict, mut why) = self.verdict(&statement);
         let text = why.text.as_deref().map_or_else(

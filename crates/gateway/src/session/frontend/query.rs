@@ -155,6 +155,7 @@ impl Frontend<'_> {
                 prepared,
                 transaction,
                 search_path: &self.search_path,
+                parameters: &[],
             };
             let (verdict, mut why) = self.verdict(&statement);
             match self
