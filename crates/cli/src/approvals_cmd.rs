@@ -41,17 +41,31 @@ pub enum ApprovalsCommand {
     },
 }
 
+/// Text from a request as a terminal must show it: control characters (escape sequences,
+/// carriage returns) written out, never obeyed, so what the approver reads is what runs.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '\n' => vec!['\n', ' ', ' ', ' ', ' '],
+            c if c.is_control() => c.escape_unicode().collect(),
+            c => vec![c],
+        })
+        .collect()
+}
+
 fn describe(r: &Value) -> String {
-    let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+    let s = |k: &str| printable(r[k].as_str().unwrap_or(""));
     let list = |k: &str| {
-        r[k].as_array()
+        let joined = r[k]
+            .as_array()
             .map(|a| {
                 a.iter()
                     .filter_map(Value::as_str)
                     .collect::<Vec<_>>()
                     .join(", ")
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        printable(&joined)
     };
     let mut out = format!(
         "{}  {}  {} ({}) from {} on {} as {}\n  {}\n  needs: a member of {} (policy {}), until {}",
@@ -72,20 +86,22 @@ fn describe(r: &Value) -> String {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                format!(
-                    "${} = {}",
-                    i + 1,
-                    v.as_str().map_or("NULL".into(), |s| format!("'{s}'"))
-                )
+                let shown = v.as_str().map_or("NULL".into(), |s| {
+                    format!("'{}'", printable(&s.replace('\'', "''")))
+                });
+                format!("${} = {shown}", i + 1)
             })
             .collect();
         out.push_str(&format!("\n  with {}", shown.join(", ")));
+    }
+    if let Some(runs) = r["runs"].as_str() {
+        out.push_str(&format!("\n  which runs: {}", printable(runs)));
     }
     if let Some(by) = r["decided_by"].as_str() {
         out.push_str(&format!("\n  decided by {by}"));
     }
     if let Some(reason) = r["reason"].as_str() {
-        out.push_str(&format!(": {reason}"));
+        out.push_str(&format!(": {}", printable(reason)));
     }
     out
 }
@@ -118,7 +134,11 @@ pub async fn run(command: ApprovalsCommand) -> anyhow::Result<()> {
                 json!({ "reason": reason }),
             )
             .await?;
-            println!("approved {}: {}", id, r["text"].as_str().unwrap_or(""));
+            println!(
+                "approved {}: {}",
+                id,
+                printable(r["text"].as_str().unwrap_or(""))
+            );
         }
         ApprovalsCommand::Deny { admin, id, reason } => {
             let r = post(
@@ -127,7 +147,11 @@ pub async fn run(command: ApprovalsCommand) -> anyhow::Result<()> {
                 json!({ "reason": reason }),
             )
             .await?;
-            println!("denied {}: {}", id, r["text"].as_str().unwrap_or(""));
+            println!(
+                "denied {}: {}",
+                id,
+                printable(r["text"].as_str().unwrap_or(""))
+            );
         }
     }
     Ok(())

@@ -272,6 +272,7 @@ fn outcome_json(o: &Outcome) -> serde_json::Value {
             groups,
             policies,
             message,
+            ..
         } => {
             json!({"outcome": o.name(), "groups": groups, "policies": policies, "message": message})
         }

@@ -138,6 +138,7 @@ impl Gateway {
                     &a.store,
                     approvals::Settings {
                         deadline: a.deadline,
+                        same: runtime.load().config.identity.deny_subjects_match,
                     },
                     clock.clone(),
                 )

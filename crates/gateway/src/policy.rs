@@ -56,6 +56,8 @@ enum Cached {
         groups: Vec<String>,
         policies: Vec<String>,
         refusal: ErrorResponse,
+        /// What the statement comes to once approved (a row limit still applies).
+        then: Box<Cached>,
     },
 }
 
@@ -66,7 +68,7 @@ impl Cached {
         self,
         approvals: Option<&Arc<crate::approvals::Approvals>>,
         session: &SessionInfo,
-        statement: (&str, Vec<Option<String>>),
+        statement: crate::approvals::Shown,
         prepares: bool,
     ) -> Verdict {
         match self {
@@ -80,9 +82,13 @@ impl Cached {
                 groups,
                 policies,
                 refusal,
+                then,
             } => match approvals {
                 Some(_) if prepares => Verdict::allow(),
-                Some(a) => a.hold(session, statement.0, statement.1, groups, policies),
+                Some(a) => {
+                    let approved = then.verdict(None, session, statement.clone(), prepares);
+                    a.hold(session, statement, approved, groups, policies)
+                }
                 None => Verdict::Refuse(refusal),
             },
         }
@@ -271,10 +277,15 @@ impl Decider for PolicyDecider {
             || statement
                 .parsed
                 .is_ok_and(|p| p.facts.node == "PrepareStmt");
-        // What the approver is shown is what will run: the text and its parameters.
-        let shown = crate::audit::shown_parameters(statement.parameters, reasons.sensitive);
+        // What the approver is shown is what will run: the text, what an EXECUTE or FETCH
+        // runs, and the parameters.
+        let shown = crate::approvals::Shown {
+            text: text.to_string(),
+            runs: statement.prepared.map(|p| p.text.clone()),
+            parameters: crate::audit::shown_parameters(statement.parameters, reasons.sensitive),
+        };
         (
-            verdict.verdict(self.approvals.as_ref(), session, (text, shown), prepares),
+            verdict.verdict(self.approvals.as_ref(), session, shown, prepares),
             reasons,
         )
     }
@@ -321,31 +332,44 @@ impl PolicyDecider {
             record: decision.record,
             sensitive: decision.sensitive,
         };
-        let verdict = match decision.outcome {
-            Outcome::Allow {
-                max_rows: Some(limit),
-            } if matches!(facts.kind, Kind::Update | Kind::Delete | Kind::Merge) => {
-                Cached::Limited(limit)
-            }
-            Outcome::Allow { .. } => Cached::Allow,
-            Outcome::Deny { message, hint } => {
-                tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, %message, "statement refused");
-                let e = ErrorResponse::new(Severity::Error, "42501", message);
-                Cached::Refuse(match hint {
-                    Some(h) if policies.condition_hints => e.hint(h),
-                    _ => e,
-                })
-            }
-            Outcome::Mask { message, .. } => {
-                tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, %message, "statement refused");
-                Cached::Refuse(ErrorResponse::new(Severity::Error, "42501", message))
-            }
-            Outcome::NeedsApproval {
-                message,
-                groups,
-                policies,
-            } => {
-                tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, %message, "statement needs approval");
+        let verdict = cached(decision.outcome, facts.kind, policies.condition_hints);
+        if let Cached::Refuse(e) = &verdict {
+            tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, message = %e.message(), "statement refused");
+        }
+        if let Cached::Approval { .. } = &verdict {
+            tracing::info!(session = %session.id, subject = %session.subject, kind = %facts.kind, "statement needs approval");
+        }
+        (verdict, why)
+    }
+}
+
+/// What an outcome comes to for the relay.
+fn cached(outcome: Outcome, kind: Kind, condition_hints: bool) -> Cached {
+    match outcome {
+        Outcome::Allow {
+            max_rows: Some(limit),
+        } if matches!(kind, Kind::Update | Kind::Delete | Kind::Merge) => Cached::Limited(limit),
+        Outcome::Allow { .. } => Cached::Allow,
+        Outcome::Deny { message, hint } => {
+            let e = ErrorResponse::new(Severity::Error, "42501", message);
+            Cached::Refuse(match hint {
+                Some(h) if condition_hints => e.hint(h),
+                _ => e,
+            })
+        }
+        Outcome::Mask { message, .. } => {
+            Cached::Refuse(ErrorResponse::new(Severity::Error, "42501", message))
+        }
+        Outcome::NeedsApproval {
+            message,
+            groups,
+            policies,
+            then,
+        } => match cached(*then, kind, condition_hints) {
+            // Approved, it would still be refused (a masked column, while masking is not
+            // available): nobody is asked.
+            Cached::Refuse(e) => Cached::Refuse(e),
+            then => {
                 let refusal = ErrorResponse::new(
                     Severity::Error,
                     "42501",
@@ -359,9 +383,9 @@ impl PolicyDecider {
                     groups,
                     policies,
                     refusal,
+                    then: Box::new(then),
                 }
             }
-        };
-        (verdict, why)
+        },
     }
 }

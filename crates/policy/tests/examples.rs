@@ -214,6 +214,7 @@ fn writes_need_a_managers_approval() {
             groups,
             policies,
             message,
+            ..
         } => {
             assert_eq!(groups, vec!["managers"]);
             assert_eq!(policies, vec!["writes-need-manager-approval"]);

@@ -25,11 +25,28 @@ use store::Store;
 use crate::decision::{SessionInfo, Verdict};
 use crate::hold::{Hold, HoldRequest, RequestId, Resolution};
 
+/// What an approver is shown of a held statement: what will run.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub text: String,
+    /// For EXECUTE or FETCH: the statement prepared, or the cursor's query, it runs.
+    pub runs: Option<String>,
+    pub parameters: Vec<Option<String>>,
+}
+
+/// A decision, as it reaches the held statement.
+enum Decided {
+    Approved(String),
+    Denied(String, String),
+}
+
 /// How approvals are run (`[approval]`).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// How long a held statement waits for a decision.
     pub deadline: Duration,
+    /// How subjects are compared (`identity.deny_subjects_match`).
+    pub same: portcullis_identity::SubjectMatch,
 }
 
 /// Why a decision was not taken.
@@ -53,12 +70,22 @@ pub enum DecideError {
 pub struct Approvals {
     store: Mutex<Store>,
     /// Held statements by request id: woken with the decision.
-    waiting: Mutex<HashMap<String, oneshot::Sender<Resolution>>>,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Decided>>>,
     settings: Settings,
     clock: Arc<dyn Clock>,
     /// The control port's URL, once it listens: named in the approver's command.
     admin_url: std::sync::OnceLock<String>,
+    /// How subjects are compared: nobody approves their own request under another
+    /// spelling of their name.
+    same: portcullis_identity::SubjectMatch,
 }
+
+/// The most an approver is shown of one statement (text, what it runs, parameters): a
+/// longer one is refused rather than approved unread.
+const MAX_SHOWN: usize = 64 * 1024;
+
+/// Requests one subject may have pending at once.
+const MAX_PENDING: usize = 16;
 
 /// Refusal of a statement that needs approval when the store cannot take the request.
 fn unavailable(e: &store::StoreError) -> ErrorResponse {
@@ -80,12 +107,14 @@ impl Approvals {
         clock: Arc<dyn Clock>,
     ) -> Result<Approvals, String> {
         let store = Store::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let same = settings.same;
         Ok(Approvals {
             store: Mutex::new(store),
             waiting: Mutex::new(HashMap::new()),
             settings,
             clock,
             admin_url: std::sync::OnceLock::new(),
+            same,
         })
     }
 
@@ -99,15 +128,53 @@ impl Approvals {
     }
 
     /// Holds a statement: records its request and returns the hold the session waits on,
-    /// or the refusal when the request cannot be recorded (fail closed).
+    /// or the refusal when the request cannot be recorded (fail closed). `approved` is
+    /// what the statement comes to once approved (the approval lifts only the `@approval`
+    /// forbids).
     pub fn hold(
         self: &Arc<Self>,
         session: &SessionInfo,
-        text: &str,
-        parameters: Vec<Option<String>>,
+        shown: Shown,
+        approved: Verdict,
         approvers: Vec<String>,
         policies: Vec<String>,
     ) -> Verdict {
+        let size = shown.text.len()
+            + shown.runs.as_ref().map_or(0, String::len)
+            + shown
+                .parameters
+                .iter()
+                .flatten()
+                .map(String::len)
+                .sum::<usize>();
+        if size > MAX_SHOWN {
+            return Verdict::Refuse(ErrorResponse::new(
+                Severity::Error,
+                "54000",
+                format!(
+                    "this statement needs approval and is too long to show an approver ({size} bytes with its parameters; at most {MAX_SHOWN})"
+                ),
+            ));
+        }
+        match self.store().pending() {
+            Ok(p)
+                if p.iter()
+                    .filter(|r| self.same.matches(&r.subject, &session.subject))
+                    .count()
+                    >= MAX_PENDING =>
+            {
+                return Verdict::Refuse(ErrorResponse::new(
+                    Severity::Error,
+                    "53400",
+                    format!(
+                        "{} already has {MAX_PENDING} statements waiting for approval",
+                        session.subject
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Verdict::Refuse(unavailable(&e)),
+        }
         let id = format!("a{:016x}", rand::random::<u64>());
         let now = self.clock.now();
         let deadline = now + self.settings.deadline;
@@ -119,8 +186,9 @@ impl Approvals {
             client: session.client_addr.to_string(),
             target: session.target.clone(),
             upstream_role: session.upstream_role.clone(),
-            text: text.to_string(),
-            parameters,
+            text: shown.text,
+            runs: shown.runs,
+            parameters: shown.parameters,
             approvers: approvers.clone(),
             policies,
             created: now.to_string(),
@@ -158,9 +226,15 @@ impl Approvals {
                 // The whole guard moves in, not only the field written below.
                 let mut pending = pending;
                 match rx.await {
-                    Ok(resolution) => {
+                    Ok(decided) => {
                         pending.decided = true;
-                        resolution
+                        match decided {
+                            Decided::Approved(by) => Resolution::Approved {
+                                by,
+                                verdict: approved,
+                            },
+                            Decided::Denied(by, reason) => Resolution::Denied { by, reason },
+                        }
                     }
                     // The sender goes only with a decision; until then, wait.
                     Err(_) => std::future::pending().await,
@@ -169,9 +243,7 @@ impl Approvals {
         })
     }
 
-    fn lock_waiting(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Resolution>>> {
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Decided>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -184,7 +256,7 @@ impl Approvals {
             .store()
             .pending()?
             .into_iter()
-            .filter(|r| r.subject == viewer.subject || eligible(r, viewer))
+            .filter(|r| self.same.matches(&r.subject, &viewer.subject) || eligible(r, viewer))
             .collect())
     }
 
@@ -196,7 +268,7 @@ impl Approvals {
     ) -> Result<Request, DecideError> {
         self.store()
             .get(id)?
-            .filter(|r| r.subject == viewer.subject || eligible(r, viewer))
+            .filter(|r| self.same.matches(&r.subject, &viewer.subject) || eligible(r, viewer))
             .ok_or_else(|| DecideError::Unknown(id.to_string()))
     }
 
@@ -218,14 +290,16 @@ impl Approvals {
                 state: request.state,
             });
         }
-        if request.subject == approver.subject {
-            return Err(DecideError::OwnRequest(approver.subject.clone()));
+        let own = self.same.matches(&request.subject, &approver.subject);
+        // A request the caller may not see does not exist for them.
+        if !own && !eligible(&request, approver) {
+            if request.subject == approver.subject {
+                return Err(DecideError::OwnRequest(approver.subject.clone()));
+            }
+            return Err(DecideError::Unknown(id.to_string()));
         }
-        if !eligible(&request, approver) {
-            return Err(DecideError::NotEligible {
-                who: approver.subject.clone(),
-                groups: request.approvers.join(", "),
-            });
+        if own {
+            return Err(DecideError::OwnRequest(approver.subject.clone()));
         }
         let reason = reason.filter(|r| !r.trim().is_empty());
         if !approve && reason.is_none() {
@@ -240,19 +314,13 @@ impl Approvals {
         }
         let decided = store.get(id)?.unwrap_or(request);
         drop(store);
-        let resolution = if approve {
-            Resolution::Approved {
-                by: approver.subject.clone(),
-                verdict: Verdict::allow(),
-            }
+        let decided_now = if approve {
+            Decided::Approved(approver.subject.clone())
         } else {
-            Resolution::Denied {
-                by: approver.subject.clone(),
-                reason: reason.unwrap_or_default(),
-            }
+            Decided::Denied(approver.subject.clone(), reason.unwrap_or_default())
         };
         if let Some(tx) = self.lock_waiting().remove(id) {
-            let _ = tx.send(resolution);
+            let _ = tx.send(decided_now);
         }
         Ok(decided)
     }

@@ -19,6 +19,8 @@ pub struct Request {
     pub upstream_role: String,
     /// The statement held, as it will run.
     pub text: String,
+    /// For EXECUTE or FETCH: what it runs (the prepared statement, the cursor's query).
+    pub runs: Option<String>,
     /// Its bound parameters as they will run (`***` where a policy marks them sensitive).
     pub parameters: Vec<Option<String>>,
     /// The groups one of whose members may decide.
@@ -47,7 +49,7 @@ pub struct Store {
 
 const COLUMNS: &str = "id, session, subject, groups, client, target, upstream_role, text, \
                        approvers, policies, created, deadline, state, decided_by, reason, \
-                       parameters";
+                       parameters, runs";
 
 fn list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
@@ -75,6 +77,7 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Request> {
         decided_by: row.get(13)?,
         reason: row.get(14)?,
         parameters: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or_default(),
+        runs: row.get(16)?,
     })
 }
 
@@ -93,7 +96,7 @@ impl Store {
                  upstream_role TEXT NOT NULL, text TEXT NOT NULL, approvers TEXT NOT NULL,
                  policies TEXT NOT NULL, created TEXT NOT NULL, deadline TEXT NOT NULL,
                  state TEXT NOT NULL, decided_by TEXT, reason TEXT,
-                 parameters TEXT NOT NULL DEFAULT '[]');
+                 parameters TEXT NOT NULL DEFAULT '[]', runs TEXT);
              CREATE INDEX IF NOT EXISTS approval_requests_state ON approval_requests (state);",
         )?;
         db.execute(
@@ -108,7 +111,7 @@ impl Store {
         self.db.execute(
             &format!(
                 "INSERT INTO approval_requests ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ),
             params![
                 r.id,
@@ -126,7 +129,8 @@ impl Store {
                 r.state,
                 r.decided_by,
                 r.reason,
-                serde_json::to_string(&r.parameters).unwrap_or_else(|_| "[]".into())
+                serde_json::to_string(&r.parameters).unwrap_or_else(|_| "[]".into()),
+                r.runs
             ],
         )?;
         Ok(())

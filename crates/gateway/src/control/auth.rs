@@ -41,13 +41,26 @@ async fn verified(
                 "send an access token: Authorization: Bearer <token>",
             )
         })?;
-    control
-        .runtime
-        .load_full()
+    let runtime = control.runtime.load_full();
+    let principal = runtime
         .verifier
         .verify(token)
         .await
-        .map_err(|e| problem(StatusCode::UNAUTHORIZED, e.to_string()))
+        .map_err(|e| problem(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    // Revoked for database logins is revoked here too.
+    let identity = &runtime.config.identity;
+    let how = identity.deny_subjects_match;
+    let denied = identity
+        .deny_subjects
+        .iter()
+        .any(|d| how.matches(d, &principal.subject));
+    if denied || control.sessions.blocked(&principal.subject, how).is_some() {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            format!("access for {} is revoked", principal.subject),
+        ));
+    }
+    Ok(principal)
 }
 
 /// An operator: a verified caller in one of `admin.groups`.

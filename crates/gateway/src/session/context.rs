@@ -54,12 +54,38 @@ pub struct HoldWatch {
     pub changed: Notify,
     /// The client disconnected while a statement was held.
     gone: AtomicBool,
+    /// The client sent more than the gateway reads while a statement is held: it could
+    /// no longer see a disconnect, so the wait ends.
+    overflow: AtomicBool,
+    overflowed: Notify,
 }
 
 impl HoldWatch {
     pub fn set(&self, held: bool) {
+        if held {
+            self.overflow.store(false, Ordering::SeqCst);
+        }
         self.held.store(held, Ordering::SeqCst);
         self.changed.notify_one();
+    }
+
+    /// The held client's unread bytes reached the limit.
+    pub fn overflow(&self) {
+        self.overflow.store(true, Ordering::SeqCst);
+        self.overflowed.notify_waiters();
+    }
+
+    /// Resolves once the held client's unread bytes reached the limit.
+    pub async fn overflowed(&self) {
+        loop {
+            let notified = self.overflowed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.overflow.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn is_held(&self) -> bool {

@@ -31,6 +31,9 @@ impl Tally {
         if let Some(d) = self.deny.or(self.deny_target) {
             return d;
         }
+        let then = self.mask.unwrap_or(Outcome::Allow {
+            max_rows: self.max_rows,
+        });
         if !self.approval_groups.is_empty() {
             let quoted: Vec<String> = self
                 .approval_groups
@@ -46,11 +49,10 @@ impl Tally {
                 ),
                 groups: self.approval_groups,
                 policies: self.approval_policies,
+                then: Box::new(then),
             };
         }
-        self.mask.unwrap_or(Outcome::Allow {
-            max_rows: self.max_rows,
-        })
+        then
     }
 }
 

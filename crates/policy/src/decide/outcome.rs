@@ -15,6 +15,9 @@ pub enum Outcome {
         groups: Vec<String>,
         policies: Vec<String>,
         message: String,
+        /// What the statement comes to once approved: the approval lifts the `@approval`
+        /// forbids only, not a mask or a row limit.
+        then: Box<Outcome>,
     },
     Mask {
         column: String,

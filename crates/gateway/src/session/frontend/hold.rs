@@ -23,6 +23,8 @@ enum Ended {
     Expired,
     Canceled,
     TokenExpired,
+    /// The client sent too much while the statement waited.
+    Overflowed,
 }
 
 /// Records the end of a hold; dropped without an end (the session ended under it, or the
@@ -147,6 +149,7 @@ impl Frontend<'_> {
             () = tokio::time::sleep(request.wait) => Ended::Expired,
             () = self.ctx.cancels.after(self.cancels_seen) => Ended::Canceled,
             () = tokio::time::sleep(token_left) => Ended::TokenExpired,
+            () = self.shared.held.overflowed() => Ended::Overflowed,
         };
         let approval = |approver: Option<&str>, outcome: &str| Approval {
             request: request.id.to_string(),
@@ -168,6 +171,18 @@ impl Frontend<'_> {
                 waiting.end("expired", "nobody decided before the deadline");
                 why.approval = Some(approval(None, "expired"));
                 Err(request.expired())
+            }
+            Ended::Overflowed => {
+                waiting.end(
+                    "withdrawn",
+                    "the client sent more than 1 MiB while the statement waited",
+                );
+                why.approval = Some(approval(None, "withdrawn"));
+                Err(ErrorResponse::new(
+                    portcullis_wire::backend::Severity::Error,
+                    "54000",
+                    "the statement's wait for approval ended: more than 1 MiB arrived meanwhile, which the gateway does not buffer",
+                ))
             }
             Ended::Canceled => {
                 waiting.end("canceled", "the client canceled the statement");

@@ -59,7 +59,13 @@ async fn watched<R: AsyncRead + Unpin>(
 ) -> Result<bool, FrontendError> {
     tokio::pin!(work);
     loop {
-        let held = watch.is_held() && client.buffered() < HELD_READ_LIMIT;
+        let held = watch.is_held();
+        if held && client.buffered() >= HELD_READ_LIMIT {
+            // Unread, a disconnect would go unseen and the request could be approved for
+            // a client that is gone: the wait ends instead.
+            watch.overflow();
+        }
+        let held = held && client.buffered() < HELD_READ_LIMIT;
         tokio::select! {
             r = &mut work => return r.map(|()| true),
             () = watch.changed.notified() => {}
