@@ -71,6 +71,11 @@ async fn pending(h: &Harness, who: (&str, &[&str])) -> Value {
     found.into_inner().unwrap().unwrap_or_default()
 }
 
+/// `who` approves request `id`, without a reason.
+async fn approve(h: &Harness, who: (&str, &[&str]), id: &str) -> (u16, Value) {
+    call(h, who, "POST", &format!("/v1/approvals/{id}/approve"), None).await
+}
+
 fn status_of(h: &Harness, id: i32) -> String {
     h.direct("app", &format!("select status from orders where id = {id}"))
 }
@@ -93,14 +98,7 @@ async fn a_held_update_runs_once_a_manager_approves_it() {
     // Nothing has run while it waits.
     assert_eq!(status_of(&h, 7), "paid");
     // Only an eligible person other than the requester decides.
-    let (status, body) = call(
-        &h,
-        BOB,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let (status, body) = approve(&h, BOB, &id).await;
     assert_eq!(status, 403, "{body}");
     assert!(
         body["error"]
@@ -114,14 +112,7 @@ async fn a_held_update_runs_once_a_manager_approves_it() {
         "{body}"
     );
     let alice = ("alice", &["data-science"][..]);
-    let (status, body) = call(
-        &h,
-        alice,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let (status, body) = approve(&h, alice, &id).await;
     // To someone who may not decide it, the request does not exist.
     assert_eq!(status, 404, "{body}");
     let (status, decided) = call(
@@ -146,14 +137,7 @@ async fn a_held_update_runs_once_a_manager_approves_it() {
     );
     assert_eq!(status_of(&h, 7), "refunded");
     // Decided once.
-    let (status, _) = call(
-        &h,
-        MIA,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let (status, _) = approve(&h, MIA, &id).await;
     assert_eq!(status, 409);
     // The trail: the statement names its approval, the decision names its approver.
     let approval = h
@@ -238,14 +222,7 @@ async fn denied_or_withdrawn_requests_run_nothing() {
     let (status, shown) = call(&h, BOB, "GET", &format!("/v1/approvals/{id}"), None).await;
     assert_eq!(status, 200);
     assert_eq!(shown["state"], "withdrawn");
-    let (status, body) = call(
-        &h,
-        CAROL,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let (status, body) = approve(&h, CAROL, &id).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(status_of(&h, 9), "paid");
     // Nothing left pending.
@@ -261,14 +238,7 @@ async fn a_manager_cannot_approve_their_own_write() {
         tokio::spawn(async move { carol.execute("delete from orders where id = 10", &[]).await });
     let request = pending(&h, MIA).await;
     let id = request["id"].as_str().unwrap();
-    let (status, body) = call(
-        &h,
-        CAROL,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let (status, body) = approve(&h, CAROL, id).await;
     assert_eq!(status, 403);
     assert_eq!(body["error"], "carol cannot decide their own request");
     // Not under another spelling of the name either (subjects compare as logins do).
@@ -299,14 +269,7 @@ async fn a_manager_cannot_approve_their_own_write() {
     .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "access for rita is revoked");
-    let (status, _) = call(
-        &h,
-        MIA,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let (status, _) = approve(&h, MIA, id).await;
     assert_eq!(status, 200);
     assert_eq!(held.await.unwrap().unwrap(), 1);
     assert_eq!(
@@ -333,14 +296,7 @@ async fn a_prepared_write_is_held_where_it_runs() {
     );
     assert_eq!(status_of(&h, 11), "paid");
     let id = request["id"].as_str().unwrap();
-    let (status, _) = call(
-        &h,
-        CAROL,
-        "POST",
-        &format!("/v1/approvals/{id}/approve"),
-        None,
-    )
-    .await;
+    let (status, _) = approve(&h, CAROL, id).await;
     assert_eq!(status, 200);
     held.await.unwrap().unwrap();
     assert_eq!(status_of(&h, 11), "held");
