@@ -340,3 +340,24 @@ async fn a_client_that_sends_too_much_while_held_is_not_kept_waiting() {
     let (_, list) = call(&h, CAROL, "GET", "/v1/approvals", None).await;
     assert_eq!(list["approvals"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jdbc_write_waits_for_approval_and_runs() {
+    let h = harness().await;
+    // The JDBC suite logs in as erin (engineering): her writes need a manager.
+    let client = portcullis_tests::java(&h, "JdbcApproval", "sslmode=disable");
+    let approver = async {
+        let request = pending(&h, CAROL).await;
+        assert_eq!(request["subject"], "erin");
+        assert_eq!(
+            request["text"],
+            "update orders set status = $1 where id = $2"
+        );
+        let id = request["id"].as_str().unwrap().to_string();
+        let (status, _) = approve(&h, CAROL, &id).await;
+        assert_eq!(status, 200);
+    };
+    let (out, ()) = tokio::join!(client, approver);
+    assert_eq!(out.trim(), "updated 1");
+    assert_eq!(status_of(&h, 13), "approved-jdbc");
+}
