@@ -45,6 +45,14 @@ pub enum PreparedOp {
     DiscardAll,
 }
 
+impl PreparedOp {
+    /// Whether the statement changes what names hold (everything but `EXECUTE`): the
+    /// gateway mirrors it once the server has done it.
+    pub fn changes_names(&self) -> bool {
+        !matches!(self, PreparedOp::Execute(_))
+    }
+}
+
 /// One statement of a query string.
 #[derive(Debug, Clone)]
 pub struct ParsedStatement {

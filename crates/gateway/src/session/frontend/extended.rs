@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use portcullis_sql::PreparedOp;
 use portcullis_sql::analysis::Kind;
 use portcullis_wire::backend::{ErrorResponse, Severity};
 use portcullis_wire::frontend::{Bind, Close, Describe, Parse, Target};
@@ -266,16 +265,7 @@ impl Frontend<'_> {
                     None => Effect::of(stmt),
                 };
                 treatment.bound = Some(prepared.clone());
-                treatment.mirrors = matches!(
-                    stmt.prepared_op(),
-                    Some(
-                        PreparedOp::Prepare(_)
-                            | PreparedOp::Deallocate(_)
-                            | PreparedOp::Declare(_)
-                            | PreparedOp::Close(_)
-                            | PreparedOp::DiscardAll
-                    )
-                );
+                treatment.mirrors = stmt.prepared_op().is_some_and(|op| op.changes_names());
                 let seq = self.next_seq();
                 let event = self.event(
                     Described::new(seq, "bind", &stmt.text, &why)

@@ -214,18 +214,9 @@ impl Frontend<'_> {
         // duplicate name, an error earlier in the query) and a DEALLOCATE can be skipped.
         // Wait for the outcome so the registry never ties a name to text the server does
         // not hold under it.
-        let changes_prepared = statements.iter().any(|s| {
-            matches!(
-                s.prepared_op(),
-                Some(
-                    PreparedOp::Prepare(_)
-                        | PreparedOp::Deallocate(_)
-                        | PreparedOp::Declare(_)
-                        | PreparedOp::Close(_)
-                        | PreparedOp::DiscardAll
-                )
-            )
-        });
+        let changes_prepared = statements
+            .iter()
+            .any(|s| s.prepared_op().is_some_and(|op| op.changes_names()));
         let (completed_tx, completed_rx) = if changes_prepared {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))

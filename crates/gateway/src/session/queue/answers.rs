@@ -284,6 +284,17 @@ impl Attribution {
         self.error_answers()
     }
 
+    /// The entry at the front failed: the server now skips to Sync (and a COPY FROM
+    /// STDIN it was in has ended).
+    fn skip_to_sync(&mut self) {
+        self.skipping = true;
+        let copy = self.copy_in;
+        self.pop();
+        if copy {
+            self.end_copy_in(false);
+        }
+    }
+
     /// What the error does to the entry it answers (and, in the extended protocol, to
     /// everything up to Sync, which the server now skips), and what the client sees. One
     /// match over the kinds of entry, so each kind's rule is read beside the others.
@@ -335,12 +346,7 @@ impl Attribution {
                 if let Some((_, report)) = limit.take() {
                     let _ = report.send(LimitReport::Failed);
                 }
-                self.skipping = true;
-                let copy = self.copy_in;
-                self.pop();
-                if copy {
-                    self.end_copy_in(false);
-                }
+                self.skip_to_sync();
                 Action::Forward
             }
             Some(Expect::Bind { on_error, .. }) => {
@@ -355,12 +361,7 @@ impl Attribution {
                 | Expect::Quiet
                 | Expect::Settings { .. },
             ) => {
-                self.skipping = true;
-                let copy = self.copy_in;
-                self.pop();
-                if copy {
-                    self.end_copy_in(false);
-                }
+                self.skip_to_sync();
                 Action::Forward
             }
             // An error at Sync (a deferred constraint at commit): ReadyForQuery follows.
