@@ -64,11 +64,12 @@ enum Cached {
 impl Cached {
     /// `prepares`: the statement only prepares what runs later (a Parse, SQL `PREPARE`),
     /// which is held where it runs (the Bind, `EXECUTE`), not here.
+    /// `shown` is what an approver is shown, made only for a statement that is held.
     fn verdict(
         self,
         approvals: Option<&Arc<crate::approvals::Approvals>>,
         session: &SessionInfo,
-        statement: crate::approvals::Shown,
+        shown: impl FnOnce() -> crate::approvals::Shown,
         prepares: bool,
     ) -> Verdict {
         match self {
@@ -85,12 +86,24 @@ impl Cached {
                 then,
             } => match approvals {
                 Some(_) if prepares => Verdict::allow(),
-                Some(a) => {
-                    let approved = then.verdict(None, session, statement.clone(), prepares);
-                    a.hold(session, statement, approved, groups, policies)
-                }
+                Some(a) => a.hold(session, shown(), then.approved(), groups, policies),
                 None => Verdict::Refuse(refusal),
             },
+        }
+    }
+}
+
+impl Cached {
+    /// What an approved statement comes to (`then` of an approval: never itself a hold,
+    /// by construction in `cached`; one would be refused).
+    fn approved(self) -> Verdict {
+        match self {
+            Cached::Allow => Verdict::allow(),
+            Cached::Limited(limit) => Verdict::ForwardLimited {
+                rewrite: None,
+                limit,
+            },
+            Cached::Refuse(e) | Cached::Approval { refusal: e, .. } => Verdict::Refuse(e),
         }
     }
 }
@@ -279,15 +292,13 @@ impl Decider for PolicyDecider {
                 .is_ok_and(|p| p.facts.node == "PrepareStmt");
         // What the approver is shown is what will run: the text, what an EXECUTE or FETCH
         // runs, and the parameters.
-        let shown = crate::approvals::Shown {
+        let shown = || crate::approvals::Shown {
             text: text.to_string(),
             runs: statement.prepared.map(|p| p.text.clone()),
             parameters: crate::audit::shown_parameters(statement.parameters, reasons.sensitive),
         };
-        (
-            verdict.verdict(self.approvals.as_ref(), session, shown, prepares),
-            reasons,
-        )
+        let verdict = verdict.verdict(self.approvals.as_ref(), session, shown, prepares);
+        (verdict, reasons)
     }
 }
 
